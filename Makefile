@@ -1,0 +1,38 @@
+# paysettle's everyday commands. `make help` lists them.
+SHELL := /bin/bash
+CARGO ?= cargo
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## List the targets with what they do
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+
+.PHONY: run
+run: ## Build and run paysettle on its embedded defaults (no broker needed)
+	$(CARGO) run --release -- sim
+
+.PHONY: build
+build: ## Build every crate in release mode
+	$(CARGO) build --release --workspace
+
+.PHONY: fmt
+fmt: ## Format the code
+	$(CARGO) fmt --all
+
+.PHONY: lint
+lint: ## Check formatting and run clippy with warnings as errors
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+.PHONY: test
+test: lint ## Lint, then run every test (needs RabbitMQ at 127.0.0.1:5672)
+	$(CARGO) test --workspace
+
+.PHONY: bench
+bench: ## Run every benchmark and write docs/benchmarks.md (needs RabbitMQ)
+	$(CARGO) run --release -p paysettle-bench -- --out docs/benchmarks.md
+
+.PHONY: clean
+clean: ## Remove build output
+	$(CARGO) clean

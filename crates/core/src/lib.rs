@@ -1,0 +1,1 @@
+//! paysettle's core.

@@ -1,0 +1,1 @@
+//! The SQLite ledger (placeholder until the "Ledger" issue lands).
