@@ -1,0 +1,1 @@
+//! Placeholder: the durable FIFO (owned by the queue work).
