@@ -21,9 +21,10 @@ fmt: ## Format the code
 	$(CARGO) fmt --all
 
 .PHONY: lint
-lint: ## Check formatting and run clippy with warnings as errors
+lint: ## Check formatting, clippy with warnings as errors, and the crate walls
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	bash scripts/check-walls.sh
 
 .PHONY: test
 test: lint ## Lint, then run every test (needs RabbitMQ at 127.0.0.1:5672)

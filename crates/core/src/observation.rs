@@ -1,0 +1,130 @@
+//! The one shape every provider's callback and status answer becomes.
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{Account, Provider, ProviderTxnId, Reference, Source};
+use crate::money::Money;
+use crate::state::ObservedStatus;
+
+/// A time as the provider wrote it, with its UTC reading. The raw text is kept
+/// because the provider's zone is an inference for PaySys (Asia/Tashkent).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderTime {
+    /// The instant, in UTC.
+    pub utc: Timestamp,
+    /// Exactly what the provider sent.
+    pub raw: String,
+    /// The IANA zone the raw text was read in.
+    pub zone: String,
+}
+
+/// What one callback or status answer said about one payment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Observation {
+    pub provider: Provider,
+    pub account: Account,
+    /// The shop's order id.
+    pub reference: Reference,
+    pub provider_txn_id: Option<ProviderTxnId>,
+    /// What the provider's answer means for the payment.
+    pub status: ObservedStatus,
+    /// The payment's amount as the provider reported it, if it did.
+    pub money: Option<Money>,
+    /// The provider's own status word (`"2"`, `"approved"`, `"code 0"`), kept
+    /// for the history so an operator sees what was actually said.
+    pub provider_status: String,
+    /// When the provider says the transaction happened, if it says.
+    pub provider_time: Option<ProviderTime>,
+    /// When paysettle received the callback or the answer.
+    pub observed_at: Timestamp,
+    pub source: Source,
+}
+
+impl Observation {
+    /// The key that makes a repeated observation a duplicate: same source,
+    /// same payment, same provider transaction, same status and money. The
+    /// time it was seen is deliberately not part of it, so a provider that
+    /// resends a notification, or a poll that gets the same answer again,
+    /// adds nothing.
+    pub fn dedupe_key(&self) -> String {
+        let money = |m: Option<Money>| {
+            m.map_or_else(
+                || "-".to_owned(),
+                |m| format!("{}{}", m.minor(), m.currency()),
+            )
+        };
+        let refund = match self.status {
+            ObservedStatus::Refunded { total } => money(total),
+            _ => "-".to_owned(),
+        };
+        format!(
+            "{}|{}|{}|{}|{}|{}|{}|{}",
+            self.source,
+            self.account,
+            self.reference,
+            self.provider_txn_id
+                .as_ref()
+                .map_or("-", ProviderTxnId::as_str),
+            self.provider_status,
+            self.status.target(),
+            money(self.money),
+            refund,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::money::Currency;
+
+    fn observation() -> Observation {
+        Observation {
+            provider: Provider::Paysys,
+            account: Account::default(),
+            reference: Reference::parse("931111111").unwrap(),
+            provider_txn_id: Some(ProviderTxnId::parse("44114543").unwrap()),
+            status: ObservedStatus::Succeeded,
+            money: Some(Money::from_minor(1000, Currency::Usd).unwrap()),
+            provider_status: "2".into(),
+            provider_time: None,
+            observed_at: Timestamp::UNIX_EPOCH,
+            source: Source::Callback,
+        }
+    }
+
+    #[test]
+    fn the_dedupe_key_ignores_when_it_was_seen_but_not_what_was_said() {
+        let a = observation();
+        let mut later = a.clone();
+        later.observed_at = Timestamp::from_second(60).unwrap();
+        assert_eq!(a.dedupe_key(), later.dedupe_key());
+
+        let mut other_status = a.clone();
+        other_status.status = ObservedStatus::Failed;
+        other_status.provider_status = "-1".into();
+        assert_ne!(a.dedupe_key(), other_status.dedupe_key());
+
+        let mut from_check = a.clone();
+        from_check.source = Source::Check;
+        assert_ne!(a.dedupe_key(), from_check.dedupe_key());
+
+        let mut refund_a = a.clone();
+        refund_a.status = ObservedStatus::Refunded {
+            total: Some(Money::from_minor(1, Currency::Usd).unwrap()),
+        };
+        let mut refund_b = refund_a.clone();
+        refund_b.status = ObservedStatus::Refunded {
+            total: Some(Money::from_minor(2, Currency::Usd).unwrap()),
+        };
+        assert_ne!(refund_a.dedupe_key(), refund_b.dedupe_key());
+    }
+
+    #[test]
+    fn observations_round_trip_through_json() {
+        let a = observation();
+        let json = serde_json::to_string(&a).unwrap();
+        assert_eq!(serde_json::from_str::<Observation>(&json).unwrap(), a);
+    }
+}
