@@ -1,6 +1,34 @@
 //! paysettle's SQLite storage. The only crate that depends on rusqlite.
 //!
-//! - [`fifo`]: the durable, leased FIFO behind the embedded queue backend and the
-//!   receiver's spool (used through `paysettle-queue`).
+//! The ledger is the truth finance's books rest on: every change to a payment
+//! is committed in one transaction with the history row that says why and the
+//! outbox event that tells finance, so a crash at any instant leaves all of
+//! them or none.
+//!
+//! - [`Ledger`]: the handle. One writer thread owns the writing connection
+//!   (commands over a bounded channel); reads use read-only connections.
+//! - [`model`]: what goes in ([`Registration`], [`ApplyRequest`]) and comes
+//!   out ([`ApplyOutcome`], [`PaymentRecord`], [`HistoryEntry`], [`OutboxEvent`]).
+//! - `write`: the transactions: dedupe, state machine, history, outbox, schedule.
+//! - [`event`]: the settled-event contract's JSON.
+//! - `migrate`: versioned, embedded schema migrations.
+//! - `integrity`: the invariants `paysettle ledger check` verifies.
+//! - [`fifo`]: the durable, leased FIFO behind the embedded queue and the spool.
 
+mod error;
+pub mod event;
 pub mod fifo;
+mod integrity;
+mod ledger;
+mod migrate;
+pub mod model;
+mod rows;
+mod write;
+
+pub use error::StoreError;
+pub use ledger::{Ledger, LedgerOptions, Synchronous};
+pub use migrate::SCHEMA_VERSION;
+pub use model::{
+    ApplyOutcome, ApplyRequest, DueCheck, HistoryEntry, OutboxEvent, PaymentFilter, PaymentId,
+    PaymentKey, PaymentRecord, RegisterOutcome, Registration,
+};

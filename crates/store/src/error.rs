@@ -1,0 +1,63 @@
+//! The store's one error type.
+
+/// What can go wrong with the ledger.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite refused or failed.
+    #[error("ledger database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The file was written by a newer paysettle.
+    #[error(
+        "the ledger {path} has schema version {found}, newer than this paysettle understands ({supported}); \
+         run the newer version or restore a backup"
+    )]
+    NewerSchema {
+        path: String,
+        found: i64,
+        supported: i64,
+    },
+    /// The shop registered a payment again with different details.
+    #[error(
+        "payment {reference} is already registered with a different {field} ({existing}, not {requested})"
+    )]
+    Conflict {
+        reference: String,
+        field: &'static str,
+        existing: String,
+        requested: String,
+    },
+    /// A value read back from the ledger breaks its own rules (hand-edited or
+    /// corrupt file).
+    #[error("the ledger holds an invalid {what}: {detail}")]
+    Corrupt { what: &'static str, detail: String },
+    /// The writer thread is gone (the ledger was closed or the thread died).
+    #[error("the ledger writer has stopped")]
+    WriterGone,
+    /// Opening or creating the ledger's directory or file failed.
+    #[error("cannot open the ledger at {path}: {source}")]
+    Open {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+impl StoreError {
+    /// Whether the same call may succeed later (the database was busy or
+    /// locked by another process, such as an operator's reconcile batch).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(err, _)) => matches!(
+                err.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ),
+            _ => false,
+        }
+    }
+
+    pub(crate) fn corrupt(what: &'static str, detail: impl ToString) -> StoreError {
+        StoreError::Corrupt {
+            what,
+            detail: detail.to_string(),
+        }
+    }
+}

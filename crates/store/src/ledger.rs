@@ -1,0 +1,520 @@
+//! The ledger handle: one writer thread that owns the only writing connection
+//! and takes commands from a bounded channel, and read-only connections for
+//! queries.
+//!
+//! One writer because SQLite allows one writer at a time anyway: queueing
+//! writes in-process is cheaper than contending for the file lock, keeps
+//! `BEGIN IMMEDIATE` from ever waiting on ourselves, and gives one place to
+//! batch (group commit). The channel is bounded so a flood waits instead of
+//! growing memory.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use paysettle_core::schedule::CheckPolicy;
+use paysettle_core::{Account, PaymentStatus, Provider, Reference};
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::StoreError;
+use crate::migrate;
+use crate::model::{
+    ApplyOutcome, ApplyRequest, DueCheck, HistoryEntry, OutboxEvent, PaymentFilter, PaymentId,
+    PaymentKey, PaymentRecord, RegisterOutcome, Registration,
+};
+use crate::rows::{self, ms};
+use crate::write::{self, Policies};
+
+/// How durable a commit is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Synchronous {
+    /// Every commit reaches the disk before it returns (the default: the
+    /// ledger is what finance's books rest on).
+    #[default]
+    Full,
+    /// Commits survive a process crash but may be lost on power loss.
+    Normal,
+}
+
+/// How to open a ledger.
+#[derive(Debug, Clone)]
+pub struct LedgerOptions {
+    pub synchronous: Synchronous,
+    /// Each provider's polling policy (first check, deadline).
+    pub policies: Policies,
+    /// How many write commands may wait for the writer.
+    pub queue_depth: usize,
+    /// How long a write waits for another process's lock (an operator's
+    /// reconcile batch) before failing as retryable.
+    pub busy_timeout: Duration,
+}
+
+impl Default for LedgerOptions {
+    fn default() -> Self {
+        LedgerOptions {
+            synchronous: Synchronous::Full,
+            policies: Provider::ALL
+                .into_iter()
+                .map(|p| (p, CheckPolicy::default()))
+                .collect(),
+            queue_depth: 1024,
+            busy_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+enum Command {
+    Register(Box<Registration>, Reply<RegisterOutcome>),
+    Apply(Box<ApplyRequest>, Reply<ApplyOutcome>),
+    ApplyBatch(
+        Vec<ApplyRequest>,
+        Reply<Vec<Result<ApplyOutcome, StoreError>>>,
+    ),
+    RecordCheck(PaymentId, Option<Timestamp>, Option<String>, Reply<bool>),
+    CheckNow(Provider, Account, PaymentKey, Reply<Option<PaymentId>>),
+    MarkPublished(Vec<i64>, Reply<usize>),
+}
+
+struct Inner {
+    path: PathBuf,
+    commands: mpsc::Sender<Command>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+/// A ledger file. Cheap to clone; every clone talks to the same writer.
+#[derive(Clone)]
+pub struct Ledger {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ledger")
+            .field("path", &self.inner.path)
+            .finish()
+    }
+}
+
+fn configure(conn: &Connection, options: &LedgerOptions) -> Result<(), StoreError> {
+    conn.busy_timeout(options.busy_timeout)?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(())
+}
+
+impl Ledger {
+    /// Opens (creating if needed) the ledger at `path`, applies migrations,
+    /// and starts the writer thread.
+    pub fn open(path: impl AsRef<Path>, options: LedgerOptions) -> Result<Ledger, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let shown = path.display().to_string();
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|source| StoreError::Open {
+                path: shown.clone(),
+                source,
+            })?;
+        }
+        let mut conn = Connection::open(&path)?;
+        configure(&conn, &options)?;
+        let journal: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
+        if !journal.eq_ignore_ascii_case("wal") {
+            tracing::warn!(ledger.path = %shown, journal, "the ledger could not switch to WAL mode");
+        }
+        let synchronous = match options.synchronous {
+            Synchronous::Full => "FULL",
+            Synchronous::Normal => "NORMAL",
+        };
+        conn.pragma_update(None, "synchronous", synchronous)?;
+        migrate::migrate(&mut conn, &shown)?;
+
+        let (commands, receiver) = mpsc::channel(options.queue_depth.max(1));
+        let policies = options.policies.clone();
+        std::thread::Builder::new()
+            .name("ledger-writer".into())
+            .spawn(move || writer(conn, receiver, policies))
+            .map_err(|source| StoreError::Open {
+                path: shown.clone(),
+                source,
+            })?;
+        Ok(Ledger {
+            inner: Arc::new(Inner {
+                path,
+                commands,
+                readers: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    /// Where the file is.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    async fn send<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.inner
+            .commands
+            .send(make(reply))
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
+        answer.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Registers a payment the shop expects. The same registration again is a
+    /// no-op; a different amount or provider id for the same reference is a
+    /// [`StoreError::Conflict`].
+    pub async fn register(
+        &self,
+        registration: Registration,
+    ) -> Result<RegisterOutcome, StoreError> {
+        self.send(|reply| Command::Register(Box::new(registration), reply))
+            .await
+    }
+
+    /// Applies one observation in its own transaction.
+    pub async fn apply(&self, request: ApplyRequest) -> Result<ApplyOutcome, StoreError> {
+        self.send(|reply| Command::Apply(Box::new(request), reply))
+            .await
+    }
+
+    /// Applies many observations in one transaction (one commit, one fsync),
+    /// each with its own outcome. An observation that fails is rolled back
+    /// alone (a savepoint each); the others commit.
+    pub async fn apply_batch(
+        &self,
+        requests: Vec<ApplyRequest>,
+    ) -> Result<Vec<Result<ApplyOutcome, StoreError>>, StoreError> {
+        self.send(|reply| Command::ApplyBatch(requests, reply))
+            .await
+    }
+
+    /// Records a status check: attempts + 1, the next check time (`None`
+    /// takes the payment off the schedule) and the error if it failed.
+    pub async fn record_check(
+        &self,
+        payment: PaymentId,
+        next_check_at: Option<Timestamp>,
+        error: Option<String>,
+    ) -> Result<bool, StoreError> {
+        self.send(|reply| Command::RecordCheck(payment, next_check_at, error, reply))
+            .await
+    }
+
+    /// Makes a scheduled payment due now. `None` when the ledger has no such
+    /// payment.
+    pub async fn check_now(
+        &self,
+        provider: Provider,
+        account: Account,
+        key: PaymentKey,
+    ) -> Result<Option<PaymentId>, StoreError> {
+        self.send(|reply| Command::CheckNow(provider, account, key, reply))
+            .await
+    }
+
+    /// Marks outbox events published (after the broker confirmed them).
+    pub async fn mark_published(&self, seqs: Vec<i64>) -> Result<usize, StoreError> {
+        self.send(|reply| Command::MarkPublished(seqs, reply)).await
+    }
+
+    /// Runs a read on a read-only connection, off the async threads.
+    async fn read<T: Send + 'static>(
+        &self,
+        query: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            let pooled = inner
+                .readers
+                .lock()
+                .map(|mut pool| pool.pop())
+                .unwrap_or(None);
+            let conn = match pooled {
+                Some(conn) => conn,
+                None => {
+                    let conn = Connection::open_with_flags(
+                        &inner.path,
+                        OpenFlags::SQLITE_OPEN_READ_ONLY
+                            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                            | OpenFlags::SQLITE_OPEN_URI,
+                    )?;
+                    conn.busy_timeout(Duration::from_secs(5))?;
+                    conn
+                }
+            };
+            let result = query(&conn);
+            if let Ok(mut pool) = inner.readers.lock()
+                && pool.len() < 8
+            {
+                pool.push(conn);
+            }
+            result
+        })
+        .await
+        .map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// One payment by the shop's reference.
+    pub async fn payment(
+        &self,
+        provider: Provider,
+        account: Account,
+        reference: Reference,
+    ) -> Result<Option<PaymentRecord>, StoreError> {
+        self.read(move |conn| rows::payment_by_reference(conn, provider, &account, &reference))
+            .await
+    }
+
+    /// One payment by the ledger's id.
+    pub async fn payment_by_id(&self, id: PaymentId) -> Result<Option<PaymentRecord>, StoreError> {
+        self.read(move |conn| rows::payment_by_id(conn, id)).await
+    }
+
+    /// One payment by the shop's reference or the provider's id.
+    pub async fn find(
+        &self,
+        provider: Provider,
+        account: Account,
+        key: PaymentKey,
+    ) -> Result<Option<PaymentRecord>, StoreError> {
+        self.read(move |conn| match &key {
+            PaymentKey::Reference(reference) => {
+                rows::payment_by_reference(conn, provider, &account, reference)
+            }
+            PaymentKey::ProviderTxnId(txn) => rows::payment_by_txn(conn, provider, &account, txn),
+        })
+        .await
+    }
+
+    /// A payment's history, oldest first.
+    pub async fn history(&self, payment: PaymentId) -> Result<Vec<HistoryEntry>, StoreError> {
+        self.read(move |conn| rows::history(conn, payment)).await
+    }
+
+    /// Payments matching a filter, by id.
+    pub async fn list(&self, filter: PaymentFilter) -> Result<Vec<PaymentRecord>, StoreError> {
+        self.read(move |conn| {
+            let mut sql = format!("SELECT {} FROM payments WHERE 1 = 1", rows::PAYMENT_COLUMNS);
+            let mut params: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
+            if let Some(provider) = filter.provider {
+                params.push(Box::new(provider.as_str()));
+                sql.push_str(&format!(" AND provider = ?{}", params.len()));
+            }
+            if let Some(account) = &filter.account {
+                params.push(Box::new(account.as_str().to_owned()));
+                sql.push_str(&format!(" AND account = ?{}", params.len()));
+            }
+            if !filter.statuses.is_empty() {
+                let mut marks = Vec::new();
+                for status in &filter.statuses {
+                    params.push(Box::new(status.as_str()));
+                    marks.push(format!("?{}", params.len()));
+                }
+                sql.push_str(&format!(" AND status IN ({})", marks.join(", ")));
+            }
+            if filter.mismatched {
+                sql.push_str(" AND mismatch IS NOT NULL");
+            }
+            if let Some(since) = filter.since {
+                params.push(Box::new(ms(since)));
+                sql.push_str(&format!(" AND updated_at_ms >= ?{}", params.len()));
+            }
+            if let Some(until) = filter.until {
+                params.push(Box::new(ms(until)));
+                sql.push_str(&format!(" AND updated_at_ms < ?{}", params.len()));
+            }
+            if let Some(after) = filter.after_id {
+                params.push(Box::new(after.0));
+                sql.push_str(&format!(" AND id > ?{}", params.len()));
+            }
+            let limit = if filter.limit == 0 {
+                1000
+            } else {
+                filter.limit.min(100_000)
+            };
+            sql.push_str(&format!(" ORDER BY id LIMIT {limit}"));
+            let refs: Vec<&dyn rusqlite::ToSql> = params.iter().map(|p| p.as_ref()).collect();
+            rows::payments(conn, &sql, &refs)
+        })
+        .await
+    }
+
+    /// Payments whose check is due at `now`, most overdue first.
+    pub async fn due_checks(
+        &self,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<DueCheck>, StoreError> {
+        self.read(move |conn| {
+            let mut statement = conn.prepare_cached(
+                "SELECT payment_id, attempts, next_check_at_ms, deadline_at_ms, last_error FROM checks \
+                 WHERE next_check_at_ms <= ?1 ORDER BY next_check_at_ms LIMIT ?2",
+            )?;
+            let due: Vec<(i64, u32, i64, i64, Option<String>)> = statement
+                .query_map((ms(now), limit as i64), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
+                .collect::<Result<_, _>>()?;
+            let mut checks = Vec::with_capacity(due.len());
+            for (id, attempts, next, deadline, last_error) in due {
+                if let Some(payment) = rows::payment_by_id(conn, PaymentId(id))? {
+                    checks.push(DueCheck {
+                        payment,
+                        attempts,
+                        next_check_at: rows::timestamp(next)?,
+                        deadline_at: rows::timestamp(deadline)?,
+                        last_error,
+                    });
+                }
+            }
+            Ok(checks)
+        })
+        .await
+    }
+
+    /// When the next scheduled check is, if any payment is scheduled.
+    pub async fn next_check_at(&self) -> Result<Option<Timestamp>, StoreError> {
+        self.read(|conn| {
+            let next: Option<i64> =
+                conn.query_row("SELECT min(next_check_at_ms) FROM checks", [], |r| r.get(0))?;
+            next.map(rows::timestamp).transpose()
+        })
+        .await
+    }
+
+    /// Events not yet confirmed by the broker, in outbox order.
+    pub async fn unpublished(&self, limit: usize) -> Result<Vec<OutboxEvent>, StoreError> {
+        self.read(move |conn| {
+            let sql = format!(
+                "SELECT {} FROM outbox WHERE published_at_ms IS NULL ORDER BY seq LIMIT ?1",
+                rows::OUTBOX_COLUMNS
+            );
+            rows::outbox(conn, &sql, &[&(limit as i64)])
+        })
+        .await
+    }
+
+    /// Every event of one payment, in order.
+    pub async fn events_of(&self, payment: PaymentId) -> Result<Vec<OutboxEvent>, StoreError> {
+        self.read(move |conn| {
+            let sql = format!(
+                "SELECT {} FROM outbox WHERE payment_id = ?1 ORDER BY seq",
+                rows::OUTBOX_COLUMNS
+            );
+            rows::outbox(conn, &sql, &[&payment.0])
+        })
+        .await
+    }
+
+    /// Events created in `[since, until)`, in order, for replay.
+    pub async fn events_between(
+        &self,
+        since: Timestamp,
+        until: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<OutboxEvent>, StoreError> {
+        self.read(move |conn| {
+            let sql = format!(
+                "SELECT {} FROM outbox WHERE created_at_ms >= ?1 AND created_at_ms < ?2 ORDER BY seq LIMIT ?3",
+                rows::OUTBOX_COLUMNS
+            );
+            rows::outbox(conn, &sql, &[&ms(since), &ms(until), &(limit as i64)])
+        })
+        .await
+    }
+
+    /// How many payments are in each status.
+    pub async fn counts(&self) -> Result<Vec<(PaymentStatus, i64)>, StoreError> {
+        self.read(|conn| {
+            let mut statement = conn.prepare_cached(
+                "SELECT status, count(*) FROM payments GROUP BY status ORDER BY status",
+            )?;
+            let raw: Vec<(String, i64)> = statement
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+            raw.into_iter()
+                .map(|(status, n)| {
+                    Ok((
+                        status
+                            .parse::<PaymentStatus>()
+                            .map_err(|e| StoreError::corrupt("status", e))?,
+                        n,
+                    ))
+                })
+                .collect()
+        })
+        .await
+    }
+
+    /// Checks the ledger's own invariants; each problem is one line. Empty
+    /// means whole: every applied history row has its payment change and its
+    /// events, every event its history row, and each payment's status is
+    /// the one its last applied history row moved it to.
+    pub async fn integrity_problems(&self) -> Result<Vec<String>, StoreError> {
+        self.read(crate::integrity::problems).await
+    }
+}
+
+fn writer(mut conn: Connection, mut commands: mpsc::Receiver<Command>, policies: Policies) {
+    while let Some(command) = commands.blocking_recv() {
+        let now = Timestamp::now();
+        match command {
+            Command::Register(registration, reply) => {
+                let _ = reply.send(in_transaction(&mut conn, |tx| {
+                    write::register(tx, &registration, &policies)
+                }));
+            }
+            Command::Apply(request, reply) => {
+                let _ = reply.send(in_transaction(&mut conn, |tx| {
+                    write::apply(tx, &request, &policies, now)
+                }));
+            }
+            Command::ApplyBatch(requests, reply) => {
+                let _ = reply.send(in_transaction(&mut conn, |tx| {
+                    let mut outcomes = Vec::with_capacity(requests.len());
+                    for request in &requests {
+                        // A savepoint each, so one observation that fails is
+                        // rolled back alone and the batch still commits.
+                        tx.execute_batch("SAVEPOINT observation")?;
+                        let outcome = write::apply(tx, request, &policies, now);
+                        if outcome.is_ok() {
+                            tx.execute_batch("RELEASE observation")?;
+                        } else {
+                            tx.execute_batch("ROLLBACK TO observation; RELEASE observation")?;
+                        }
+                        outcomes.push(outcome);
+                    }
+                    Ok(outcomes)
+                }));
+            }
+            Command::RecordCheck(payment, next, error, reply) => {
+                let _ = reply.send(in_transaction(&mut conn, |tx| {
+                    write::record_check(tx, payment, next, error.as_deref())
+                }));
+            }
+            Command::CheckNow(provider, account, key, reply) => {
+                let _ = reply.send(in_transaction(&mut conn, |tx| {
+                    write::check_now(tx, provider, &account, &key, now)
+                }));
+            }
+            Command::MarkPublished(seqs, reply) => {
+                let _ = reply.send(in_transaction(&mut conn, |tx| {
+                    write::mark_published(tx, &seqs, now)
+                }));
+            }
+        }
+    }
+    tracing::debug!("ledger writer stopped");
+}
+
+fn in_transaction<T>(
+    conn: &mut Connection,
+    work: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let value = work(&tx)?;
+    tx.commit()?;
+    Ok(value)
+}

@@ -1,0 +1,198 @@
+//! What goes into the ledger and what comes out of it.
+
+use jiff::Timestamp;
+use paysettle_core::{
+    Account, Money, Observation, PaymentStatus, Provider, ProviderTxnId, Reference,
+};
+use serde::Serialize;
+
+/// The ledger's own id of a payment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct PaymentId(pub i64);
+
+/// The shop saying "expect this payment".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registration {
+    pub provider: Provider,
+    pub account: Account,
+    pub reference: Reference,
+    pub money: Money,
+    /// The provider's id when the shop already has it (Portmanat's `psp_rrn`).
+    pub provider_txn_id: Option<ProviderTxnId>,
+    pub registered_at: Timestamp,
+}
+
+/// What registering did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegisterOutcome {
+    /// A new payment.
+    Created(PaymentId),
+    /// The same registration again: nothing changed.
+    AlreadyRegistered(PaymentId),
+    /// The provider spoke about it first; it is now registered too.
+    Adopted(PaymentId),
+}
+
+impl RegisterOutcome {
+    /// The payment, whatever happened.
+    pub fn payment_id(self) -> PaymentId {
+        match self {
+            RegisterOutcome::Created(id)
+            | RegisterOutcome::AlreadyRegistered(id)
+            | RegisterOutcome::Adopted(id) => id,
+        }
+    }
+}
+
+/// One observation to apply, with the raw request or answer it came from
+/// (secrets and card numbers are removed again before it is written).
+#[derive(Debug, Clone)]
+pub struct ApplyRequest {
+    pub observation: Observation,
+    pub raw: Option<serde_json::Value>,
+}
+
+/// What applying an observation did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApplyOutcome {
+    /// The payment moved; `events` are the outbox events written with it.
+    Applied {
+        payment_id: PaymentId,
+        from: PaymentStatus,
+        to: PaymentStatus,
+        version: i64,
+        events: Vec<String>,
+    },
+    /// The same observation was applied before; nothing was written.
+    Duplicate { payment_id: PaymentId },
+    /// Recorded in the history, but it changes nothing (`reason` is the
+    /// state machine's code, `detail` its message).
+    Ignored {
+        payment_id: PaymentId,
+        reason: &'static str,
+        detail: String,
+    },
+    /// The provider contradicts the expected payment: flagged, and announced
+    /// once (`event` is `None` when the same mismatch was already announced).
+    Mismatch {
+        payment_id: PaymentId,
+        reason: &'static str,
+        detail: String,
+        event: Option<String>,
+    },
+}
+
+impl ApplyOutcome {
+    /// The payment concerned.
+    pub fn payment_id(&self) -> PaymentId {
+        match self {
+            ApplyOutcome::Applied { payment_id, .. }
+            | ApplyOutcome::Duplicate { payment_id }
+            | ApplyOutcome::Ignored { payment_id, .. }
+            | ApplyOutcome::Mismatch { payment_id, .. } => *payment_id,
+        }
+    }
+
+    /// A short name for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ApplyOutcome::Applied { .. } => "applied",
+            ApplyOutcome::Duplicate { .. } => "duplicate",
+            ApplyOutcome::Ignored { .. } => "ignored",
+            ApplyOutcome::Mismatch { .. } => "mismatch",
+        }
+    }
+}
+
+/// A payment as the ledger holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PaymentRecord {
+    pub id: PaymentId,
+    pub provider: Provider,
+    pub account: Account,
+    pub reference: Reference,
+    pub provider_txn_id: Option<ProviderTxnId>,
+    pub status: PaymentStatus,
+    pub expected: Option<Money>,
+    pub paid: Option<Money>,
+    pub refunded: Option<Money>,
+    /// Whether the shop registered it (otherwise the provider spoke first).
+    pub registered: bool,
+    /// The last mismatch flagged, if any (`amount_mismatch: …`).
+    pub mismatch: Option<String>,
+    /// Bumped by every change; events carry it as `ledger_version`.
+    pub version: i64,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// One row of a payment's history.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HistoryEntry {
+    pub id: i64,
+    /// `callback`, `check`, `reconcile`, or `shop` for the registration.
+    pub source: String,
+    pub observed_status: String,
+    pub provider_status: String,
+    pub money: Option<Money>,
+    pub refund_total: Option<Money>,
+    pub provider_time: Option<Timestamp>,
+    pub provider_time_raw: Option<String>,
+    pub observed_at: Timestamp,
+    pub recorded_at: Timestamp,
+    /// `registered`, `applied`, `ignored` or `mismatch`.
+    pub outcome: String,
+    pub from_status: Option<String>,
+    pub to_status: Option<String>,
+    pub reason: Option<String>,
+    pub version: i64,
+    pub raw: Option<serde_json::Value>,
+}
+
+/// An event waiting in (or sent from) the outbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OutboxEvent {
+    /// The outbox order: events are published in this order.
+    pub seq: i64,
+    pub event_id: String,
+    pub payment_id: PaymentId,
+    pub event_type: String,
+    pub routing_key: String,
+    /// The event's JSON, exactly as it will be published.
+    pub body: String,
+    pub created_at: Timestamp,
+    pub published_at: Option<Timestamp>,
+}
+
+/// A payment whose status check is due.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueCheck {
+    pub payment: PaymentRecord,
+    pub attempts: u32,
+    pub next_check_at: Timestamp,
+    pub deadline_at: Timestamp,
+    pub last_error: Option<String>,
+}
+
+/// Which payments to list. Times bound the last update.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PaymentFilter {
+    pub provider: Option<Provider>,
+    pub account: Option<Account>,
+    /// Any of these statuses; empty means all.
+    pub statuses: Vec<PaymentStatus>,
+    /// Only payments flagged with a mismatch.
+    pub mismatched: bool,
+    pub since: Option<Timestamp>,
+    pub until: Option<Timestamp>,
+    /// Paging: only ids greater than this.
+    pub after_id: Option<PaymentId>,
+    pub limit: usize,
+}
+
+/// How to find one payment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PaymentKey {
+    Reference(Reference),
+    ProviderTxnId(ProviderTxnId),
+}

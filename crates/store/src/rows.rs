@@ -1,0 +1,304 @@
+//! Reading the ledger's rows back into typed values. A value that breaks its
+//! type's rules is reported as a corrupt ledger, never passed on.
+
+use jiff::Timestamp;
+use paysettle_core::{Account, Currency, Money, PaymentStatus, Provider, ProviderTxnId, Reference};
+use rusqlite::{Connection, OptionalExtension, Row};
+
+use crate::error::StoreError;
+use crate::model::{HistoryEntry, OutboxEvent, PaymentId, PaymentRecord};
+
+pub(crate) const PAYMENT_COLUMNS: &str = "id, provider, account, reference, provider_txn_id, status, currency, \
+     expected_minor, paid_minor, refunded_minor, registered, mismatch, version, created_at_ms, updated_at_ms";
+
+pub(crate) fn ms(at: Timestamp) -> i64 {
+    at.as_millisecond()
+}
+
+pub(crate) fn timestamp(ms: i64) -> Result<Timestamp, StoreError> {
+    Timestamp::from_millisecond(ms).map_err(|e| StoreError::corrupt("timestamp", e))
+}
+
+fn money(currency: Option<Currency>, minor: Option<i64>) -> Result<Option<Money>, StoreError> {
+    match (currency, minor) {
+        (Some(currency), Some(minor)) => Money::from_minor(minor, currency)
+            .map(Some)
+            .map_err(|e| StoreError::corrupt("amount", e)),
+        (_, None) => Ok(None),
+        (None, Some(_)) => Err(StoreError::corrupt(
+            "amount",
+            "an amount without a currency",
+        )),
+    }
+}
+
+fn currency(text: Option<String>) -> Result<Option<Currency>, StoreError> {
+    text.map(|c| Currency::from_code(&c).map_err(|e| StoreError::corrupt("currency", e)))
+        .transpose()
+}
+
+/// Raw columns of a payment row; converted outside rusqlite's closure so the
+/// conversion errors keep their type.
+struct PaymentRow {
+    id: i64,
+    provider: String,
+    account: String,
+    reference: String,
+    provider_txn_id: Option<String>,
+    status: String,
+    currency: Option<String>,
+    expected: Option<i64>,
+    paid: Option<i64>,
+    refunded: Option<i64>,
+    registered: bool,
+    mismatch: Option<String>,
+    version: i64,
+    created_at: i64,
+    updated_at: i64,
+}
+
+fn payment_row(row: &Row<'_>) -> rusqlite::Result<PaymentRow> {
+    Ok(PaymentRow {
+        id: row.get(0)?,
+        provider: row.get(1)?,
+        account: row.get(2)?,
+        reference: row.get(3)?,
+        provider_txn_id: row.get(4)?,
+        status: row.get(5)?,
+        currency: row.get(6)?,
+        expected: row.get(7)?,
+        paid: row.get(8)?,
+        refunded: row.get(9)?,
+        registered: row.get(10)?,
+        mismatch: row.get(11)?,
+        version: row.get(12)?,
+        created_at: row.get(13)?,
+        updated_at: row.get(14)?,
+    })
+}
+
+impl PaymentRow {
+    fn into_record(self) -> Result<PaymentRecord, StoreError> {
+        let currency = currency(self.currency)?;
+        Ok(PaymentRecord {
+            id: PaymentId(self.id),
+            provider: self
+                .provider
+                .parse::<Provider>()
+                .map_err(|e| StoreError::corrupt("provider", e))?,
+            account: Account::parse(&self.account)
+                .map_err(|e| StoreError::corrupt("account", e))?,
+            reference: Reference::parse(&self.reference)
+                .map_err(|e| StoreError::corrupt("reference", e))?,
+            provider_txn_id: self
+                .provider_txn_id
+                .map(|t| {
+                    ProviderTxnId::parse(&t)
+                        .map_err(|e| StoreError::corrupt("provider transaction id", e))
+                })
+                .transpose()?,
+            status: self
+                .status
+                .parse::<PaymentStatus>()
+                .map_err(|e| StoreError::corrupt("status", e))?,
+            expected: money(currency, self.expected)?,
+            paid: money(currency, self.paid)?,
+            refunded: money(currency, self.refunded)?,
+            registered: self.registered,
+            mismatch: self.mismatch,
+            version: self.version,
+            created_at: timestamp(self.created_at)?,
+            updated_at: timestamp(self.updated_at)?,
+        })
+    }
+}
+
+/// One payment by its natural key.
+pub(crate) fn payment_by_reference(
+    conn: &Connection,
+    provider: Provider,
+    account: &Account,
+    reference: &Reference,
+) -> Result<Option<PaymentRecord>, StoreError> {
+    let sql = format!(
+        "SELECT {PAYMENT_COLUMNS} FROM payments WHERE provider = ?1 AND account = ?2 AND reference = ?3"
+    );
+    conn.prepare_cached(&sql)?
+        .query_row(
+            (provider.as_str(), account.as_str(), reference.as_str()),
+            payment_row,
+        )
+        .optional()?
+        .map(PaymentRow::into_record)
+        .transpose()
+}
+
+/// One payment by the provider's transaction id (the first, if several).
+pub(crate) fn payment_by_txn(
+    conn: &Connection,
+    provider: Provider,
+    account: &Account,
+    txn: &ProviderTxnId,
+) -> Result<Option<PaymentRecord>, StoreError> {
+    let sql = format!(
+        "SELECT {PAYMENT_COLUMNS} FROM payments WHERE provider = ?1 AND account = ?2 AND provider_txn_id = ?3 ORDER BY id LIMIT 1"
+    );
+    conn.prepare_cached(&sql)?
+        .query_row(
+            (provider.as_str(), account.as_str(), txn.as_str()),
+            payment_row,
+        )
+        .optional()?
+        .map(PaymentRow::into_record)
+        .transpose()
+}
+
+/// One payment by id.
+pub(crate) fn payment_by_id(
+    conn: &Connection,
+    id: PaymentId,
+) -> Result<Option<PaymentRecord>, StoreError> {
+    let sql = format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE id = ?1");
+    conn.prepare_cached(&sql)?
+        .query_row([id.0], payment_row)
+        .optional()?
+        .map(PaymentRow::into_record)
+        .transpose()
+}
+
+/// Payments from any query that selects [`PAYMENT_COLUMNS`] first.
+pub(crate) fn payments(
+    conn: &Connection,
+    sql: &str,
+    params: &[&dyn rusqlite::ToSql],
+) -> Result<Vec<PaymentRecord>, StoreError> {
+    let mut statement = conn.prepare_cached(sql)?;
+    let rows = statement
+        .query_map(params, payment_row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    rows.into_iter().map(PaymentRow::into_record).collect()
+}
+
+pub(crate) fn history(
+    conn: &Connection,
+    payment: PaymentId,
+) -> Result<Vec<HistoryEntry>, StoreError> {
+    let mut statement = conn.prepare_cached(
+        "SELECT id, source, observed_status, provider_status, currency, minor, refund_total_minor, provider_time_ms, \
+         provider_time_raw, observed_at_ms, recorded_at_ms, outcome, from_status, to_status, reason, version, raw \
+         FROM history WHERE payment_id = ?1 ORDER BY id",
+    )?;
+    type Raw = (
+        i64,
+        String,
+        String,
+        String,
+        Option<String>,
+        Option<i64>,
+        Option<i64>,
+        Option<i64>,
+        Option<String>,
+        i64,
+        i64,
+        String,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        i64,
+        Option<String>,
+    );
+    let rows: Vec<Raw> = statement
+        .query_map([payment.0], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+                r.get(7)?,
+                r.get(8)?,
+                r.get(9)?,
+                r.get(10)?,
+                r.get(11)?,
+                r.get(12)?,
+                r.get(13)?,
+                r.get(14)?,
+                r.get(15)?,
+                r.get(16)?,
+            ))
+        })?
+        .collect::<Result<_, _>>()?;
+    rows.into_iter()
+        .map(|r| {
+            let currency = currency(r.4)?;
+            Ok(HistoryEntry {
+                id: r.0,
+                source: r.1,
+                observed_status: r.2,
+                provider_status: r.3,
+                money: money(currency, r.5)?,
+                refund_total: money(currency, r.6)?,
+                provider_time: r.7.map(timestamp).transpose()?,
+                provider_time_raw: r.8,
+                observed_at: timestamp(r.9)?,
+                recorded_at: timestamp(r.10)?,
+                outcome: r.11,
+                from_status: r.12,
+                to_status: r.13,
+                reason: r.14,
+                version: r.15,
+                raw: r
+                    .16
+                    .map(|text| {
+                        serde_json::from_str(&text)
+                            .map_err(|e| StoreError::corrupt("raw payload", e))
+                    })
+                    .transpose()?,
+            })
+        })
+        .collect()
+}
+
+pub(crate) const OUTBOX_COLUMNS: &str =
+    "seq, event_id, payment_id, event_type, routing_key, body, created_at_ms, published_at_ms";
+
+/// seq, event_id, payment_id, event_type, routing_key, body, created, published.
+type OutboxRaw = (i64, String, i64, String, String, String, i64, Option<i64>);
+
+pub(crate) fn outbox(
+    conn: &Connection,
+    sql: &str,
+    params: &[&dyn rusqlite::ToSql],
+) -> Result<Vec<OutboxEvent>, StoreError> {
+    let mut statement = conn.prepare_cached(sql)?;
+    let rows: Vec<OutboxRaw> = statement
+        .query_map(params, |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+                r.get(7)?,
+            ))
+        })?
+        .collect::<Result<_, _>>()?;
+    rows.into_iter()
+        .map(|r| {
+            Ok(OutboxEvent {
+                seq: r.0,
+                event_id: r.1,
+                payment_id: PaymentId(r.2),
+                event_type: r.3,
+                routing_key: r.4,
+                body: r.5,
+                created_at: timestamp(r.6)?,
+                published_at: r.7.map(timestamp).transpose()?,
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,613 @@
+//! The ledger on real files in temporary directories.
+
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use jiff::Timestamp;
+use paysettle_core::{
+    Account, Currency, Money, Observation, ObservedStatus, PaymentStatus, Provider, ProviderTxnId,
+    Reference, Source,
+};
+use paysettle_store::{
+    ApplyOutcome, ApplyRequest, Ledger, LedgerOptions, PaymentFilter, PaymentKey, RegisterOutcome,
+    Registration, StoreError,
+};
+
+fn usd(minor: i64) -> Money {
+    Money::from_minor(minor, Currency::Usd).unwrap()
+}
+
+fn open(dir: &tempfile::TempDir) -> Ledger {
+    Ledger::open(dir.path().join("ledger.db"), LedgerOptions::default()).unwrap()
+}
+
+fn registration(reference: &str, minor: i64) -> Registration {
+    Registration {
+        provider: Provider::Paysys,
+        account: Account::default(),
+        reference: Reference::parse(reference).unwrap(),
+        money: usd(minor),
+        provider_txn_id: None,
+        registered_at: Timestamp::now(),
+    }
+}
+
+fn observation(
+    reference: &str,
+    status: ObservedStatus,
+    money: Option<Money>,
+    source: Source,
+) -> ApplyRequest {
+    ApplyRequest {
+        observation: Observation {
+            provider: Provider::Paysys,
+            account: Account::default(),
+            reference: Reference::parse(reference).unwrap(),
+            provider_txn_id: Some(ProviderTxnId::parse(&format!("T-{reference}")).unwrap()),
+            status,
+            money,
+            provider_status: format!("{status:?}"),
+            provider_time: None,
+            observed_at: Timestamp::now(),
+            source,
+        },
+        raw: Some(serde_json::json!({"body": {"card": "4111111111111111", "token": "tok_secret"}})),
+    }
+}
+
+fn event_bodies(events: &[paysettle_store::OutboxEvent]) -> Vec<serde_json::Value> {
+    events
+        .iter()
+        .map(|e| serde_json::from_str(&e.body).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn migrations_are_idempotent_and_a_newer_ledger_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nested/dir/ledger.db");
+    drop(Ledger::open(&path, LedgerOptions::default()).unwrap());
+    drop(Ledger::open(&path, LedgerOptions::default()).unwrap());
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, paysettle_store::SCHEMA_VERSION);
+    conn.pragma_update(None, "user_version", 99).unwrap();
+    drop(conn);
+    let err = Ledger::open(&path, LedgerOptions::default()).unwrap_err();
+    assert!(
+        matches!(err, StoreError::NewerSchema { found: 99, .. }),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains("newer than this paysettle understands"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn registration_is_idempotent_and_conflicts_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(&dir);
+    let created = ledger
+        .register(registration("ORDER-1", 1000))
+        .await
+        .unwrap();
+    assert!(matches!(created, RegisterOutcome::Created(_)));
+    assert_eq!(
+        ledger
+            .register(registration("ORDER-1", 1000))
+            .await
+            .unwrap(),
+        RegisterOutcome::AlreadyRegistered(created.payment_id())
+    );
+    let err = ledger
+        .register(registration("ORDER-1", 999))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Conflict {
+                field: "amount",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let mut with_txn = registration("ORDER-1", 1000);
+    with_txn.provider_txn_id = Some(ProviderTxnId::parse("A").unwrap());
+    assert_eq!(
+        ledger.register(with_txn.clone()).await.unwrap(),
+        RegisterOutcome::AlreadyRegistered(created.payment_id())
+    );
+    with_txn.provider_txn_id = Some(ProviderTxnId::parse("B").unwrap());
+    assert!(matches!(
+        ledger.register(with_txn).await.unwrap_err(),
+        StoreError::Conflict {
+            field: "provider transaction id",
+            ..
+        }
+    ));
+
+    let payment = ledger
+        .payment(
+            Provider::Paysys,
+            Account::default(),
+            Reference::parse("ORDER-1").unwrap(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(payment.status, PaymentStatus::Created);
+    assert_eq!(payment.expected, Some(usd(1000)));
+    assert!(payment.registered);
+    let history = ledger.history(payment.id).await.unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].outcome, "registered");
+    assert!(ledger.integrity_problems().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn every_apply_outcome_is_recorded_with_its_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(&dir);
+    let id = ledger
+        .register(registration("ORDER-2", 1000))
+        .await
+        .unwrap()
+        .payment_id();
+
+    let pending = ledger
+        .apply(observation(
+            "ORDER-2",
+            ObservedStatus::Pending,
+            Some(usd(1000)),
+            Source::Callback,
+        ))
+        .await
+        .unwrap();
+    assert!(
+        matches!(pending, ApplyOutcome::Applied { from: PaymentStatus::Created, to: PaymentStatus::Pending, ref events, .. } if events.is_empty())
+    );
+
+    let success = observation(
+        "ORDER-2",
+        ObservedStatus::Succeeded,
+        Some(usd(1000)),
+        Source::Callback,
+    );
+    let ApplyOutcome::Applied {
+        to,
+        events,
+        version,
+        ..
+    } = ledger.apply(success.clone()).await.unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(to, PaymentStatus::Succeeded);
+    assert_eq!(events.len(), 1);
+    assert_eq!(version, 3);
+
+    assert_eq!(
+        ledger.apply(success.clone()).await.unwrap(),
+        ApplyOutcome::Duplicate { payment_id: id }
+    );
+
+    let late = ledger
+        .apply(observation(
+            "ORDER-2",
+            ObservedStatus::Pending,
+            Some(usd(1000)),
+            Source::Check,
+        ))
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            late,
+            ApplyOutcome::Ignored {
+                reason: "would_regress",
+                ..
+            }
+        ),
+        "{late:?}"
+    );
+
+    let outbox = ledger.unpublished(100).await.unwrap();
+    assert_eq!(outbox.len(), 1);
+    let body: serde_json::Value = serde_json::from_str(&outbox[0].body).unwrap();
+    assert_eq!(outbox[0].routing_key, "payment.succeeded.paysys");
+    assert_eq!(body["event_id"], outbox[0].event_id);
+    assert_eq!(body["type"], "payment.succeeded");
+    assert_eq!(body["provider"], "paysys");
+    assert_eq!(body["reference"], "ORDER-2");
+    assert_eq!(body["provider_transaction_id"], "T-ORDER-2");
+    assert_eq!(body["amount"], 1000);
+    assert_eq!(body["currency"], "USD");
+    assert_eq!(body["status"], "succeeded");
+    assert_eq!(body["previous_status"], "pending");
+    assert_eq!(body["source"], "callback");
+    assert_eq!(body["ledger_version"], 3);
+    assert!(body["occurred_at"].as_str().unwrap().ends_with('Z'));
+
+    let history = ledger.history(id).await.unwrap();
+    let outcomes: Vec<_> = history.iter().map(|h| h.outcome.as_str()).collect();
+    assert_eq!(outcomes, ["registered", "applied", "applied", "ignored"]);
+    let raw = history[1].raw.as_ref().unwrap().to_string();
+    assert!(
+        !raw.contains("4111111111111111") && !raw.contains("tok_secret"),
+        "the ledger keeps no card number or token: {raw}"
+    );
+    assert!(ledger.integrity_problems().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_mismatch_is_flagged_and_announced_once_and_never_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(&dir);
+    let id = ledger
+        .register(registration("ORDER-3", 1000))
+        .await
+        .unwrap()
+        .payment_id();
+    let wrong = observation(
+        "ORDER-3",
+        ObservedStatus::Succeeded,
+        Some(usd(10)),
+        Source::Callback,
+    );
+    let ApplyOutcome::Mismatch { reason, event, .. } = ledger.apply(wrong.clone()).await.unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(reason, "amount_mismatch");
+    assert!(event.is_some());
+    let from_check = observation(
+        "ORDER-3",
+        ObservedStatus::Succeeded,
+        Some(usd(10)),
+        Source::Check,
+    );
+    let ApplyOutcome::Mismatch { event, .. } = ledger.apply(from_check).await.unwrap() else {
+        panic!()
+    };
+    assert_eq!(event, None, "the same mismatch is announced once");
+
+    let payment = ledger.payment_by_id(id).await.unwrap().unwrap();
+    assert_eq!(payment.status, PaymentStatus::Created);
+    assert!(
+        payment
+            .mismatch
+            .as_deref()
+            .unwrap()
+            .starts_with("amount_mismatch")
+    );
+    let events = event_bodies(&ledger.unpublished(10).await.unwrap());
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["type"], "payment.mismatch");
+    assert_eq!(events[0]["amount"], 10);
+    assert_eq!(events[0]["expected_amount"], 1000);
+    assert_eq!(events[0]["mismatch"], "amount_mismatch");
+    let flagged = ledger
+        .list(PaymentFilter {
+            mismatched: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(flagged.len(), 1);
+    assert!(
+        ledger
+            .due_checks(Timestamp::MAX, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "a flagged payment waits for ops"
+    );
+    assert!(ledger.integrity_problems().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn an_unregistered_payment_is_created_from_what_the_provider_said() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(&dir);
+    let outcome = ledger
+        .apply(observation(
+            "ORDER-4",
+            ObservedStatus::Succeeded,
+            Some(usd(250)),
+            Source::Callback,
+        ))
+        .await
+        .unwrap();
+    assert!(matches!(
+        outcome,
+        ApplyOutcome::Applied {
+            from: PaymentStatus::Created,
+            to: PaymentStatus::Succeeded,
+            ..
+        }
+    ));
+    let payment = ledger
+        .payment_by_id(outcome.payment_id())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!payment.registered);
+    assert_eq!(payment.paid, Some(usd(250)));
+    assert_eq!(payment.provider_txn_id.unwrap().as_str(), "T-ORDER-4");
+    // The shop registering it afterwards with the same amount adopts it.
+    assert!(matches!(
+        ledger.register(registration("ORDER-4", 250)).await.unwrap(),
+        RegisterOutcome::Adopted(_)
+    ));
+    assert!(ledger.integrity_problems().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn refunds_and_stale_verdicts_are_announced_with_their_amounts() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(&dir);
+    ledger
+        .register(registration("ORDER-5", 1000))
+        .await
+        .unwrap();
+    // A refund seen before the success settles both.
+    let refund = observation(
+        "ORDER-5",
+        ObservedStatus::Refunded {
+            total: Some(usd(300)),
+        },
+        None,
+        Source::Callback,
+    );
+    let ApplyOutcome::Applied { events, .. } = ledger.apply(refund).await.unwrap() else {
+        panic!()
+    };
+    assert_eq!(events.len(), 2);
+    let full = observation(
+        "ORDER-5",
+        ObservedStatus::Refunded { total: None },
+        None,
+        Source::Check,
+    );
+    ledger.apply(full).await.unwrap();
+    let bodies = event_bodies(&ledger.unpublished(10).await.unwrap());
+    let summary: Vec<_> = bodies
+        .iter()
+        .map(|b| {
+            (
+                b["type"].as_str().unwrap(),
+                b["amount"].as_i64().unwrap(),
+                b["ledger_version"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("payment.succeeded", 1000, 2),
+            ("payment.refunded", 300, 3),
+            ("payment.refunded", 700, 4)
+        ]
+    );
+
+    ledger.register(registration("ORDER-6", 500)).await.unwrap();
+    let stale = observation("ORDER-6", ObservedStatus::Stale, None, Source::Check);
+    ledger.apply(stale).await.unwrap();
+    let bodies = event_bodies(&ledger.unpublished(10).await.unwrap());
+    assert_eq!(bodies.last().unwrap()["type"], "payment.stale");
+    assert_eq!(bodies.last().unwrap()["previous_status"], "created");
+    assert!(ledger.integrity_problems().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn the_schedule_and_the_outbox_are_queried_and_updated() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(&dir);
+    let id = ledger
+        .register(registration("ORDER-7", 1000))
+        .await
+        .unwrap()
+        .payment_id();
+    let later = Timestamp::now()
+        .checked_add(jiff::SignedDuration::from_secs(60))
+        .unwrap();
+    assert!(
+        ledger
+            .due_checks(Timestamp::now(), 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "the first check is a few seconds away"
+    );
+    let due = ledger.due_checks(later, 10).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].payment.id, id);
+    assert_eq!(due[0].attempts, 0);
+
+    let far = Timestamp::now()
+        .checked_add(jiff::SignedDuration::from_hours(1))
+        .unwrap();
+    assert!(
+        ledger
+            .record_check(id, Some(far), Some("HTTP 500".into()))
+            .await
+            .unwrap()
+    );
+    assert!(ledger.due_checks(later, 10).await.unwrap().is_empty());
+    let found = ledger
+        .check_now(
+            Provider::Paysys,
+            Account::default(),
+            PaymentKey::Reference(Reference::parse("ORDER-7").unwrap()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(found, Some(id));
+    let due = ledger.due_checks(Timestamp::now(), 10).await.unwrap();
+    assert_eq!(
+        (due[0].attempts, due[0].last_error.as_deref()),
+        (1, Some("HTTP 500"))
+    );
+    assert_eq!(
+        ledger
+            .check_now(
+                Provider::Paysys,
+                Account::default(),
+                PaymentKey::Reference(Reference::parse("NOPE").unwrap())
+            )
+            .await
+            .unwrap(),
+        None
+    );
+
+    ledger
+        .apply(observation(
+            "ORDER-7",
+            ObservedStatus::Succeeded,
+            None,
+            Source::Check,
+        ))
+        .await
+        .unwrap();
+    assert!(
+        ledger
+            .due_checks(Timestamp::MAX, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "settled payments leave the schedule"
+    );
+    let outbox = ledger.unpublished(10).await.unwrap();
+    assert_eq!(outbox.len(), 1);
+    assert_eq!(ledger.mark_published(vec![outbox[0].seq]).await.unwrap(), 1);
+    assert_eq!(ledger.mark_published(vec![outbox[0].seq]).await.unwrap(), 0);
+    assert!(ledger.unpublished(10).await.unwrap().is_empty());
+    assert_eq!(ledger.events_of(id).await.unwrap().len(), 1);
+
+    let succeeded = ledger
+        .list(PaymentFilter {
+            statuses: vec![PaymentStatus::Succeeded],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(succeeded.len(), 1);
+    let none = ledger
+        .list(PaymentFilter {
+            provider: Some(Provider::Plutu),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+}
+
+#[tokio::test]
+async fn plutu_payments_are_scheduled_only_for_their_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(&dir);
+    let mut r = registration("INV-1", 500);
+    r.provider = Provider::Plutu;
+    ledger.register(r).await.unwrap();
+    let in_a_day = Timestamp::now()
+        .checked_add(jiff::SignedDuration::from_hours(24))
+        .unwrap();
+    assert!(
+        ledger.due_checks(in_a_day, 10).await.unwrap().is_empty(),
+        "no status API: nothing to poll"
+    );
+    let past_deadline = Timestamp::now()
+        .checked_add(jiff::SignedDuration::from_hours(49))
+        .unwrap();
+    let due = ledger.due_checks(past_deadline, 10).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].next_check_at, due[0].deadline_at);
+}
+
+#[tokio::test]
+async fn a_batch_commits_many_observations_with_the_outcomes_of_single_applies() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(&dir);
+    let mut batch = Vec::new();
+    for i in 0..50 {
+        let reference = format!("B-{i}");
+        batch.push(observation(
+            &reference,
+            ObservedStatus::Succeeded,
+            Some(usd(100 + i)),
+            Source::Callback,
+        ));
+        batch.push(observation(
+            &reference,
+            ObservedStatus::Succeeded,
+            Some(usd(100 + i)),
+            Source::Callback,
+        ));
+    }
+    let outcomes = ledger.apply_batch(batch).await.unwrap();
+    assert_eq!(outcomes.len(), 100);
+    for pair in outcomes.chunks(2) {
+        assert!(matches!(pair[0], Ok(ApplyOutcome::Applied { .. })));
+        assert!(matches!(pair[1], Ok(ApplyOutcome::Duplicate { .. })));
+    }
+    assert_eq!(ledger.unpublished(1000).await.unwrap().len(), 50);
+    assert!(ledger.integrity_problems().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn the_ledger_can_be_reopened_and_read_by_another_handle() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let ledger = open(&dir);
+        ledger
+            .register(registration("ORDER-8", 1000))
+            .await
+            .unwrap();
+    }
+    let ledger = open(&dir);
+    let counts = ledger.counts().await.unwrap();
+    assert_eq!(counts, vec![(PaymentStatus::Created, 1)]);
+}
+
+#[tokio::test]
+async fn the_integrity_check_finds_a_broken_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(&dir);
+    ledger
+        .register(registration("ORDER-9", 1000))
+        .await
+        .unwrap();
+    ledger
+        .apply(observation(
+            "ORDER-9",
+            ObservedStatus::Succeeded,
+            None,
+            Source::Check,
+        ))
+        .await
+        .unwrap();
+    assert!(ledger.integrity_problems().await.unwrap().is_empty());
+    let conn = rusqlite::Connection::open(dir.path().join("ledger.db")).unwrap();
+    conn.execute("DELETE FROM outbox", []).unwrap();
+    conn.execute("UPDATE payments SET status = 'pending'", [])
+        .unwrap();
+    let problems = ledger.integrity_problems().await.unwrap();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("applied history row whose event is missing")),
+        "{problems:#?}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("payment whose status is not where its history moved it")),
+        "{problems:#?}"
+    );
+}
