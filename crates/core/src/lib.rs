@@ -9,6 +9,7 @@
 //! - [`state`]: [`PaymentStatus`] and the state machine's [`apply`](state::apply).
 //! - [`observation`]: [`Observation`], what every callback and status answer becomes.
 //! - [`verify`]: [`VerifiedCallback`] and [`VerifyError`].
+//! - [`inbound`]: [`InboundCallback`](inbound::InboundCallback), the message from receiver to worker.
 //! - [`portmanat`], [`paysys`], [`plutu`]: each provider's protocol.
 //! - [`schedule`]: when to check a payment next.
 //! - [`redact`]: removing secrets and card numbers from what is kept.
@@ -18,6 +19,7 @@ mod answer;
 mod crypto;
 pub mod form;
 pub mod ids;
+pub mod inbound;
 pub mod localtime;
 pub mod money;
 pub mod observation;
