@@ -1,0 +1,282 @@
+//! RabbitMQ-only behaviour: confirms, returned messages, topology declaration
+//! and conflicts, spooling while the broker is away, shutdown while reconnecting.
+
+use std::time::Duration;
+
+use lapin::options::{ExchangeDeclareOptions, QueueDeclareOptions, QueueDeleteOptions};
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::{Connection, ConnectionProperties, ExchangeKind};
+use paysettle_queue::{BackendKind, Durable, Message, Queue, QueueError, QueueKind};
+
+use crate::support::{Proxy, TestEnv, amqp_url, amqp_url_via, broker_addr, eventually};
+
+const WAIT: Duration = Duration::from_secs(15);
+
+async fn raw_connection() -> Connection {
+    Connection::connect(&amqp_url(), ConnectionProperties::default())
+        .await
+        .expect("raw connection to the broker")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_returns_after_the_broker_confirmed_it() {
+    let env = TestEnv::new(BackendKind::RabbitMq);
+    let queue = Queue::start(env.config()).await.unwrap();
+    assert!(queue.is_broker_healthy());
+    assert_eq!(
+        queue.publish(&Message::json("c-1", "{}")).await.unwrap(),
+        Durable::Broker
+    );
+    // Confirmed means stored: the broker counts it without any consumer.
+    eventually(WAIT, "message counted by the broker", || async {
+        queue.message_count(QueueKind::Callbacks).await.unwrap() == 1
+    })
+    .await;
+    let stats = queue.stats();
+    assert_eq!((stats.published_broker, stats.published_spooled), (1, 0));
+    assert_eq!(queue.spool_depth().await.unwrap(), 0);
+    queue.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_returned_message_is_an_error_and_is_not_spooled() {
+    let env = TestEnv::new(BackendKind::RabbitMq);
+    let queue = Queue::start(env.config()).await.unwrap();
+    // Someone deletes the callbacks queue behind our back: the default exchange
+    // has no route for it any more, and the broker returns the message.
+    let raw = raw_connection().await;
+    let ch = raw.create_channel().await.unwrap();
+    let callbacks = format!("{}.callbacks", env.prefix);
+    ch.queue_delete(callbacks.as_str().into(), QueueDeleteOptions::default())
+        .await
+        .unwrap();
+    let err = queue
+        .publish(&Message::json("c-1", "{}"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, QueueError::Unroutable { routing_key, reply, .. }
+            if routing_key == &format!("{}.callbacks", env.prefix) && reply.contains("NO_ROUTE")),
+        "{err}"
+    );
+    assert_eq!(
+        queue.spool_depth().await.unwrap(),
+        0,
+        "an unroutable message is not spooled"
+    );
+    assert_eq!(queue.stats().publish_failed, 1);
+    // The publish channel is still fine for the next publish.
+    queue
+        .publish_event("payment.succeeded.plutu", &Message::json("e-1", "{}"))
+        .await
+        .unwrap();
+    let _ = raw.close(200, "OK".into()).await;
+    queue.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declaring_twice_is_idempotent() {
+    let env = TestEnv::new(BackendKind::RabbitMq);
+    let first = Queue::start(env.config()).await.unwrap();
+    first
+        .publish(&Message::json("keep-me", "{}"))
+        .await
+        .unwrap();
+    let second = Queue::start(env.config()).await.unwrap();
+    let mut consumer = second.consumer(QueueKind::Callbacks).unwrap();
+    let got = consumer.next_batch(1, WAIT).await.unwrap();
+    assert_eq!(
+        got[0].message_id(),
+        "keep-me",
+        "redeclaring keeps what is queued"
+    );
+    got[0].ack().await.unwrap();
+    first.shutdown(Duration::from_secs(5)).await;
+    second.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_with_other_arguments_is_a_named_conflict() {
+    let env = TestEnv::new(BackendKind::RabbitMq);
+    let raw = raw_connection().await;
+    let ch = raw.create_channel().await.unwrap();
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString(LongString::from("quorum")),
+    );
+    args.insert("x-delivery-limit".into(), AMQPValue::LongLongInt(99));
+    let dlx = format!("{}.callbacks.dlx", env.prefix);
+    args.insert(
+        "x-dead-letter-exchange".into(),
+        AMQPValue::LongString(dlx.as_str().into()),
+    );
+    let callbacks = format!("{}.callbacks", env.prefix);
+    ch.queue_declare(
+        callbacks.as_str().into(),
+        QueueDeclareOptions {
+            durable: true,
+            ..QueueDeclareOptions::default()
+        },
+        args,
+    )
+    .await
+    .unwrap();
+    let err = Queue::start(env.config()).await.unwrap_err();
+    match &err {
+        QueueError::TopologyConflict {
+            kind,
+            name,
+            argument,
+            detail,
+        } => {
+            assert_eq!(*kind, "queue");
+            assert_eq!(name, &callbacks);
+            assert_eq!(argument, "x-delivery-limit");
+            assert!(
+                detail.contains("PRECONDITION_FAILED") || detail.contains("inequivalent"),
+                "{detail}"
+            );
+        }
+        other => panic!("expected a topology conflict, got {other}"),
+    }
+    let text = err.to_string();
+    assert!(
+        text.contains(&callbacks) && text.contains("x-delivery-limit"),
+        "{text}"
+    );
+    assert!(!err.is_retryable());
+    let _ = raw.close(200, "OK".into()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exchange_of_another_type_is_a_named_conflict() {
+    let env = TestEnv::new(BackendKind::RabbitMq);
+    let raw = raw_connection().await;
+    let ch = raw.create_channel().await.unwrap();
+    let events = format!("{}.events", env.prefix);
+    ch.exchange_declare(
+        events.as_str().into(),
+        ExchangeKind::Direct,
+        ExchangeDeclareOptions {
+            durable: true,
+            ..ExchangeDeclareOptions::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    let err = Queue::start(env.config()).await.unwrap_err();
+    assert!(
+        matches!(&err, QueueError::TopologyConflict { kind: "exchange", name, argument, .. }
+            if name == &events && argument == "type"),
+        "{err}"
+    );
+    let _ = raw.close(200, "OK".into()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_spool_an_unreachable_broker_fails_start() {
+    let env = TestEnv::new(BackendKind::RabbitMq);
+    let proxy = Proxy::start(broker_addr()).await;
+    proxy.cut();
+    let mut config = env.config();
+    config.amqp_url = amqp_url_via(proxy.addr);
+    config.spool_path = None;
+    config.connect_timeout = Duration::from_secs(1);
+    let err = Queue::start(config).await.unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_broker_away_publishes_are_spooled_then_forwarded() {
+    let env = TestEnv::new(BackendKind::RabbitMq);
+    let proxy = Proxy::start(broker_addr()).await;
+    proxy.cut();
+    let mut config = env.config();
+    config.amqp_url = amqp_url_via(proxy.addr);
+    config.connect_timeout = Duration::from_secs(1);
+    let queue = Queue::start(config).await.expect("starts on the spool");
+    assert!(!queue.is_broker_healthy());
+    assert!(queue.is_durable(), "the spool is writable");
+    for i in 0..50 {
+        let m = Message::json(format!("s-{i}"), "{}");
+        assert_eq!(queue.publish(&m).await.unwrap(), Durable::Spooled);
+    }
+    assert_eq!(queue.spool_depth().await.unwrap(), 50);
+    proxy.heal();
+    eventually(WAIT, "spool drained into the broker", || async {
+        queue.spool_depth().await.unwrap() == 0
+    })
+    .await;
+    assert_eq!(queue.stats().forwarded, 50);
+    let mut consumer = queue.consumer(QueueKind::Callbacks).unwrap();
+    let mut ids = Vec::new();
+    while ids.len() < 50 {
+        let batch = consumer.next_batch(50, WAIT).await.unwrap();
+        assert!(
+            !batch.is_empty(),
+            "missing forwarded messages after {}",
+            ids.len()
+        );
+        for d in batch {
+            ids.push(d.message_id().to_owned());
+            d.ack().await.unwrap();
+        }
+    }
+    let want: Vec<String> = (0..50).map(|i| format!("s-{i}")).collect();
+    assert_eq!(ids, want, "forwarded oldest first");
+    eventually(WAIT, "publishes go to the broker again", || async {
+        queue.is_broker_healthy()
+    })
+    .await;
+    assert_eq!(
+        queue.publish(&Message::json("direct", "{}")).await.unwrap(),
+        Durable::Broker
+    );
+    queue.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_while_reconnecting_is_clean() {
+    let env = TestEnv::new(BackendKind::RabbitMq);
+    let proxy = Proxy::start(broker_addr()).await;
+    let mut config = env.config();
+    config.amqp_url = amqp_url_via(proxy.addr);
+    let queue = Queue::start(config).await.unwrap();
+    let mut consumer = queue.consumer(QueueKind::Callbacks).unwrap();
+    assert!(
+        consumer
+            .next_batch(1, Duration::from_millis(200))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    proxy.cut();
+    eventually(WAIT, "the loss is noticed", || async {
+        !queue.is_broker_healthy()
+    })
+    .await;
+    // A publish while away is spooled, not lost and not an error.
+    assert_eq!(
+        queue
+            .publish(&Message::json("while-away", "{}"))
+            .await
+            .unwrap(),
+        Durable::Spooled
+    );
+    let started = tokio::time::Instant::now();
+    queue.shutdown(Duration::from_secs(5)).await;
+    assert!(started.elapsed() < Duration::from_secs(6));
+    // After shutdown the consumer reports it instead of hanging or panicking.
+    let err = consumer
+        .next_batch(1, Duration::from_secs(2))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, QueueError::Closed | QueueError::BrokerUnavailable(_)),
+        "{err}"
+    );
+    drop(consumer);
+    drop(queue);
+}
