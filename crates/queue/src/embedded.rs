@@ -49,6 +49,9 @@ impl EmbeddedQueue {
         if let Some(finance) = &topology.finance {
             store.declare(finance, QueuePolicy::default()).await?;
         }
+        store
+            .declare(&topology.shop, QueuePolicy::default())
+            .await?;
         tracing::info!(
             path = %config.embedded_path.display(),
             queue = %topology.callbacks,
@@ -84,7 +87,7 @@ impl EmbeddedQueue {
         routing_key: &str,
         message: &Message,
     ) -> Result<(), QueueError> {
-        let Some(queue) = self.topology.finance_routes(routing_key) else {
+        let Some(queue) = self.topology.route(routing_key) else {
             bump(&self.stats.events_failed, 1);
             return Err(QueueError::Unroutable {
                 exchange: self.topology.events_exchange.clone(),

@@ -84,4 +84,6 @@ pub enum QueueKind {
     DeadLetters,
     /// Settled events as finance receives them (when the finance queue is on).
     Finance,
+    /// Card registrations for the shop (`card.#`).
+    Shop,
 }

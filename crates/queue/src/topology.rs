@@ -10,6 +10,7 @@
 //! | `p.callbacks.dlq`  | quorum queue bound to `p.callbacks.dlx`                    |
 //! | `p.events`         | durable topic exchange for settled events                  |
 //! | `p.finance`        | quorum queue bound to `p.events` with `payment.#` (optional) |
+//! | `p.shop`           | quorum queue bound to `p.events` with `card.#`: card registrations for the shop |
 //!
 //! The embedded backend uses the same queue names as FIFO names, so the same
 //! words mean the same things in logs whichever backend runs.
@@ -24,6 +25,11 @@ use crate::{QueueError, QueueKind};
 /// The binding key of the finance queue: every settled event.
 pub const FINANCE_BINDING: &str = "payment.#";
 
+/// The binding key of the shop queue: card registrations (they carry a card
+/// token, so they never go to finance, and a queue always takes them, so a
+/// mandatory publish of one is never unroutable).
+pub const SHOP_BINDING: &str = "card.#";
+
 /// The names derived from the configured prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Topology {
@@ -37,6 +43,8 @@ pub struct Topology {
     pub events_exchange: String,
     /// Finance's queue, unless configured off.
     pub finance: Option<String>,
+    /// The shop's queue of card registrations.
+    pub shop: String,
 }
 
 impl Topology {
@@ -48,6 +56,7 @@ impl Topology {
             dead_letters: format!("{prefix}.callbacks.dlq"),
             events_exchange: format!("{prefix}.events"),
             finance: finance_queue.then(|| format!("{prefix}.finance")),
+            shop: format!("{prefix}.shop"),
         }
     }
 
@@ -57,15 +66,19 @@ impl Topology {
             QueueKind::Callbacks => Some(&self.callbacks),
             QueueKind::DeadLetters => Some(&self.dead_letters),
             QueueKind::Finance => self.finance.as_deref(),
+            QueueKind::Shop => Some(&self.shop),
         }
     }
 
-    /// Whether an event with `routing_key` reaches the finance queue (the
-    /// embedded backend's stand-in for the topic exchange's routing).
-    pub(crate) fn finance_routes(&self, routing_key: &str) -> Option<&str> {
-        let matches = routing_key == "payment" || routing_key.starts_with("payment.");
-        if matches {
+    /// The queue an event with `routing_key` reaches, if any (the embedded
+    /// backend's stand-in for the topic exchange's routing).
+    pub(crate) fn route(&self, routing_key: &str) -> Option<&str> {
+        let under =
+            |word: &str| routing_key == word || routing_key.starts_with(&format!("{word}."));
+        if under("payment") {
             self.finance.as_deref()
+        } else if under("card") {
+            Some(&self.shop)
         } else {
             None
         }
@@ -168,6 +181,8 @@ pub(crate) async fn declare(
         queue(finance, quorum_args(&[])).await?;
         bind(finance, &topology.events_exchange, FINANCE_BINDING).await?;
     }
+    queue(&topology.shop, quorum_args(&[])).await?;
+    bind(&topology.shop, &topology.events_exchange, SHOP_BINDING).await?;
     Ok(())
 }
 
@@ -224,14 +239,13 @@ mod tests {
     #[test]
     fn finance_routing_is_payment_hash() {
         let t = Topology::new("p", true);
-        assert_eq!(
-            t.finance_routes("payment.succeeded.plutu"),
-            Some("p.finance")
-        );
-        assert_eq!(t.finance_routes("payment"), Some("p.finance"));
-        assert_eq!(t.finance_routes("payments.x"), None);
-        assert_eq!(t.finance_routes("refund.x"), None);
-        assert_eq!(Topology::new("p", false).finance_routes("payment.x"), None);
+        assert_eq!(t.route("payment.succeeded.plutu"), Some("p.finance"));
+        assert_eq!(t.route("payment"), Some("p.finance"));
+        assert_eq!(t.route("payments.x"), None);
+        assert_eq!(t.route("refund.x"), None);
+        assert_eq!(t.route("card.registered.paysys"), Some("p.shop"));
+        assert_eq!(t.route("cards.x"), None);
+        assert_eq!(Topology::new("p", false).route("payment.x"), None);
     }
 
     #[test]

@@ -243,8 +243,25 @@ pub async fn events_reach_finance_and_unroutable_ones_are_errors(backend: Backen
             .unwrap()
             .is_empty()
     );
+    // Card registrations carry a card token: they reach the shop's queue,
+    // never finance's.
+    queue
+        .publish_event("card.registered.paysys", &Message::json("card-1", "{}"))
+        .await
+        .unwrap();
+    let mut shop = queue.consumer(QueueKind::Shop).unwrap();
+    let got = take(&mut shop, 1, WAIT).await;
+    assert_eq!(got[0].message_id(), "card-1");
+    got[0].ack().await.unwrap();
+    assert!(
+        finance
+            .next_batch(5, Duration::from_millis(200))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let stats = queue.stats();
-    assert_eq!((stats.events_published, stats.events_failed), (1, 1));
+    assert_eq!((stats.events_published, stats.events_failed), (2, 1));
     queue.shutdown(Duration::from_secs(5)).await;
 
     // Without a finance queue nothing is bound, so even payment events are unroutable.

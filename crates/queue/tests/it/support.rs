@@ -107,7 +107,12 @@ pub async fn delete_topology(prefix: &str) {
         return;
     };
     let t = Topology::new(prefix, true);
-    let queues = [Some(t.callbacks), Some(t.dead_letters), t.finance];
+    let queues = [
+        Some(t.callbacks),
+        Some(t.dead_letters),
+        t.finance,
+        Some(t.shop),
+    ];
     for q in queues.into_iter().flatten() {
         // A fresh channel each: a failed delete closes its channel.
         if let Ok(ch) = conn.create_channel().await {
