@@ -1,0 +1,365 @@
+//! The applier: callback messages from the queue, applied to the ledger in
+//! batches (one transaction each), acknowledged only after the commit.
+//!
+//! - An observation goes through the ledger's state machine. A PaySys
+//!   "completed" notification is held as pending until `check_payment` agrees
+//!   (when configured): the callback's amount is recorded (so a mismatch is
+//!   caught at once) and the payment is checked now.
+//! - A Portmanat return hint makes the payment's check due now; for a payment
+//!   the ledger does not hold, `/check` is asked at once, and only the
+//!   provider's answer creates it.
+//! - A card registration is forwarded to the shop on the events exchange
+//!   (`card.registered.paysys`) and never touches the ledger.
+//! - A message that cannot be read, or names an account nobody configured,
+//!   is dead-lettered with the reason; a ledger that is busy gets the message
+//!   back for later, never dropped.
+
+use std::sync::Arc;
+
+use paysettle_core::inbound::{FORMAT_VERSION, InboundCallback, Payload};
+use paysettle_core::portmanat::ReturnHint;
+use paysettle_core::{ObservedStatus, Provider};
+use paysettle_queue::{Consumer, Delivery, Message, Queue, QueueKind};
+use paysettle_store::{ApplyRequest, Ledger, PaymentKey};
+use tokio::sync::Notify;
+
+use crate::error::WorkerError;
+use crate::settings::WorkerSettings;
+use crate::status::{CheckResult, StatusClient};
+
+/// What one applier step did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ApplyRound {
+    /// Messages taken from the queue.
+    pub received: usize,
+    /// Observations committed to the ledger (any outcome).
+    pub applied: usize,
+    /// Hints that made a check due.
+    pub hints: usize,
+    /// Card registrations forwarded.
+    pub forwarded: usize,
+    /// Messages dead-lettered.
+    pub dead_lettered: usize,
+    /// Messages handed back for a later try.
+    pub requeued: usize,
+}
+
+/// The applier. One active per ledger.
+#[derive(Debug)]
+pub struct Applier {
+    ledger: Ledger,
+    queue: Queue,
+    consumer: Consumer,
+    client: StatusClient,
+    settings: Arc<WorkerSettings>,
+    relay_wake: Arc<Notify>,
+}
+
+/// A decoded message and what to do with it.
+enum Work {
+    Observe(ApplyRequest, bool),
+    Hint(InboundCallback, ReturnHint),
+    Card(InboundCallback),
+}
+
+impl Applier {
+    /// An applier consuming the callbacks queue.
+    pub fn new(
+        ledger: Ledger,
+        queue: Queue,
+        client: StatusClient,
+        settings: Arc<WorkerSettings>,
+        relay_wake: Arc<Notify>,
+    ) -> Result<Applier, WorkerError> {
+        let consumer = queue.consumer(QueueKind::Callbacks)?;
+        Ok(Applier {
+            ledger,
+            queue,
+            consumer,
+            client,
+            settings,
+            relay_wake,
+        })
+    }
+
+    fn decode(&self, delivery: &Delivery) -> Result<Work, String> {
+        let message: InboundCallback = serde_json::from_slice(delivery.body())
+            .map_err(|e| format!("not a callback message: {e}"))?;
+        if message.format != FORMAT_VERSION {
+            return Err(format!("unknown message format {}", message.format));
+        }
+        if !self.settings.knows(message.provider, &message.account) {
+            return Err(format!(
+                "no {} account {} is configured",
+                message.provider, message.account
+            ));
+        }
+        match &message.payload {
+            Payload::Observation(observation) => {
+                if observation.provider != message.provider
+                    || observation.account != message.account
+                {
+                    return Err(
+                        "the observation's provider or account differs from the message's".into(),
+                    );
+                }
+                let mut observation = observation.clone();
+                let held = self.settings.paysys_confirm
+                    && observation.provider == Provider::Paysys
+                    && observation.status == ObservedStatus::Succeeded;
+                if held {
+                    // Recorded as pending with its amount; check_payment decides.
+                    observation.status = ObservedStatus::Pending;
+                    observation.provider_status = format!(
+                        "{} (held until check_payment agrees)",
+                        observation.provider_status
+                    );
+                }
+                let raw = serde_json::json!({ "message_id": message.id, "client_addr": message.client_addr, "request": message.raw });
+                Ok(Work::Observe(
+                    ApplyRequest {
+                        observation,
+                        raw: Some(raw),
+                    },
+                    held,
+                ))
+            }
+            Payload::PortmanatHint(hint) => {
+                let hint = hint.clone();
+                Ok(Work::Hint(message, hint))
+            }
+            Payload::CardRegistered { .. } | Payload::CardRegistrationFailed { .. } => {
+                Ok(Work::Card(message))
+            }
+        }
+    }
+
+    /// Takes one batch, applies it, settles every message.
+    pub async fn run_once(&mut self) -> Result<ApplyRound, WorkerError> {
+        let batch = self
+            .consumer
+            .next_batch(self.settings.batch_size, self.settings.batch_wait)
+            .await?;
+        let mut round = ApplyRound {
+            received: batch.len(),
+            ..ApplyRound::default()
+        };
+        if batch.is_empty() {
+            return Ok(round);
+        }
+        let mut requests = Vec::new();
+        let mut owners = Vec::new();
+        let mut held = Vec::new();
+        let mut others = Vec::new();
+        for (index, delivery) in batch.iter().enumerate() {
+            match self.decode(delivery) {
+                Ok(Work::Observe(request, is_held)) => {
+                    if is_held {
+                        held.push(request.observation.clone());
+                    }
+                    requests.push(request);
+                    owners.push(index);
+                }
+                Ok(work) => others.push((index, work)),
+                Err(reason) => {
+                    tracing::warn!(message.id = delivery.message_id(), reason = %reason, "dead-lettering a callback message");
+                    settle(delivery.dead_letter(&reason).await);
+                    round.dead_lettered += 1;
+                }
+            }
+        }
+
+        if !requests.is_empty() {
+            match self.ledger.apply_batch(requests).await {
+                Ok(outcomes) => {
+                    let mut wrote_events = false;
+                    for (outcome, index) in outcomes.into_iter().zip(owners) {
+                        let delivery = &batch[index];
+                        match outcome {
+                            Ok(outcome) => {
+                                tracing::info!(
+                                    message.id = delivery.message_id(),
+                                    payment.id = outcome.payment_id().0,
+                                    outcome = outcome.kind(),
+                                    "callback applied"
+                                );
+                                wrote_events |= matches!(&outcome, paysettle_store::ApplyOutcome::Applied { events, .. } if !events.is_empty())
+                                    || matches!(
+                                        &outcome,
+                                        paysettle_store::ApplyOutcome::Mismatch {
+                                            event: Some(_),
+                                            ..
+                                        }
+                                    );
+                                settle(delivery.ack().await);
+                                round.applied += 1;
+                            }
+                            Err(err) if err.is_retryable() => {
+                                tracing::warn!(message.id = delivery.message_id(), error = %err, "ledger busy; the callback will be applied later");
+                                settle(delivery.nack_requeue().await);
+                                round.requeued += 1;
+                            }
+                            Err(err) => {
+                                tracing::error!(message.id = delivery.message_id(), error = %err, "callback cannot be applied; dead-lettering");
+                                settle(
+                                    delivery
+                                        .dead_letter(&format!("cannot be applied: {err}"))
+                                        .await,
+                                );
+                                round.dead_lettered += 1;
+                            }
+                        }
+                    }
+                    if wrote_events {
+                        self.relay_wake.notify_one();
+                    }
+                }
+                Err(err) => {
+                    // Nothing committed: every message goes back.
+                    tracing::warn!(error = %err, "ledger batch failed; handing the batch back");
+                    for index in owners {
+                        settle(batch[index].nack_requeue().await);
+                        round.requeued += 1;
+                    }
+                    if !err.is_retryable() {
+                        return Err(err.into());
+                    }
+                }
+            }
+            for observation in held {
+                self.ledger
+                    .check_now(
+                        observation.provider,
+                        observation.account.clone(),
+                        PaymentKey::Reference(observation.reference.clone()),
+                    )
+                    .await?;
+            }
+        }
+
+        for (index, work) in others {
+            let delivery = &batch[index];
+            match work {
+                Work::Hint(message, hint) => {
+                    match self.hint(&message, &hint).await {
+                        Ok(()) => settle(delivery.ack().await),
+                        Err(err) => {
+                            tracing::warn!(message.id = delivery.message_id(), error = %err, "hint not handled; it will come back");
+                            settle(delivery.nack_requeue().await);
+                            round.requeued += 1;
+                            continue;
+                        }
+                    }
+                    round.hints += 1;
+                }
+                Work::Card(message) => {
+                    let Some(word) = message.card_event() else {
+                        continue;
+                    };
+                    let routing_key = format!("{word}.{}", message.provider);
+                    let body = serde_json::to_vec(&message.payload).unwrap_or_default();
+                    let event =
+                        Message::json(message.id.clone(), body).with_header("event-type", word);
+                    match self.queue.publish_event(&routing_key, &event).await {
+                        Ok(()) => {
+                            tracing::info!(message.id = %message.id, routing_key, "card registration forwarded to the shop");
+                            settle(delivery.ack().await);
+                            round.forwarded += 1;
+                        }
+                        Err(err) => {
+                            tracing::warn!(message.id = %message.id, error = %err, "card registration not forwarded; it will come back");
+                            settle(delivery.nack_requeue().await);
+                            round.requeued += 1;
+                        }
+                    }
+                }
+                Work::Observe(..) => {}
+            }
+        }
+        Ok(round)
+    }
+
+    /// Makes the hinted payment's check due now; asks `/check` at once for a
+    /// payment the ledger does not hold.
+    async fn hint(&self, message: &InboundCallback, hint: &ReturnHint) -> Result<(), WorkerError> {
+        let (provider, account) = message.origin();
+        if let Some(psp_rrn) = &hint.psp_rrn
+            && let Some(id) = self
+                .ledger
+                .check_now(
+                    provider,
+                    account.clone(),
+                    PaymentKey::ProviderTxnId(psp_rrn.clone()),
+                )
+                .await?
+        {
+            tracing::info!(payment.id = id.0, "return hint: checking now");
+            return Ok(());
+        }
+        let Some(reference) = &hint.client_rrn else {
+            tracing::warn!(message.id = %message.id, "return hint names no payment the ledger holds; nothing to check");
+            return Ok(());
+        };
+        let known = self
+            .ledger
+            .find(
+                provider,
+                account.clone(),
+                PaymentKey::Reference(reference.clone()),
+            )
+            .await?;
+        if let Some(payment) = &known
+            && payment.provider_txn_id.is_some()
+        {
+            self.ledger
+                .check_now(
+                    provider,
+                    account.clone(),
+                    PaymentKey::Reference(reference.clone()),
+                )
+                .await?;
+            tracing::info!(payment.id = payment.id.0, "return hint: checking now");
+            return Ok(());
+        }
+        // The ledger has no psp_rrn for this payment (or no payment at all).
+        // The hint is unsigned, so its psp_rrn is only used to ask /check, and
+        // only the answer, which must name the same client_rrn, is recorded.
+        let Some(psp_rrn) = &hint.psp_rrn else {
+            tracing::warn!(message.id = %message.id, "return hint without psp_rrn for a payment the ledger cannot check");
+            return Ok(());
+        };
+        match self
+            .client
+            .portmanat_by_ids(account, reference, psp_rrn)
+            .await
+        {
+            CheckResult::Answer { observation, raw } => {
+                let outcome = self
+                    .ledger
+                    .apply(ApplyRequest {
+                        observation: *observation,
+                        raw: Some(raw),
+                    })
+                    .await?;
+                tracing::info!(
+                    payment.id = outcome.payment_id().0,
+                    outcome = outcome.kind(),
+                    "return hint confirmed by /check"
+                );
+                self.relay_wake.notify_one();
+            }
+            other => {
+                tracing::warn!(message.id = %message.id, result = other.kind(), "return hint not confirmed by /check");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Settling a delivery can fail when the connection dropped meanwhile; the
+/// broker then delivers the message again, which the ledger's dedupe absorbs.
+fn settle(result: Result<(), paysettle_queue::QueueError>) {
+    if let Err(err) = result {
+        tracing::warn!(error = %err, "could not settle a delivery; it will be delivered again");
+    }
+}

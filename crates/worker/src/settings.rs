@@ -1,0 +1,125 @@
+//! What the worker is told at start: a plain struct the product's
+//! configuration fills and tests build directly.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use paysettle_core::schedule::CheckPolicy;
+use paysettle_core::{Account, Provider};
+use secrecy::SecretString;
+
+/// How to reach Portmanat's `/check` for one service.
+#[derive(Debug, Clone)]
+pub struct PortmanatAccess {
+    /// `https://psp.mps.az` (paths `/check` and `/process` hang below it).
+    pub base_url: String,
+}
+
+/// How to reach the PaySys gateway for one service.
+#[derive(Debug, Clone)]
+pub struct PaysysAccess {
+    /// `https://paysys.uz/gateway`.
+    pub gateway_url: String,
+    pub service_id: String,
+    pub secret_key: SecretString,
+}
+
+/// How hard the worker may press one provider.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ProviderLimits {
+    /// Status requests in flight at once.
+    pub concurrency: usize,
+    /// Status requests started per second at most.
+    pub rate_per_sec: f64,
+    /// The whole request, connect to last byte.
+    pub timeout: Duration,
+    /// The polling schedule.
+    pub policy: CheckPolicy,
+}
+
+impl Default for ProviderLimits {
+    fn default() -> Self {
+        ProviderLimits {
+            concurrency: 8,
+            // PaySys's sister API allows 100 requests a minute; stay under it.
+            rate_per_sec: 1.5,
+            timeout: Duration::from_secs(10),
+            policy: CheckPolicy::default(),
+        }
+    }
+}
+
+/// Everything the worker needs besides the ledger and the queue.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// Callback messages applied per ledger transaction at most.
+    pub batch_size: usize,
+    /// How long to wait for a batch to fill once one message is there.
+    pub batch_wait: Duration,
+    /// Hold a PaySys "completed" notification as pending until
+    /// `check_payment` agrees, so a success is never taken on a callback's
+    /// word alone.
+    pub paysys_confirm: bool,
+    /// Events published per relay round at most.
+    pub relay_batch: usize,
+    /// How often the relay looks at the outbox when nothing woke it.
+    pub relay_interval: Duration,
+    /// The longest the poller sleeps before looking at the schedule again.
+    pub poll_idle: Duration,
+    /// Time allowed to finish the work in hand on shutdown.
+    pub shutdown_grace: Duration,
+    /// Portmanat services by account.
+    pub portmanat: BTreeMap<Account, PortmanatAccess>,
+    /// PaySys services by account.
+    pub paysys: BTreeMap<Account, PaysysAccess>,
+    /// Plutu accounts (nothing to reach: Plutu has no status API).
+    pub plutu: Vec<Account>,
+    /// Limits and schedule per provider.
+    pub limits: BTreeMap<Provider, ProviderLimits>,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        WorkerSettings {
+            batch_size: 256,
+            batch_wait: Duration::from_millis(20),
+            paysys_confirm: true,
+            relay_batch: 256,
+            relay_interval: Duration::from_millis(500),
+            poll_idle: Duration::from_secs(1),
+            shutdown_grace: Duration::from_secs(10),
+            portmanat: BTreeMap::new(),
+            paysys: BTreeMap::new(),
+            plutu: Vec::new(),
+            limits: Provider::ALL
+                .into_iter()
+                .map(|p| (p, ProviderLimits::default()))
+                .collect(),
+        }
+    }
+}
+
+impl WorkerSettings {
+    /// The limits of a provider.
+    pub fn limits(&self, provider: Provider) -> ProviderLimits {
+        self.limits.get(&provider).copied().unwrap_or_default()
+    }
+
+    /// Whether callbacks for this account are expected at all; a message for
+    /// any other account cannot be applied and is dead-lettered.
+    pub fn knows(&self, provider: Provider, account: &Account) -> bool {
+        match provider {
+            Provider::Portmanat => self.portmanat.contains_key(account),
+            Provider::Paysys => self.paysys.contains_key(account),
+            Provider::Plutu => self.plutu.contains(account),
+        }
+    }
+
+    /// The polling policies, for the ledger's schedule.
+    pub fn policies(&self) -> BTreeMap<Provider, CheckPolicy> {
+        Provider::ALL
+            .into_iter()
+            .map(|p| (p, self.limits(p).policy))
+            .collect()
+    }
+}

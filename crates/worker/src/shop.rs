@@ -1,0 +1,533 @@
+//! The shop API, on its own listener (loopback by default): register an
+//! expected payment, read one with its history, list payments.
+//!
+//! - `POST /v1/payments` `{provider, account?, reference, amount, currency,
+//!   provider_transaction_id?}` (amount in minor units) → 201 created, 200
+//!   already registered, 400 naming the field, 409 on a conflicting
+//!   re-registration.
+//! - `GET /v1/payments/{provider}/{reference}[?account=]` → the payment and
+//!   its history, or 404.
+//! - `GET /v1/payments?status=&provider=&account=&since=&until=&limit=` → a list.
+//! - `GET /healthz`.
+//!
+//! With a token configured every `/v1` request needs `Authorization: Bearer`,
+//! compared in constant time.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use jiff::Timestamp;
+use paysettle_core::{
+    Account, Currency, Money, PaymentStatus, Provider, ProviderTxnId, Reference, form,
+};
+use paysettle_store::{
+    HistoryEntry, Ledger, PaymentFilter, PaymentRecord, RegisterOutcome, Registration, StoreError,
+};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+use subtle::ConstantTimeEq;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::WorkerError;
+use crate::settings::WorkerSettings;
+
+/// The shop API's own settings.
+#[derive(Debug, Clone)]
+pub struct ShopApiSettings {
+    /// When set, every `/v1` request must carry it as a bearer token.
+    pub token: Option<SecretString>,
+    /// The largest request body read.
+    pub max_body_bytes: usize,
+    /// How long a client may take to send its headers, and then its body.
+    pub read_timeout: Duration,
+    /// Time allowed for requests in flight at shutdown.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ShopApiSettings {
+    fn default() -> Self {
+        ShopApiSettings {
+            token: None,
+            max_body_bytes: 16 * 1024,
+            read_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+struct State {
+    ledger: Ledger,
+    api: ShopApiSettings,
+    worker: Arc<WorkerSettings>,
+}
+
+/// Serves the shop API on `listener` until `shutdown` fires, then lets
+/// requests in flight finish within the grace period.
+pub async fn serve(
+    listener: TcpListener,
+    ledger: Ledger,
+    api: ShopApiSettings,
+    worker: Arc<WorkerSettings>,
+    shutdown: CancellationToken,
+) -> Result<(), WorkerError> {
+    let grace = api.shutdown_grace;
+    let state = Arc::new(State {
+        ledger,
+        api,
+        worker,
+    });
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let (stream, _peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    tracing::warn!(error = %err, "shop API accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => break,
+        };
+        let read_timeout = state.api.read_timeout;
+        let state = Arc::clone(&state);
+        let service = hyper::service::service_fn(move |request| {
+            let state = Arc::clone(&state);
+            async move { Ok::<_, Infallible>(handle(&state, request).await) }
+        });
+        let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(read_timeout);
+        let connection = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
+        let watched = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(err) = watched.await {
+                tracing::debug!(error = %err, "shop API connection ended with an error");
+            }
+        });
+    }
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "shop API requests still running at the end of the grace period were cut off"
+        );
+    }
+    Ok(())
+}
+
+type Answer = Response<Full<Bytes>>;
+
+fn json_answer(status: StatusCode, body: &Value) -> Answer {
+    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// Every refusal the API gives, mapped to its status in one place.
+enum ApiError {
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+    Conflict {
+        field: &'static str,
+        message: String,
+    },
+    NotFound,
+    Unauthorized,
+    MethodNotAllowed(&'static str),
+    TooLarge,
+    Unavailable,
+}
+
+impl ApiError {
+    fn invalid(field: &'static str, message: impl ToString) -> ApiError {
+        ApiError::Invalid {
+            field,
+            message: message.to_string(),
+        }
+    }
+
+    fn answer(self) -> Answer {
+        match self {
+            ApiError::Invalid { field, message } => json_answer(
+                StatusCode::BAD_REQUEST,
+                &json!({"error": "invalid", "field": field, "message": message}),
+            ),
+            ApiError::Conflict { field, message } => json_answer(
+                StatusCode::CONFLICT,
+                &json!({"error": "conflict", "field": field, "message": message}),
+            ),
+            ApiError::NotFound => {
+                json_answer(StatusCode::NOT_FOUND, &json!({"error": "not_found"}))
+            }
+            ApiError::Unauthorized => {
+                let mut answer =
+                    json_answer(StatusCode::UNAUTHORIZED, &json!({"error": "unauthorized"}));
+                answer.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    header::HeaderValue::from_static("Bearer"),
+                );
+                answer
+            }
+            ApiError::MethodNotAllowed(allow) => {
+                let mut answer = json_answer(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    &json!({"error": "method_not_allowed"}),
+                );
+                answer
+                    .headers_mut()
+                    .insert(header::ALLOW, header::HeaderValue::from_static(allow));
+                answer
+            }
+            ApiError::TooLarge => json_answer(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &json!({"error": "body_too_large"}),
+            ),
+            ApiError::Unavailable => json_answer(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({"error": "ledger_unavailable"}),
+            ),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> ApiError {
+        match err {
+            StoreError::Conflict { field, .. } => ApiError::Conflict {
+                field: conflict_field(field),
+                message: err.to_string(),
+            },
+            other => {
+                tracing::error!(error = %other, "shop API: ledger error");
+                ApiError::Unavailable
+            }
+        }
+    }
+}
+
+fn conflict_field(field: &str) -> &'static str {
+    if field == "amount" {
+        "amount"
+    } else {
+        "provider_transaction_id"
+    }
+}
+
+async fn handle(state: &State, request: Request<Incoming>) -> Answer {
+    let started = std::time::Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let answer = route(state, request).await.unwrap_or_else(ApiError::answer);
+    tracing::info!(http.method = %method, http.path = %path, http.status = answer.status().as_u16(), latency_ms = started.elapsed().as_millis() as u64, "shop API request");
+    answer
+}
+
+fn authorized(state: &State, request: &Request<Incoming>) -> bool {
+    let Some(token) = &state.api.token else {
+        return true;
+    };
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    bool::from(presented.as_bytes().ct_eq(token.expose_secret().as_bytes()))
+}
+
+async fn route(state: &State, request: Request<Incoming>) -> Result<Answer, ApiError> {
+    let path = request.uri().path().to_owned();
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match segments.as_slice() {
+        ["healthz"] => Ok(json_answer(StatusCode::OK, &json!({"status": "ok"}))),
+        ["v1", "payments", ..] if !authorized(state, &request) => Err(ApiError::Unauthorized),
+        ["v1", "payments"] => match *request.method() {
+            Method::POST => register(state, request).await,
+            Method::GET => list(state, request.uri().query().unwrap_or("")).await,
+            _ => Err(ApiError::MethodNotAllowed("GET, POST")),
+        },
+        ["v1", "payments", provider, reference] => match *request.method() {
+            Method::GET => {
+                show(
+                    state,
+                    provider,
+                    reference,
+                    request.uri().query().unwrap_or(""),
+                )
+                .await
+            }
+            _ => Err(ApiError::MethodNotAllowed("GET")),
+        },
+        _ => Err(ApiError::NotFound),
+    }
+}
+
+/// The currencies each provider settles in.
+fn currency_allowed(provider: Provider, currency: Currency) -> bool {
+    match provider {
+        Provider::Portmanat => currency == Currency::Azn,
+        Provider::Paysys => matches!(
+            currency,
+            Currency::Uzs | Currency::Usd | Currency::Eur | Currency::Rub
+        ),
+        Provider::Plutu => matches!(currency, Currency::Usd | Currency::Lyd),
+    }
+}
+
+async fn register(state: &State, request: Request<Incoming>) -> Result<Answer, ApiError> {
+    let body = Limited::new(request.into_body(), state.api.max_body_bytes);
+    let bytes = match tokio::time::timeout(state.api.read_timeout, body.collect()).await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(err))
+            if err
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            return Err(ApiError::TooLarge);
+        }
+        Ok(Err(_)) | Err(_) => {
+            return Err(ApiError::invalid(
+                "body",
+                "the body could not be read in time",
+            ));
+        }
+    };
+    let doc: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::invalid("body", format!("not JSON: {e}")))?;
+    let object = doc
+        .as_object()
+        .ok_or_else(|| ApiError::invalid("body", "not a JSON object"))?;
+    let text = |field: &'static str| -> Result<Option<&str>, ApiError> {
+        match object.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.as_str())),
+            Some(_) => Err(ApiError::invalid(field, "must be a string")),
+        }
+    };
+    let required = |field: &'static str| -> Result<&str, ApiError> {
+        text(field)?.ok_or_else(|| ApiError::invalid(field, "is required"))
+    };
+    let provider: Provider = required("provider")?
+        .parse()
+        .map_err(|e| ApiError::invalid("provider", e))?;
+    let account = match text("account")? {
+        Some(a) => Account::parse(a).map_err(|e| ApiError::invalid("account", e))?,
+        None => Account::default(),
+    };
+    if !state.worker.knows(provider, &account) {
+        return Err(ApiError::invalid(
+            "account",
+            format!("no {provider} account {account} is configured"),
+        ));
+    }
+    let reference =
+        Reference::parse(required("reference")?).map_err(|e| ApiError::invalid("reference", e))?;
+    let currency =
+        Currency::from_code(required("currency")?).map_err(|e| ApiError::invalid("currency", e))?;
+    if !currency_allowed(provider, currency) {
+        return Err(ApiError::invalid(
+            "currency",
+            format!("{provider} does not settle in {currency}"),
+        ));
+    }
+    let amount = object
+        .get("amount")
+        .ok_or_else(|| ApiError::invalid("amount", "is required"))?;
+    if !amount.is_number() {
+        return Err(ApiError::invalid(
+            "amount",
+            "must be an integer number of minor units",
+        ));
+    }
+    let money =
+        Money::from_minor_json(amount, currency).map_err(|e| ApiError::invalid("amount", e))?;
+    if money.minor() == 0 {
+        return Err(ApiError::invalid("amount", "must be more than zero"));
+    }
+    let provider_txn_id = text("provider_transaction_id")?
+        .map(ProviderTxnId::parse)
+        .transpose()
+        .map_err(|e| ApiError::invalid("provider_transaction_id", e))?;
+    let registration = Registration {
+        provider,
+        account: account.clone(),
+        reference: reference.clone(),
+        money,
+        provider_txn_id,
+        registered_at: Timestamp::now(),
+    };
+    let outcome = state.ledger.register(registration).await?;
+    let payment = state
+        .ledger
+        .payment_by_id(outcome.payment_id())
+        .await?
+        .ok_or(ApiError::Unavailable)?;
+    let status = match outcome {
+        RegisterOutcome::Created(_) => StatusCode::CREATED,
+        RegisterOutcome::AlreadyRegistered(_) | RegisterOutcome::Adopted(_) => StatusCode::OK,
+    };
+    tracing::info!(payment.provider = %provider, payment.reference = %reference, outcome = ?outcome, "payment registered");
+    Ok(json_answer(
+        status,
+        &json!({"payment": payment_view(&payment)}),
+    ))
+}
+
+async fn show(
+    state: &State,
+    provider: &str,
+    reference: &str,
+    query: &str,
+) -> Result<Answer, ApiError> {
+    let provider: Provider = provider.parse().map_err(|_| ApiError::NotFound)?;
+    let reference = Reference::parse(reference).map_err(|_| ApiError::NotFound)?;
+    let pairs = form::parse_pairs(query.as_bytes()).map_err(|e| ApiError::invalid("query", e))?;
+    let account = match pairs.iter().find(|(k, _)| k == "account") {
+        Some((_, a)) => Account::parse(a).map_err(|e| ApiError::invalid("account", e))?,
+        None => Account::default(),
+    };
+    let payment = state
+        .ledger
+        .payment(provider, account, reference)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let history = state.ledger.history(payment.id).await?;
+    Ok(json_answer(
+        StatusCode::OK,
+        &json!({"payment": payment_view(&payment), "history": history.iter().map(history_view).collect::<Vec<_>>()}),
+    ))
+}
+
+async fn list(state: &State, query: &str) -> Result<Answer, ApiError> {
+    let pairs = form::parse_pairs(query.as_bytes()).map_err(|e| ApiError::invalid("query", e))?;
+    let mut filter = PaymentFilter {
+        limit: 100,
+        ..PaymentFilter::default()
+    };
+    for (key, value) in &pairs {
+        match key.as_str() {
+            "status" => {
+                for status in value.split(',').filter(|s| !s.is_empty()) {
+                    filter.statuses.push(
+                        status
+                            .parse::<PaymentStatus>()
+                            .map_err(|e| ApiError::invalid("status", e))?,
+                    );
+                }
+            }
+            "provider" => {
+                filter.provider = Some(
+                    value
+                        .parse()
+                        .map_err(|e| ApiError::invalid("provider", e))?,
+                )
+            }
+            "account" => {
+                filter.account =
+                    Some(Account::parse(value).map_err(|e| ApiError::invalid("account", e))?)
+            }
+            "since" => {
+                filter.since = Some(
+                    value
+                        .parse::<Timestamp>()
+                        .map_err(|_| ApiError::invalid("since", "must be an RFC 3339 time"))?,
+                )
+            }
+            "until" => {
+                filter.until = Some(
+                    value
+                        .parse::<Timestamp>()
+                        .map_err(|_| ApiError::invalid("until", "must be an RFC 3339 time"))?,
+                )
+            }
+            "limit" => {
+                filter.limit = value
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=1000).contains(n))
+                    .ok_or_else(|| ApiError::invalid("limit", "must be 1 to 1000"))?;
+            }
+            "after" => {
+                filter.after_id =
+                    Some(paysettle_store::PaymentId(value.parse().map_err(|_| {
+                        ApiError::invalid("after", "must be a payment id")
+                    })?))
+            }
+            other => {
+                return Err(ApiError::invalid(
+                    "query",
+                    format!(
+                        "unknown parameter {}",
+                        other.chars().take(32).collect::<String>()
+                    ),
+                ));
+            }
+        }
+    }
+    let payments = state.ledger.list(filter).await?;
+    Ok(json_answer(
+        StatusCode::OK,
+        &json!({"payments": payments.iter().map(payment_view).collect::<Vec<_>>()}),
+    ))
+}
+
+fn money_minor(money: Option<Money>) -> Value {
+    money.map_or(Value::Null, |m| json!(m.minor()))
+}
+
+/// A payment as the shop sees it.
+pub fn payment_view(p: &PaymentRecord) -> Value {
+    json!({
+        "id": p.id.0,
+        "provider": p.provider,
+        "account": p.account,
+        "reference": p.reference,
+        "provider_transaction_id": p.provider_txn_id,
+        "status": p.status,
+        "amount": money_minor(p.expected),
+        "currency": p.expected.or(p.paid).map(|m| m.currency().code()),
+        "paid": money_minor(p.paid),
+        "refunded": money_minor(p.refunded),
+        "registered": p.registered,
+        "mismatch": p.mismatch,
+        "ledger_version": p.version,
+        "created_at": p.created_at.to_string(),
+        "updated_at": p.updated_at.to_string(),
+    })
+}
+
+fn history_view(h: &HistoryEntry) -> Value {
+    json!({
+        "source": h.source,
+        "observed_status": h.observed_status,
+        "provider_status": h.provider_status,
+        "amount": money_minor(h.money),
+        "refund_total": money_minor(h.refund_total),
+        "observed_at": h.observed_at.to_string(),
+        "recorded_at": h.recorded_at.to_string(),
+        "outcome": h.outcome,
+        "from": h.from_status,
+        "to": h.to_status,
+        "reason": h.reason,
+        "ledger_version": h.version,
+    })
+}

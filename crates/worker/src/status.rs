@@ -1,0 +1,364 @@
+//! Asking providers for a payment's status: Portmanat's `/check` and PaySys's
+//! `paysys.check_payment`, each behind a per-provider concurrency limit, a
+//! start-rate limit and a pause that a 429's `Retry-After` sets.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use paysettle_core::{
+    Account, Observation, Provider, ProviderTxnId, Reference, paysys, portmanat, schedule,
+};
+use paysettle_store::PaymentRecord;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+use crate::settings::WorkerSettings;
+
+/// The most of a status answer that is read.
+const MAX_ANSWER: usize = 256 * 1024;
+
+/// What a status check found.
+#[derive(Debug)]
+pub enum CheckResult {
+    /// The provider's answer, with the raw answer for the history.
+    Answer {
+        observation: Box<Observation>,
+        raw: serde_json::Value,
+    },
+    /// The provider does not know the payment (Portmanat "RRN is wrong").
+    Unknown(String),
+    /// The provider asked us to slow down.
+    Busy { retry_after: Duration },
+    /// The check failed (timeout, 5xx, an answer that cannot be read).
+    Failed(String),
+    /// This payment cannot be checked (no status API, no provider id yet,
+    /// no credentials for its account).
+    Unsupported(String),
+}
+
+impl CheckResult {
+    /// A short name for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CheckResult::Answer { .. } => "answer",
+            CheckResult::Unknown(_) => "unknown",
+            CheckResult::Busy { .. } => "busy",
+            CheckResult::Failed(_) => "failed",
+            CheckResult::Unsupported(_) => "unsupported",
+        }
+    }
+}
+
+/// Spaces request starts at most `rate` per second, and holds every start
+/// until a provider's `Retry-After` has passed.
+#[derive(Debug)]
+struct Pacer {
+    interval: Duration,
+    state: Mutex<PacerState>,
+}
+
+#[derive(Debug)]
+struct PacerState {
+    next: Instant,
+    paused_until: Option<Instant>,
+}
+
+impl Pacer {
+    fn new(rate_per_sec: f64) -> Pacer {
+        let interval = if rate_per_sec.is_finite() && rate_per_sec > 0.0 {
+            Duration::from_secs_f64(1.0 / rate_per_sec)
+        } else {
+            Duration::ZERO
+        };
+        Pacer {
+            interval,
+            state: Mutex::new(PacerState {
+                next: Instant::now(),
+                paused_until: None,
+            }),
+        }
+    }
+
+    /// Reserves the next start slot and waits for it.
+    async fn wait(&self) {
+        let slot = {
+            let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            let now = Instant::now();
+            let mut slot = state.next.max(now);
+            if let Some(until) = state.paused_until {
+                slot = slot.max(until);
+            }
+            state.next = slot + self.interval;
+            slot
+        };
+        tokio::time::sleep_until(slot).await;
+    }
+
+    fn pause(&self, wait: Duration) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let until = Instant::now() + wait;
+        state.paused_until = Some(state.paused_until.map_or(until, |u| u.max(until)));
+    }
+}
+
+#[derive(Debug)]
+struct Gate {
+    slots: Semaphore,
+    pacer: Pacer,
+    timeout: Duration,
+}
+
+/// The status client. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct StatusClient {
+    http: reqwest::Client,
+    settings: Arc<WorkerSettings>,
+    gates: Arc<BTreeMap<Provider, Gate>>,
+}
+
+impl StatusClient {
+    /// A client for the providers in `settings`.
+    pub fn new(settings: Arc<WorkerSettings>) -> Result<StatusClient, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("paysettle/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(5))
+            .pool_max_idle_per_host(64)
+            .build()?;
+        let gates = Provider::ALL
+            .into_iter()
+            .map(|p| {
+                let limits = settings.limits(p);
+                (
+                    p,
+                    Gate {
+                        slots: Semaphore::new(limits.concurrency.max(1)),
+                        pacer: Pacer::new(limits.rate_per_sec),
+                        timeout: limits.timeout,
+                    },
+                )
+            })
+            .collect();
+        Ok(StatusClient {
+            http,
+            settings,
+            gates: Arc::new(gates),
+        })
+    }
+
+    /// Asks the provider about `payment`, within the provider's limits.
+    #[tracing::instrument(skip_all, fields(payment.provider = %payment.provider, payment.reference = %payment.reference))]
+    pub async fn check(&self, payment: &PaymentRecord) -> CheckResult {
+        let Some(gate) = self.gates.get(&payment.provider) else {
+            return CheckResult::Unsupported("no limits for this provider".into());
+        };
+        let Ok(_permit) = gate.slots.acquire().await else {
+            return CheckResult::Failed("the status client is closed".into());
+        };
+        gate.pacer.wait().await;
+        let result = match payment.provider {
+            Provider::Portmanat => self.portmanat(payment, gate.timeout).await,
+            Provider::Paysys => self.paysys(payment, gate.timeout).await,
+            Provider::Plutu => CheckResult::Unsupported("Plutu has no status API".into()),
+        };
+        if let CheckResult::Busy { retry_after } = &result {
+            gate.pacer.pause(*retry_after);
+        }
+        result
+    }
+
+    /// Asks Portmanat's `/check` directly about a payment the ledger does not
+    /// hold yet (a return hint for an unregistered payment).
+    pub async fn portmanat_by_ids(
+        &self,
+        account: &Account,
+        reference: &Reference,
+        psp_rrn: &ProviderTxnId,
+    ) -> CheckResult {
+        let Some(gate) = self.gates.get(&Provider::Portmanat) else {
+            return CheckResult::Unsupported("no limits for Portmanat".into());
+        };
+        let Ok(_permit) = gate.slots.acquire().await else {
+            return CheckResult::Failed("the status client is closed".into());
+        };
+        gate.pacer.wait().await;
+        let result = self
+            .portmanat_request(account, reference, psp_rrn, gate.timeout)
+            .await;
+        if let CheckResult::Busy { retry_after } = &result {
+            gate.pacer.pause(*retry_after);
+        }
+        result
+    }
+
+    async fn portmanat(&self, payment: &PaymentRecord, timeout: Duration) -> CheckResult {
+        let Some(psp_rrn) = &payment.provider_txn_id else {
+            return CheckResult::Unsupported("no psp_rrn known yet".into());
+        };
+        self.portmanat_request(&payment.account, &payment.reference, psp_rrn, timeout)
+            .await
+    }
+
+    async fn portmanat_request(
+        &self,
+        account: &Account,
+        reference: &Reference,
+        psp_rrn: &ProviderTxnId,
+        timeout: Duration,
+    ) -> CheckResult {
+        let Some(access) = self.settings.portmanat.get(account) else {
+            return CheckResult::Unsupported(format!("no Portmanat service for account {account}"));
+        };
+        let url = format!("{}/check", access.base_url.trim_end_matches('/'));
+        let request = self
+            .http
+            .post(url)
+            .timeout(timeout)
+            .header(
+                http::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .header(http::header::ACCEPT, "application/json")
+            .body(portmanat::check_request_body(psp_rrn));
+        let (body, observed_at) = match send(request).await {
+            Ok(answer) => answer,
+            Err(result) => return result,
+        };
+        let context = portmanat::CheckContext {
+            account,
+            reference,
+            psp_rrn,
+        };
+        match portmanat::parse_check(&body, context, observed_at) {
+            Ok(portmanat::CheckAnswer::Status(observation)) => CheckResult::Answer {
+                observation: Box::new(observation),
+                raw: raw_json(&body),
+            },
+            Ok(portmanat::CheckAnswer::WrongRrn) => {
+                CheckResult::Unknown("Portmanat: RRN is wrong".into())
+            }
+            Ok(portmanat::CheckAnswer::ValidationError(errors)) => {
+                CheckResult::Failed(format!("Portmanat refused the check: {errors}"))
+            }
+            Err(err) => CheckResult::Failed(format!("unreadable answer: {err}")),
+        }
+    }
+
+    async fn paysys(&self, payment: &PaymentRecord, timeout: Duration) -> CheckResult {
+        let Some(access) = self.settings.paysys.get(&payment.account) else {
+            return CheckResult::Unsupported(format!(
+                "no PaySys service for account {}",
+                payment.account
+            ));
+        };
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let auth = paysys::auth_header(&access.service_id, &access.secret_key, Timestamp::now());
+        let request = self
+            .http
+            .post(&access.gateway_url)
+            .timeout(timeout)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header(http::header::ACCEPT, "application/json")
+            .header("Auth", auth)
+            .body(paysys::check_payment_body(&payment.reference, &request_id));
+        let (body, observed_at) = match send(request).await {
+            Ok(answer) => answer,
+            Err(result) => return result,
+        };
+        let context = paysys::CheckContext {
+            account: &payment.account,
+            reference: &payment.reference,
+        };
+        match paysys::parse_check_payment(&body, context, observed_at) {
+            Ok(paysys::CheckAnswer::Status { observation, .. }) => CheckResult::Answer {
+                observation,
+                raw: raw_json(&body),
+            },
+            Ok(paysys::CheckAnswer::RpcError { code, message }) => {
+                CheckResult::Failed(format!("PaySys error {code}: {message}"))
+            }
+            Err(err) => CheckResult::Failed(format!("unreadable answer: {err}")),
+        }
+    }
+}
+
+/// Sends a request and reads a bounded body. `Err` carries the check's
+/// result for every way it can fail.
+async fn send(request: reqwest::RequestBuilder) -> Result<(Vec<u8>, Timestamp), CheckResult> {
+    let mut response = request.send().await.map_err(|e| {
+        CheckResult::Failed(if e.is_timeout() {
+            "timed out".to_owned()
+        } else {
+            format!("request failed: {}", without_url(&e))
+        })
+    })?;
+    let status = response.status();
+    if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+        let retry_after = response
+            .headers()
+            .get(http::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| schedule::retry_after(v, Timestamp::now()))
+            .unwrap_or(Duration::from_secs(1))
+            .min(Duration::from_secs(600));
+        return Err(CheckResult::Busy { retry_after });
+    }
+    if !status.is_success() {
+        return Err(CheckResult::Failed(format!("HTTP {}", status.as_u16())));
+    }
+    let mut body = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > MAX_ANSWER {
+                    return Err(CheckResult::Failed("answer too large".into()));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => break,
+            Err(e) => {
+                return Err(CheckResult::Failed(if e.is_timeout() {
+                    "timed out".to_owned()
+                } else {
+                    format!("reading the answer failed: {}", without_url(&e))
+                }));
+            }
+        }
+    }
+    Ok((body, Timestamp::now()))
+}
+
+/// reqwest's error text names the URL; ours may carry nothing secret, but an
+/// error line should not depend on that.
+fn without_url(error: &reqwest::Error) -> String {
+    let mut text = error.to_string();
+    if let Some(url) = error.url() {
+        text = text.replace(url.as_str(), "<provider>");
+    }
+    text
+}
+
+fn raw_json(body: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(body).unwrap_or_else(|_| {
+        serde_json::Value::String(String::from_utf8_lossy(body).chars().take(2000).collect())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_pacer_spaces_starts_and_honours_a_pause() {
+        let pacer = Pacer::new(10.0);
+        let start = Instant::now();
+        for _ in 0..5 {
+            pacer.wait().await;
+        }
+        assert_eq!(start.elapsed(), Duration::from_millis(400));
+        pacer.pause(Duration::from_secs(3));
+        pacer.wait().await;
+        assert_eq!(start.elapsed(), Duration::from_millis(3400));
+    }
+}

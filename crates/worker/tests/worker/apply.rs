@@ -1,0 +1,347 @@
+//! Applying callback messages from the queue.
+
+use super::*;
+
+#[tokio::test]
+async fn a_plutu_callback_is_applied_acked_and_announced_once_however_often_it_arrives() {
+    let w = world().await;
+    w.register(Provider::Plutu, "INV-1", 1250, None).await;
+    let relay = w.relay();
+    let mut applier = w.applier(&relay);
+    let callback = inbound(
+        Provider::Plutu,
+        "default",
+        Payload::Observation(observation(
+            Provider::Plutu,
+            "INV-1",
+            ObservedStatus::Succeeded,
+            Some(money(Provider::Plutu, 1250)),
+        )),
+    );
+    for _ in 0..3 {
+        // The same callback three times, as separate messages.
+        let mut again = callback.clone();
+        again.id = uuid::Uuid::now_v7().to_string();
+        publish(&w.queue, &again).await;
+    }
+    let round = applier.run_once().await.unwrap();
+    assert_eq!((round.received, round.applied), (3, 3));
+    assert_eq!(
+        w.queue.message_count(QueueKind::Callbacks).await.unwrap(),
+        0,
+        "all acked after the commit"
+    );
+    relay.run_until_idle().await.unwrap();
+    let events = w.events().await;
+    assert_eq!(events.len(), 1, "one event for one transition: {events:#?}");
+    assert_eq!(events[0]["type"], "payment.succeeded");
+    assert_eq!(events[0]["source"], "callback");
+}
+
+#[tokio::test]
+async fn messages_that_cannot_be_applied_are_dead_lettered_with_the_reason() {
+    let w = world().await;
+    let relay = w.relay();
+    let mut applier = w.applier(&relay);
+    w.queue
+        .publish(&Message::json("garbage-1", b"{not json".to_vec()))
+        .await
+        .unwrap();
+    let unknown = inbound(
+        Provider::Plutu,
+        "other-shop",
+        Payload::Observation(observation(
+            Provider::Plutu,
+            "INV-2",
+            ObservedStatus::Failed,
+            None,
+        )),
+    );
+    publish(&w.queue, &unknown).await;
+    let mut future = inbound(
+        Provider::Plutu,
+        "default",
+        Payload::Observation(observation(
+            Provider::Plutu,
+            "INV-3",
+            ObservedStatus::Failed,
+            None,
+        )),
+    );
+    future.format = 99;
+    publish(&w.queue, &future).await;
+    let round = applier.run_once().await.unwrap();
+    assert_eq!(round.dead_lettered, 3);
+    assert_eq!(
+        w.queue.message_count(QueueKind::Callbacks).await.unwrap(),
+        0
+    );
+    let mut dead = w.queue.consumer(QueueKind::DeadLetters).unwrap();
+    let batch = dead
+        .next_batch(10, Duration::from_millis(200))
+        .await
+        .unwrap();
+    let mut reasons: Vec<String> = batch
+        .iter()
+        .map(|d| d.headers()[paysettle_queue::DEAD_LETTER_REASON_HEADER].clone())
+        .collect();
+    reasons.sort();
+    assert!(
+        reasons[0].starts_with("no plutu account other-shop"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[1].starts_with("not a callback message"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[2].starts_with("unknown message format 99"),
+        "{reasons:?}"
+    );
+    assert!(
+        w.ledger.list(Default::default()).await.unwrap().is_empty(),
+        "nothing reached the ledger"
+    );
+}
+
+#[tokio::test]
+async fn a_paysys_success_notification_is_held_until_check_payment_agrees() {
+    let w = world().await;
+    let payment = w
+        .payment(
+            Provider::Paysys,
+            "PS-10",
+            250_000,
+            Outcome::Success,
+            Duration::from_millis(50),
+        )
+        .await;
+    let relay = w.relay();
+    let mut applier = w.applier(&relay);
+    let mut notified = observation(
+        Provider::Paysys,
+        "PS-10",
+        ObservedStatus::Succeeded,
+        Some(money(Provider::Paysys, 250_000)),
+    );
+    notified.provider_status = "2".into();
+    publish(
+        &w.queue,
+        &inbound(Provider::Paysys, "default", Payload::Observation(notified)),
+    )
+    .await;
+    applier.run_once().await.unwrap();
+    assert_eq!(
+        w.status(payment.id).await,
+        PaymentStatus::Pending,
+        "held: the notification alone does not settle it"
+    );
+    let mut poller = w.poller();
+    assert_eq!(
+        w.settle(&mut poller, payment.id).await,
+        PaymentStatus::Succeeded
+    );
+    let history = w.ledger.history(payment.id).await.unwrap();
+    let settled_by = history
+        .iter()
+        .find(|h| h.to_status.as_deref() == Some("succeeded"))
+        .unwrap();
+    assert_eq!(settled_by.source, "check");
+}
+
+#[tokio::test]
+async fn with_confirmation_off_a_paysys_notification_settles_at_once() {
+    let w = world_with(Duration::from_secs(20), |s| s.paysys_confirm = false).await;
+    let payment = w.register(Provider::Paysys, "PS-11", 250_000, None).await;
+    let relay = w.relay();
+    let mut applier = w.applier(&relay);
+    let notified = observation(
+        Provider::Paysys,
+        "PS-11",
+        ObservedStatus::Succeeded,
+        Some(money(Provider::Paysys, 250_000)),
+    );
+    publish(
+        &w.queue,
+        &inbound(Provider::Paysys, "default", Payload::Observation(notified)),
+    )
+    .await;
+    applier.run_once().await.unwrap();
+    assert_eq!(w.status(payment.id).await, PaymentStatus::Succeeded);
+}
+
+#[tokio::test]
+async fn an_amount_that_disagrees_is_a_mismatch_never_a_success() {
+    let w = world().await;
+    let payment = w.register(Provider::Plutu, "INV-M", 1250, None).await;
+    let relay = w.relay();
+    let mut applier = w.applier(&relay);
+    let wrong = observation(
+        Provider::Plutu,
+        "INV-M",
+        ObservedStatus::Succeeded,
+        Some(money(Provider::Plutu, 125)),
+    );
+    publish(
+        &w.queue,
+        &inbound(Provider::Plutu, "default", Payload::Observation(wrong)),
+    )
+    .await;
+    applier.run_once().await.unwrap();
+    assert_eq!(w.status(payment.id).await, PaymentStatus::Created);
+    relay.run_until_idle().await.unwrap();
+    let events = w.events().await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["type"], "payment.mismatch");
+    assert_eq!(events[0]["amount"], 125);
+    assert_eq!(events[0]["expected_amount"], 1250);
+}
+
+#[tokio::test]
+async fn a_portmanat_return_hint_makes_the_check_due_at_once() {
+    // A long first interval: without the hint, nothing would be checked.
+    let w = world_with(Duration::from_secs(20), |s| {
+        let limits = s.limits.get_mut(&Provider::Portmanat).unwrap();
+        limits.policy.first = Duration::from_secs(3600);
+        limits.policy.max_interval = Duration::from_secs(3600);
+    })
+    .await;
+    let view = w
+        .sim
+        .create_payment(
+            NewPayment::new(SimProvider::Portmanat, "PM-H", 990)
+                .outcome(Outcome::Success)
+                .pending(Duration::from_millis(10))
+                .callback_url(NOWHERE),
+        )
+        .unwrap();
+    let payment = w
+        .register(
+            Provider::Portmanat,
+            "PM-H",
+            990,
+            view.provider_txn_id.as_deref(),
+        )
+        .await;
+    let mut poller = w.poller();
+    tokio::time::sleep(Duration::from_millis(100)).await; // let the customer pay at the simulator
+    assert_eq!(
+        poller.run_until_idle().await.unwrap(),
+        0,
+        "nothing is due yet"
+    );
+
+    let relay = w.relay();
+    let mut applier = w.applier(&relay);
+    let hint = ReturnHint {
+        psp_rrn: view
+            .provider_txn_id
+            .as_deref()
+            .map(|t| ProviderTxnId::parse(t).unwrap()),
+        client_rrn: Some(Reference::parse("PM-H").unwrap()),
+    };
+    publish(
+        &w.queue,
+        &inbound(Provider::Portmanat, "default", Payload::PortmanatHint(hint)),
+    )
+    .await;
+    assert_eq!(applier.run_once().await.unwrap().hints, 1);
+    assert_eq!(
+        poller.run_until_idle().await.unwrap(),
+        1,
+        "the hint made it due"
+    );
+    assert_eq!(w.status(payment.id).await, PaymentStatus::Succeeded);
+}
+
+#[tokio::test]
+async fn a_hint_for_an_unregistered_portmanat_payment_is_believed_only_through_check() {
+    let w = world().await;
+    let view = w
+        .sim
+        .create_payment(
+            NewPayment::new(SimProvider::Portmanat, "PM-U", 1500)
+                .outcome(Outcome::Success)
+                .pending(Duration::from_millis(10))
+                .callback_url(NOWHERE),
+        )
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let relay = w.relay();
+    let mut applier = w.applier(&relay);
+    let psp = view.provider_txn_id.clone().unwrap();
+    // A forged hint naming a psp_rrn that does not exist creates nothing.
+    let forged = ReturnHint {
+        psp_rrn: Some(ProviderTxnId::parse("forged-123").unwrap()),
+        client_rrn: Some(Reference::parse("PM-X").unwrap()),
+    };
+    publish(
+        &w.queue,
+        &inbound(
+            Provider::Portmanat,
+            "default",
+            Payload::PortmanatHint(forged),
+        ),
+    )
+    .await;
+    // A genuine one creates the payment from /check's answer.
+    let genuine = ReturnHint {
+        psp_rrn: Some(ProviderTxnId::parse(&psp).unwrap()),
+        client_rrn: Some(Reference::parse("PM-U").unwrap()),
+    };
+    publish(
+        &w.queue,
+        &inbound(
+            Provider::Portmanat,
+            "default",
+            Payload::PortmanatHint(genuine),
+        ),
+    )
+    .await;
+    applier.run_once().await.unwrap();
+    let payments = w.ledger.list(Default::default()).await.unwrap();
+    assert_eq!(payments.len(), 1, "{payments:#?}");
+    assert_eq!(payments[0].reference.as_str(), "PM-U");
+    assert_eq!(payments[0].status, PaymentStatus::Succeeded);
+    assert_eq!(payments[0].paid, Some(money(Provider::Portmanat, 1500)));
+    assert!(!payments[0].registered);
+}
+
+#[tokio::test]
+async fn a_card_registration_reaches_the_shop_queue_and_never_the_ledger_or_finance() {
+    let w = world().await;
+    let relay = w.relay();
+    let mut applier = w.applier(&relay);
+    let card = Payload::CardRegistered {
+        card_id: "d553921350e68a6af96d63a544720f9c".into(),
+        token: paysettle_core::inbound::CardToken(
+            "0b6227c70d365255176cb6c3b9b6cccfd3aa17b0".into(),
+        ),
+        pan_masked: "222222******2222".into(),
+    };
+    publish(&w.queue, &inbound(Provider::Paysys, "default", card)).await;
+    assert_eq!(applier.run_once().await.unwrap().forwarded, 1);
+    let mut shop = w.queue.consumer(QueueKind::Shop).unwrap();
+    let batch = shop
+        .next_batch(10, Duration::from_millis(500))
+        .await
+        .unwrap();
+    assert_eq!(batch.len(), 1);
+    let body: serde_json::Value = serde_json::from_slice(batch[0].body()).unwrap();
+    assert_eq!(body["kind"], "card_registered");
+    assert_eq!(
+        body["token"], "0b6227c70d365255176cb6c3b9b6cccfd3aa17b0",
+        "the shop needs the token"
+    );
+    assert!(
+        w.events().await.is_empty(),
+        "finance never sees a card token"
+    );
+    assert!(w.ledger.list(Default::default()).await.unwrap().is_empty());
+    let dir = w._dir.path().join("ledger.db");
+    let ledger_bytes = std::fs::read(&dir).unwrap();
+    assert!(
+        !String::from_utf8_lossy(&ledger_bytes).contains("0b6227c7"),
+        "the token never reaches the ledger file"
+    );
+}

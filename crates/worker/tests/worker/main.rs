@@ -1,0 +1,316 @@
+//! The worker's parts against a real ledger file, the embedded queue and the
+//! provider simulator over real HTTP. (The whole product, receiver and
+//! RabbitMQ included, is tested end to end in the workspace's `tests/`.)
+
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use paysettle_core::inbound::{FORMAT_VERSION, InboundCallback, Payload, RawRequest};
+use paysettle_core::portmanat::ReturnHint;
+use paysettle_core::schedule::CheckPolicy;
+use paysettle_core::{
+    Account, Currency, Money, Observation, ObservedStatus, PaymentStatus, Provider, ProviderTxnId,
+    Reference, Source,
+};
+use paysettle_queue::{BackendKind, Message, Queue, QueueConfig, QueueKind};
+use paysettle_sim::model::{Outcome, Provider as SimProvider};
+use paysettle_sim::scenario::{Faults, ScenarioPatch};
+use paysettle_sim::{NewPayment, Sim, SimConfig, SimHandle};
+use paysettle_store::{Ledger, LedgerOptions, PaymentRecord, Registration, Synchronous};
+use paysettle_worker::{
+    Applier, PaysysAccess, Poller, PortmanatAccess, ProviderLimits, Relay, StatusClient,
+    WorkerSettings,
+};
+use secrecy::SecretString;
+
+/// Where the simulator sends callbacks in these tests: nowhere. Every
+/// payment here settles by the worker's own work.
+const NOWHERE: &str = "http://127.0.0.1:9/lost";
+
+struct World {
+    _dir: tempfile::TempDir,
+    ledger: Ledger,
+    queue: Queue,
+    sim: SimHandle,
+    settings: Arc<WorkerSettings>,
+    client: StatusClient,
+}
+
+fn test_policy(deadline: Duration) -> CheckPolicy {
+    CheckPolicy {
+        first: Duration::from_millis(10),
+        multiplier: 2.0,
+        max_interval: Duration::from_millis(150),
+        jitter: 0.0,
+        deadline,
+    }
+}
+
+async fn world_with(deadline: Duration, tune: impl FnOnce(&mut WorkerSettings)) -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::start(SimConfig::for_tests()).await.unwrap();
+    let base = sim.base_url().trim_end_matches('/').to_owned();
+    let mut settings = WorkerSettings {
+        batch_wait: Duration::from_millis(5),
+        ..WorkerSettings::default()
+    };
+    settings.portmanat.insert(
+        Account::default(),
+        PortmanatAccess {
+            base_url: format!("{base}/portmanat"),
+        },
+    );
+    settings.paysys.insert(
+        Account::default(),
+        PaysysAccess {
+            gateway_url: format!("{base}/paysys/gateway"),
+            service_id: "2001".into(),
+            secret_key: SecretString::from("demo-paysys-secret"),
+        },
+    );
+    settings.plutu.push(Account::default());
+    for provider in Provider::ALL {
+        settings.limits.insert(
+            provider,
+            ProviderLimits {
+                concurrency: 8,
+                rate_per_sec: 1000.0,
+                timeout: Duration::from_millis(1500),
+                policy: test_policy(deadline),
+            },
+        );
+    }
+    tune(&mut settings);
+    let settings = Arc::new(settings);
+    let ledger = Ledger::open(
+        dir.path().join("ledger.db"),
+        LedgerOptions {
+            synchronous: Synchronous::Normal,
+            policies: settings.policies(),
+            ..LedgerOptions::default()
+        },
+    )
+    .unwrap();
+    let queue = Queue::start(QueueConfig {
+        backend: BackendKind::Embedded,
+        embedded_path: dir.path().join("queue.db"),
+        spool_path: None,
+        lease_duration: Duration::from_secs(5),
+        ..QueueConfig::default()
+    })
+    .await
+    .unwrap();
+    let client = StatusClient::new(Arc::clone(&settings)).unwrap();
+    World {
+        _dir: dir,
+        ledger,
+        queue,
+        sim,
+        settings,
+        client,
+    }
+}
+
+async fn world() -> World {
+    world_with(Duration::from_secs(20), |_| {}).await
+}
+
+fn money(provider: Provider, minor: i64) -> Money {
+    let currency = match provider {
+        Provider::Portmanat => Currency::Azn,
+        Provider::Paysys => Currency::Uzs,
+        Provider::Plutu => Currency::Usd,
+    };
+    Money::from_minor(minor, currency).unwrap()
+}
+
+fn sim_provider(provider: Provider) -> SimProvider {
+    match provider {
+        Provider::Portmanat => SimProvider::Portmanat,
+        Provider::Paysys => SimProvider::Paysys,
+        Provider::Plutu => SimProvider::Plutu,
+    }
+}
+
+impl World {
+    /// Creates a payment at the simulator (callbacks lost) and registers it.
+    async fn payment(
+        &self,
+        provider: Provider,
+        reference: &str,
+        minor: i64,
+        outcome: Outcome,
+        pending: Duration,
+    ) -> PaymentRecord {
+        let view = self
+            .sim
+            .create_payment(
+                NewPayment::new(sim_provider(provider), reference, minor)
+                    .outcome(outcome)
+                    .pending(pending)
+                    .callback_url(NOWHERE),
+            )
+            .unwrap();
+        self.register(provider, reference, minor, view.provider_txn_id.as_deref())
+            .await
+    }
+
+    async fn register(
+        &self,
+        provider: Provider,
+        reference: &str,
+        minor: i64,
+        txn: Option<&str>,
+    ) -> PaymentRecord {
+        let outcome = self
+            .ledger
+            .register(Registration {
+                provider,
+                account: Account::default(),
+                reference: Reference::parse(reference).unwrap(),
+                money: money(provider, minor),
+                provider_txn_id: txn.map(|t| ProviderTxnId::parse(t).unwrap()),
+                registered_at: Timestamp::now(),
+            })
+            .await
+            .unwrap();
+        self.ledger
+            .payment_by_id(outcome.payment_id())
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    async fn status(&self, id: paysettle_store::PaymentId) -> PaymentStatus {
+        self.ledger.payment_by_id(id).await.unwrap().unwrap().status
+    }
+
+    /// Runs the poller until the payment leaves `created`/`pending`, or
+    /// fails after ten seconds.
+    async fn settle(&self, poller: &mut Poller, id: paysettle_store::PaymentId) -> PaymentStatus {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            poller.run_until_idle().await.unwrap();
+            let status = self.status(id).await;
+            if !matches!(status, PaymentStatus::Created | PaymentStatus::Pending) {
+                return status;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "payment {id:?} still {status} after 10 s"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    fn poller(&self) -> Poller {
+        Poller::new(
+            self.ledger.clone(),
+            self.client.clone(),
+            Arc::clone(&self.settings),
+        )
+    }
+
+    fn applier(&self, relay: &Relay) -> Applier {
+        Applier::new(
+            self.ledger.clone(),
+            self.queue.clone(),
+            self.client.clone(),
+            Arc::clone(&self.settings),
+            relay.waker(),
+        )
+        .unwrap()
+    }
+
+    fn relay(&self) -> Relay {
+        Relay::new(self.ledger.clone(), self.queue.clone(), 64)
+    }
+
+    async fn events(&self) -> Vec<serde_json::Value> {
+        let mut consumer = self.queue.consumer(QueueKind::Finance).unwrap();
+        let mut events = Vec::new();
+        loop {
+            let batch = consumer
+                .next_batch(100, Duration::from_millis(50))
+                .await
+                .unwrap();
+            if batch.is_empty() {
+                return events;
+            }
+            for delivery in batch {
+                let body: serde_json::Value = serde_json::from_slice(delivery.body()).unwrap();
+                assert_eq!(
+                    body["event_id"],
+                    delivery.message_id(),
+                    "message_id is the event_id"
+                );
+                events.push(body);
+                delivery.ack().await.unwrap();
+            }
+        }
+    }
+
+    async fn history_sources(&self, id: paysettle_store::PaymentId) -> Vec<(String, String)> {
+        self.ledger
+            .history(id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|h| (h.source, h.outcome))
+            .collect()
+    }
+}
+
+fn inbound(provider: Provider, account: &str, payload: Payload) -> InboundCallback {
+    InboundCallback {
+        format: FORMAT_VERSION,
+        id: uuid::Uuid::now_v7().to_string(),
+        provider,
+        account: Account::parse(account).unwrap(),
+        received_at: Timestamp::now(),
+        client_addr: Some("127.0.0.1:5555".into()),
+        payload,
+        raw: RawRequest {
+            method: "GET".into(),
+            path: format!("/callbacks/{provider}"),
+            query: vec![],
+            headers: vec![],
+            body: None,
+        },
+    }
+}
+
+fn observation(
+    provider: Provider,
+    reference: &str,
+    status: ObservedStatus,
+    money: Option<Money>,
+) -> Observation {
+    Observation {
+        provider,
+        account: Account::default(),
+        reference: Reference::parse(reference).unwrap(),
+        provider_txn_id: Some(ProviderTxnId::parse(&format!("T-{reference}")).unwrap()),
+        status,
+        money,
+        provider_status: format!("{status:?}"),
+        provider_time: None,
+        observed_at: Timestamp::now(),
+        source: Source::Callback,
+    }
+}
+
+async fn publish(queue: &Queue, message: &InboundCallback) {
+    let body = serde_json::to_vec(message).unwrap();
+    queue
+        .publish(&Message::json(message.id.clone(), body))
+        .await
+        .unwrap();
+}
+
+mod apply;
+mod poll;

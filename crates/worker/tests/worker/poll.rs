@@ -1,0 +1,193 @@
+//! Settling by polling alone: the callbacks of every payment here are lost.
+
+use super::*;
+
+#[tokio::test]
+async fn a_portmanat_payment_whose_return_is_lost_settles_by_check() {
+    let w = world().await;
+    let payment = w
+        .payment(
+            Provider::Portmanat,
+            "PM-1",
+            1990,
+            Outcome::Success,
+            Duration::from_millis(100),
+        )
+        .await;
+    assert!(
+        payment.provider_txn_id.is_some(),
+        "the psp_rrn comes from /process"
+    );
+    let mut poller = w.poller();
+    assert_eq!(
+        w.settle(&mut poller, payment.id).await,
+        PaymentStatus::Succeeded
+    );
+    let history = w.history_sources(payment.id).await;
+    assert!(
+        history
+            .iter()
+            .all(|(source, _)| source == "shop" || source == "check"),
+        "{history:?}"
+    );
+
+    let relay = w.relay();
+    relay.run_until_idle().await.unwrap();
+    let events = w.events().await;
+    assert_eq!(events.len(), 1, "{events:#?}");
+    assert_eq!(events[0]["type"], "payment.succeeded");
+    assert_eq!(events[0]["reference"], "PM-1");
+    assert_eq!(events[0]["amount"], 1990);
+    assert_eq!(events[0]["currency"], "AZN");
+    assert_eq!(events[0]["source"], "check");
+}
+
+#[tokio::test]
+async fn a_paysys_payment_pending_for_a_while_then_successful() {
+    let w = world().await;
+    let payment = w
+        .payment(
+            Provider::Paysys,
+            "PS-1",
+            1_139_000,
+            Outcome::Success,
+            Duration::from_millis(400),
+        )
+        .await;
+    let mut poller = w.poller();
+    poller.run_until_idle().await.unwrap();
+    assert_eq!(
+        w.settle(&mut poller, payment.id).await,
+        PaymentStatus::Succeeded
+    );
+    let history = w.ledger.history(payment.id).await.unwrap();
+    let pending_seen = history
+        .iter()
+        .any(|h| h.source == "check" && h.to_status.as_deref() == Some("pending"));
+    assert!(
+        pending_seen,
+        "the checks saw it pending first: {history:#?}"
+    );
+}
+
+#[tokio::test]
+async fn failed_and_canceled_payments_settle_as_such() {
+    let w = world().await;
+    let failed = w
+        .payment(
+            Provider::Portmanat,
+            "PM-F",
+            500,
+            Outcome::Failure,
+            Duration::from_millis(50),
+        )
+        .await;
+    let canceled = w
+        .payment(
+            Provider::Paysys,
+            "PS-C",
+            500_000,
+            Outcome::Cancel,
+            Duration::from_millis(50),
+        )
+        .await;
+    let mut poller = w.poller();
+    assert_eq!(
+        w.settle(&mut poller, failed.id).await,
+        PaymentStatus::Failed
+    );
+    assert_eq!(
+        w.settle(&mut poller, canceled.id).await,
+        PaymentStatus::Canceled
+    );
+}
+
+#[tokio::test]
+async fn a_provider_answering_500_and_429_for_a_while_is_backed_off_and_still_settles() {
+    let w = world().await;
+    let faults = Faults {
+        http_500: 0.4,
+        too_many_requests: 0.3,
+        garbage: 0.1,
+        retry_after_secs: 1,
+        ..Faults::default()
+    };
+    w.sim
+        .set_scenario(
+            Some(SimProvider::Paysys),
+            ScenarioPatch {
+                faults: Some(faults),
+                ..ScenarioPatch::default()
+            },
+        )
+        .unwrap();
+    let payment = w
+        .payment(
+            Provider::Paysys,
+            "PS-2",
+            700_000,
+            Outcome::Success,
+            Duration::from_millis(50),
+        )
+        .await;
+    let mut poller = w.poller();
+    let started = tokio::time::Instant::now();
+    assert_eq!(
+        w.settle(&mut poller, payment.id).await,
+        PaymentStatus::Succeeded
+    );
+    let stats = w.sim.stats().paysys;
+    assert!(
+        stats.http_500 + stats.too_many_requests + stats.garbage > 0,
+        "faults were injected: {stats:?}"
+    );
+    if stats.too_many_requests > 0 {
+        // After a 429 the provider was left alone for its Retry-After.
+        assert!(
+            started.elapsed() >= Duration::from_secs(1),
+            "Retry-After was not honoured: {stats:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_payment_that_never_settles_goes_stale_and_finance_hears_of_it() {
+    let w = world_with(Duration::from_millis(600), |_| {}).await;
+    let paysys = w
+        .payment(
+            Provider::Paysys,
+            "PS-3",
+            100_000,
+            Outcome::Success,
+            Duration::from_secs(600),
+        )
+        .await;
+    let plutu = w.register(Provider::Plutu, "INV-3", 500, None).await;
+    let mut poller = w.poller();
+    assert_eq!(w.settle(&mut poller, paysys.id).await, PaymentStatus::Stale);
+    assert_eq!(
+        w.settle(&mut poller, plutu.id).await,
+        PaymentStatus::Stale,
+        "Plutu has no status API: stale at its deadline"
+    );
+    w.relay().run_until_idle().await.unwrap();
+    let events = w.events().await;
+    let mut types: Vec<_> = events
+        .iter()
+        .map(|e| {
+            (
+                e["reference"].as_str().unwrap().to_owned(),
+                e["type"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    types.sort();
+    assert_eq!(
+        types,
+        [
+            ("INV-3".to_owned(), "payment.stale".to_owned()),
+            ("PS-3".to_owned(), "payment.stale".to_owned())
+        ]
+    );
+    assert_eq!(w.sim.stats().plutu.requests, 0, "Plutu is never polled");
+}
