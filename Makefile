@@ -32,7 +32,11 @@ test: lint ## Lint, then run every test (needs RabbitMQ at 127.0.0.1:5672)
 
 .PHONY: bench
 bench: ## Run every benchmark and write docs/benchmarks.md (needs RabbitMQ)
-	$(CARGO) run --release -p paysettle-bench -- --out docs/benchmarks.md
+	bash scripts/bench.sh full
+
+.PHONY: bench-quick
+bench-quick: ## A short run of every benchmark (under two minutes)
+	bash scripts/bench.sh quick
 
 .PHONY: clean
 clean: ## Remove build output

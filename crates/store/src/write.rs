@@ -236,17 +236,40 @@ fn new_event_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
+/// An observation made ready for the writer: its dedupe key and its raw
+/// payload, redacted and serialised. Done on the caller's thread, so the one
+/// writer thread spends its time in SQLite.
+pub(crate) struct Prepared {
+    pub request: ApplyRequest,
+    pub dedupe_key: String,
+    pub raw: Option<String>,
+}
+
+pub(crate) fn prepare(mut request: ApplyRequest) -> Prepared {
+    let dedupe_key = request.observation.dedupe_key();
+    let raw = request.raw.take().map(|mut value| {
+        redact::json(&mut value);
+        value.to_string()
+    });
+    Prepared {
+        request,
+        dedupe_key,
+        raw,
+    }
+}
+
 pub(crate) fn apply(
     tx: &Transaction<'_>,
-    request: &ApplyRequest,
+    prepared: &Prepared,
     policies: &Policies,
     now: Timestamp,
 ) -> Result<ApplyOutcome, StoreError> {
+    let request = &prepared.request;
     let o = &request.observation;
-    let dedupe_key = o.dedupe_key();
+    let dedupe_key = &prepared.dedupe_key;
     let seen: Option<i64> = tx
         .prepare_cached("SELECT payment_id FROM history WHERE provider = ?1 AND dedupe_key = ?2")?
-        .query_row((o.provider.as_str(), &dedupe_key), |row| row.get(0))
+        .query_row((o.provider.as_str(), dedupe_key), |row| row.get(0))
         .optional()?;
     if let Some(payment_id) = seen {
         return Ok(ApplyOutcome::Duplicate {
@@ -275,10 +298,7 @@ pub(crate) fn apply(
         updated_at: now,
     });
 
-    let raw = request.raw.clone().map(|mut value| {
-        redact::json(&mut value);
-        value.to_string()
-    });
+    let raw = prepared.raw.as_deref();
     let current = PaymentState {
         status: payment.status,
         expected: payment.expected,
@@ -339,9 +359,9 @@ pub(crate) fn apply(
             let history_id = insert_history(
                 tx,
                 payment.id,
-                &dedupe_key,
+                dedupe_key,
                 request,
-                raw.as_deref(),
+                raw,
                 &HistoryRow {
                     outcome: "applied",
                     from: Some(from),
@@ -411,15 +431,7 @@ pub(crate) fn apply(
                     reason: Some(refusal.code()),
                     version: payment.version,
                 };
-                insert_history(
-                    tx,
-                    payment.id,
-                    &dedupe_key,
-                    request,
-                    raw.as_deref(),
-                    &row,
-                    now,
-                )?;
+                insert_history(tx, payment.id, dedupe_key, request, raw, &row, now)?;
                 return Ok(ApplyOutcome::Mismatch {
                     payment_id: payment.id,
                     reason: refusal.code(),
@@ -435,15 +447,7 @@ pub(crate) fn apply(
                 reason: Some(refusal.code()),
                 version,
             };
-            let history_id = insert_history(
-                tx,
-                payment.id,
-                &dedupe_key,
-                request,
-                raw.as_deref(),
-                &row,
-                now,
-            )?;
+            let history_id = insert_history(tx, payment.id, dedupe_key, request, raw, &row, now)?;
             tx.prepare_cached(
                 "UPDATE payments SET mismatch = ?2, version = ?3, updated_at_ms = ?4 WHERE id = ?1",
             )?
@@ -493,15 +497,7 @@ pub(crate) fn apply(
                 reason: Some(refusal.code()),
                 version: payment.version,
             };
-            insert_history(
-                tx,
-                payment.id,
-                &dedupe_key,
-                request,
-                raw.as_deref(),
-                &row,
-                now,
-            )?;
+            insert_history(tx, payment.id, dedupe_key, request, raw, &row, now)?;
             if is_new {
                 ensure_scheduled(tx, &payment, policies, now)?;
             }

@@ -611,3 +611,61 @@ async fn the_integrity_check_finds_a_broken_ledger() {
         "{problems:#?}"
     );
 }
+
+#[tokio::test]
+async fn one_failing_observation_in_a_batch_does_not_take_the_others_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(&dir);
+    ledger.register(registration("GOOD", 1000)).await.unwrap();
+    ledger.register(registration("BAD", 1000)).await.unwrap();
+    // A hand-edited row the ledger cannot read: applying to it fails.
+    let conn = rusqlite::Connection::open(dir.path().join("ledger.db")).unwrap();
+    conn.execute(
+        "UPDATE payments SET status = 'bogus' WHERE reference = 'BAD'",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    let outcomes = ledger
+        .apply_batch(vec![
+            observation("GOOD", ObservedStatus::Pending, None, Source::Check),
+            observation("BAD", ObservedStatus::Succeeded, None, Source::Check),
+            observation("GOOD", ObservedStatus::Succeeded, None, Source::Check),
+        ])
+        .await
+        .unwrap();
+    assert!(matches!(
+        outcomes[0],
+        Ok(ApplyOutcome::Applied {
+            to: PaymentStatus::Pending,
+            ..
+        })
+    ));
+    assert!(
+        matches!(outcomes[1], Err(StoreError::Corrupt { what: "status", .. })),
+        "{:?}",
+        outcomes[1]
+    );
+    assert!(matches!(
+        outcomes[2],
+        Ok(ApplyOutcome::Applied {
+            to: PaymentStatus::Succeeded,
+            ..
+        })
+    ));
+    let good = ledger
+        .payment(
+            Provider::Paysys,
+            Account::default(),
+            Reference::parse("GOOD").unwrap(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(good.status, PaymentStatus::Succeeded);
+    assert_eq!(
+        ledger.unpublished(10).await.unwrap().len(),
+        1,
+        "only the good payment's event"
+    );
+}

@@ -1,0 +1,104 @@
+"""Renders the benchmark results (one `name<TAB>json` line each) as markdown."""
+import json
+import os
+import platform
+import subprocess
+import sys
+from datetime import datetime, timezone
+
+
+def machine():
+    cpu = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem = "?"
+    try:
+        with open("/proc/meminfo") as f:
+            kb = int(f.readline().split()[1])
+            mem = f"{kb / 1024 / 1024:.0f} GiB"
+    except (OSError, ValueError, IndexError):
+        pass
+    rustc = subprocess.run(["rustc", "--version"], capture_output=True, text=True).stdout.strip()
+    return f"{cpu}, {os.cpu_count()} cores, {mem} memory, Linux {platform.release()}, {rustc}"
+
+
+def verdict(ratio, target):
+    if ratio is None:
+        return "not measured"
+    return "met" if ratio >= target else "**missed**"
+
+
+def main():
+    path, mode = sys.argv[1], sys.argv[2]
+    results = {}
+    with open(path) as f:
+        for line in f:
+            name, _, payload = line.rstrip("\n").partition("\t")
+            try:
+                results[name] = json.loads(payload)
+            except json.JSONDecodeError:
+                results[name] = {"error": payload}
+
+    rows = []
+
+    def row(stage, figure, value, ceiling_name, ceiling, target):
+        if value is None or ceiling in (None, 0):
+            rows.append(f"| {stage} | {figure} | – | {ceiling_name} | – | – | {target:.0%} | not measured |")
+            return
+        ratio = value / ceiling
+        rows.append(
+            f"| {stage} | {figure} | {value:,.0f} | {ceiling_name} | {ceiling:,.0f} | {ratio:.1%} | ≥ {target:.0%} | {verdict(ratio, target)} |"
+        )
+
+    ledger = results.get("ledger", {})
+    row("ledger", "batched applies/s", ledger.get("ledger_batched_applies_per_s"),
+        "plain SQLite inserts/s of the same rows (payment, history, event)", ledger.get("raw_same_rows_batched_per_s"), 0.5)
+    row("ledger", "batched applies/s", ledger.get("ledger_batched_applies_per_s"),
+        "plain SQLite single-row inserts/s, batched", ledger.get("raw_batched_inserts_per_s"), 0.5)
+    row("ledger", "single applies/s (one commit each)", ledger.get("ledger_single_applies_per_s"),
+        "plain SQLite single-row commits/s", ledger.get("raw_single_inserts_per_s"), 0.5)
+    publish = results.get("publish", {})
+    row("queue", "confirmed publishes/s through paysettle-queue", publish.get("queue_rate"),
+        "raw lapin pipelined confirmed publishes/s, same quorum queue type", publish.get("raw_rate"), 0.8)
+    checks = results.get("sim_checks", {})
+    sim_rate = checks.get("checks_per_sec")
+
+    print("# Benchmarks")
+    print()
+    print(f"Written by `make bench{'-quick' if mode == 'quick' else ''}` on "
+          f"{datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}.")
+    print()
+    print(f"Machine: {machine()}.")
+    print()
+    print("Every figure stands beside the ceiling it is compared with, measured in the same run on the same machine; "
+          "the ratio is what the target applies to. No benchmark is a test.")
+    print()
+    print("| stage | figure | value | ceiling | ceiling value | ratio | target | verdict |")
+    print("|---|---|---:|---|---:|---:|---:|---|")
+    for r in rows:
+        print(r)
+    if sim_rate is not None:
+        verdict_sim = "met" if sim_rate >= 5000 else "**missed**"
+        print(f"| simulator | status checks/s, zero added latency, {checks.get('connections')} connections | {sim_rate:,.0f} | "
+              f"the target itself | 5,000 | {sim_rate / 5000:.1%} | ≥ 100% | {verdict_sim} |")
+    print()
+    errors = {k: v["error"] for k, v in results.items() if isinstance(v, dict) and "error" in v}
+    if errors:
+        print("Benchmarks that failed to run: " + ", ".join(f"`{k}`" for k in errors) + ".")
+        print()
+    print("## Raw results")
+    print()
+    print("```json")
+    for name, value in results.items():
+        print(json.dumps({name: value}))
+    print("```")
+
+
+if __name__ == "__main__":
+    main()
