@@ -58,8 +58,10 @@ pub enum QueueError {
         detail: String,
     },
     /// The embedded queue or spool file failed.
+    // The FIFO's message is part of this one, not a separate `source`, so a
+    // chained report says it once.
     #[error("queue storage error: {0}")]
-    Storage(#[source] Arc<FifoError>),
+    Storage(Arc<FifoError>),
     /// Neither the broker nor the spool took the message: it is not durable
     /// anywhere, and the caller must not acknowledge it upstream.
     #[error("message is not durable: broker: {broker}; spool: {spool}")]

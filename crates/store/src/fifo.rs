@@ -60,8 +60,10 @@ CREATE INDEX IF NOT EXISTS fifo_message_by_queue ON fifo_message (queue, seq);
 #[derive(Debug, thiserror::Error)]
 pub enum FifoError {
     /// SQLite refused or failed an operation (I/O error, full disk, locked file…).
-    #[error("fifo storage error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    // The message already says what failed; it is not also a `source`, so a
+    // chained report does not print it twice.
+    #[error("{0}")]
+    Sqlite(rusqlite::Error),
     /// A stored header map is not the JSON object this module writes: the file was
     /// edited or corrupted by something else.
     #[error("fifo message {seq} has unreadable headers: {source}")]
@@ -96,6 +98,12 @@ pub enum FifoError {
     /// Dead-lettering was asked of a queue that has no dead-letter queue.
     #[error("fifo queue '{0}' has no dead-letter queue")]
     NoDeadLetterQueue(String),
+}
+
+impl From<rusqlite::Error> for FifoError {
+    fn from(err: rusqlite::Error) -> Self {
+        FifoError::Sqlite(err)
+    }
 }
 
 impl FifoError {
@@ -187,6 +195,13 @@ impl Fifo {
     /// Opens (creating if needed) the FIFO file at `path`, in WAL mode with full
     /// synchronous commits.
     pub fn open(path: &Path) -> Result<Self, FifoError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
+            && let Err(err) = std::fs::create_dir_all(parent)
+        {
+            return Err(FifoError::Sqlite(rusqlite::Error::InvalidPath(
+                format!("{}: {err}", parent.display()).into(),
+            )));
+        }
         let conn = Connection::open(path)?;
         conn.busy_timeout(Duration::from_secs(5))?;
         // `journal_mode` answers with the mode now in force, so it is a query.
