@@ -1,0 +1,290 @@
+//! One request, start to finish: route, read, verify, publish, answer, and
+//! the one access-log line and metrics that describe it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::request::Parts;
+use http::{Method, Request};
+use hyper::body::Incoming;
+use jiff::Timestamp;
+use metrics_exporter_prometheus::PrometheusHandle;
+use paysettle_core::{Account, Provider};
+use paysettle_queue::{Durable, Queue};
+use tokio::time::Instant;
+use tokio_util::task::TaskTracker;
+
+use crate::answer::{Answer, HttpResponse, Refusal, respond};
+use crate::callback::{self, Origin, Verified};
+use crate::route::{self, Route};
+use crate::settings::ReceiverSettings;
+use crate::{body, telemetry};
+
+/// What every connection's service shares.
+#[derive(Debug)]
+pub(crate) struct Receiver {
+    pub(crate) settings: Arc<ReceiverSettings>,
+    pub(crate) queue: Queue,
+    pub(crate) metrics: PrometheusHandle,
+    /// Publishes run as their own tasks, so a provider that hangs up while
+    /// its callback is being published does not cancel the publish halfway
+    /// (a Plutu callback is never sent again). Shutdown waits for them.
+    pub(crate) publishes: TaskTracker,
+}
+
+/// What the access log and metrics say about a request.
+#[derive(Debug)]
+struct Record {
+    provider: &'static str,
+    route: &'static str,
+    account: Option<Account>,
+    message_id: Option<String>,
+    durable: Option<&'static str>,
+}
+
+impl Receiver {
+    /// Answers one request. Never fails: every failure is an answer.
+    pub(crate) async fn handle(
+        &self,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> HttpResponse {
+        let started = Instant::now();
+        let received_at = Timestamp::now();
+        let (parts, body) = request.into_parts();
+        let mut record = Record {
+            provider: "none",
+            route: route::UNMATCHED,
+            account: None,
+            message_id: None,
+            durable: None,
+        };
+        let answer = self
+            .answer(&parts, body, peer, received_at, &mut record)
+            .await;
+        let response = respond(&answer);
+        let took = started.elapsed();
+        let outcome = answer.outcome();
+        telemetry::request(record.provider, record.route, outcome, took);
+        if let Answer::Refused(
+            refusal @ (Refusal::Unauthenticated { .. } | Refusal::Malformed(_)),
+        ) = &answer
+        {
+            telemetry::verification_failure(record.provider, refusal.code());
+        }
+        access_log(
+            &parts.method,
+            &record,
+            &answer,
+            response.status().as_u16(),
+            took,
+            peer,
+        );
+        response
+    }
+
+    async fn answer(
+        &self,
+        parts: &Parts,
+        body: Incoming,
+        peer: SocketAddr,
+        received_at: Timestamp,
+        record: &mut Record,
+    ) -> Answer {
+        let Some(route) = Route::parse(parts.uri.path()) else {
+            return Answer::Refused(Refusal::NotFound);
+        };
+        record.route = route.label();
+        let (provider, account) = match &route {
+            Route::Callback {
+                provider, account, ..
+            } => {
+                record.provider = provider.as_str();
+                match account {
+                    Some(account) if self.has_account(*provider, account) => {
+                        record.account = Some(account.clone());
+                        (*provider, account.clone())
+                    }
+                    _ => return Answer::Refused(Refusal::NotFound),
+                }
+            }
+            _ => {
+                if !route.allowed().contains(&parts.method) {
+                    return Answer::Refused(Refusal::MethodNotAllowed(route.allowed()));
+                }
+                return self.operational(&route).await;
+            }
+        };
+        if !route.allowed().contains(&parts.method) {
+            return Answer::Refused(Refusal::MethodNotAllowed(route.allowed()));
+        }
+        let body = match body::read(
+            body,
+            &parts.headers,
+            self.settings.max_body_bytes,
+            self.settings.body_read_timeout,
+        )
+        .await
+        {
+            Ok(body) => body,
+            Err(refusal) => return Answer::Refused(refusal),
+        };
+        let verified = match self.verify(provider, &account, parts, &body, received_at) {
+            Ok(verified) => verified,
+            Err(refusal) => return Answer::Refused(refusal),
+        };
+        let raw = callback::raw_request(parts, &body);
+        let origin = Origin {
+            provider,
+            account,
+            received_at,
+            client: peer.ip(),
+        };
+        let (id, message) = match callback::message(origin, verified.payload, raw) {
+            Ok(built) => built,
+            Err(e) => {
+                // Cannot happen with these types; if it did, claim nothing.
+                tracing::error!(error = %e, "cannot serialise an inbound callback");
+                return Answer::Refused(Refusal::NotDurable);
+            }
+        };
+        record.message_id = Some(id);
+        match self.publish(message).await {
+            Some(durable) => {
+                record.durable = Some(durable);
+                verified.answer
+            }
+            None => Answer::Refused(Refusal::NotDurable),
+        }
+    }
+
+    fn has_account(&self, provider: Provider, account: &Account) -> bool {
+        let settings = &self.settings;
+        match provider {
+            Provider::Paysys => settings.paysys.contains_key(account),
+            Provider::Plutu => settings.plutu.contains_key(account),
+            Provider::Portmanat => settings.portmanat.contains_key(account),
+        }
+    }
+
+    fn verify(
+        &self,
+        provider: Provider,
+        account: &Account,
+        parts: &Parts,
+        body: &[u8],
+        received_at: Timestamp,
+    ) -> Result<Verified, Refusal> {
+        let settings = &self.settings;
+        match provider {
+            Provider::Paysys => match settings.paysys.get(account) {
+                Some(s) => callback::paysys(s, &parts.headers, body, account, received_at),
+                None => Err(Refusal::NotFound),
+            },
+            Provider::Plutu => match settings.plutu.get(account) {
+                Some(s) => callback::plutu(s, parts, body, account, received_at),
+                None => Err(Refusal::NotFound),
+            },
+            Provider::Portmanat => match settings.portmanat.get(account) {
+                Some(s) => callback::portmanat(s, parts, body),
+                None => Err(Refusal::NotFound),
+            },
+        }
+    }
+
+    /// Publishes on its own task and waits for the outcome: `Some(where)`
+    /// once durable, `None` when durable nowhere.
+    async fn publish(&self, message: paysettle_queue::Message) -> Option<&'static str> {
+        let queue = self.queue.clone();
+        let task = self.publishes.spawn(async move {
+            let started = Instant::now();
+            let result = queue.publish(&message).await;
+            let outcome = match &result {
+                Ok(Durable::Broker) => "broker",
+                Ok(Durable::Spooled) => "spooled",
+                Ok(Durable::Embedded) => "embedded",
+                Err(_) => "failed",
+            };
+            telemetry::publish(outcome, started.elapsed());
+            if let Err(e) = &result {
+                tracing::error!(message_id = %message.message_id, error = %e, "callback durable nowhere; answering 503");
+            }
+            result.ok().map(|_| outcome)
+        });
+        task.await.ok().flatten()
+    }
+
+    async fn operational(&self, route: &Route) -> Answer {
+        match route {
+            Route::Healthz => Answer::Alive,
+            Route::Readyz if self.queue.is_durable() => Answer::Ready,
+            Route::Readyz => Answer::NotReady,
+            Route::Metrics => Answer::Metrics(telemetry::render(&self.metrics, &self.queue).await),
+            Route::Callback { .. } => Answer::Refused(Refusal::NotFound),
+        }
+    }
+}
+
+/// The one line per request. Fields only, and only these: the route
+/// template (never the raw path), the provider and account, the outcome, the
+/// status, the latency, the message id and where it became durable. The
+/// problem of a malformed request is the verifier's bounded text with card
+/// numbers masked. Probes log at debug, refusals of authentication at warn.
+fn access_log(
+    method: &Method,
+    record: &Record,
+    answer: &Answer,
+    status: u16,
+    took: Duration,
+    peer: SocketAddr,
+) {
+    let account = record.account.as_ref().map(Account::as_str);
+    let problem = match answer {
+        Answer::Refused(Refusal::Malformed(p)) => {
+            Some(paysettle_core::redact::mask_card_numbers(p))
+        }
+        _ => None,
+    };
+    let outcome = answer.outcome();
+    // An extension method is whatever token the client sent: not logged.
+    let method = match *method {
+        Method::GET
+        | Method::POST
+        | Method::HEAD
+        | Method::PUT
+        | Method::DELETE
+        | Method::OPTIONS
+        | Method::PATCH
+        | Method::TRACE
+        | Method::CONNECT => method.as_str(),
+        _ => "other",
+    };
+    let latency_us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+    macro_rules! line {
+        ($level:expr) => {
+            tracing::event!(
+                target: "paysettle_receiver::access",
+                $level,
+                provider = record.provider,
+                account,
+                route = record.route,
+                method,
+                status,
+                outcome,
+                latency_us,
+                message_id = record.message_id.as_deref(),
+                durable = record.durable,
+                problem = problem.as_deref(),
+                peer = %peer.ip(),
+                "request"
+            )
+        };
+    }
+    match answer {
+        Answer::Alive | Answer::Ready | Answer::Metrics(_) => line!(tracing::Level::DEBUG),
+        Answer::Refused(Refusal::NotDurable) | Answer::NotReady => line!(tracing::Level::ERROR),
+        Answer::Refused(Refusal::Unauthenticated { .. }) => line!(tracing::Level::WARN),
+        _ => line!(tracing::Level::INFO),
+    }
+}
