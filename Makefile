@@ -9,8 +9,9 @@ help: ## List the targets with what they do
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
 
 .PHONY: run
-run: ## Build and run paysettle on its embedded defaults (no broker needed)
-	$(CARGO) run --release -- sim
+run: ## Build and run the demo: paysettle serve (embedded defaults, no broker) with the provider simulator; Ctrl-C stops
+	$(CARGO) build --release --bin paysettle
+	bash scripts/demo.sh
 
 .PHONY: build
 build: ## Build every crate in release mode

@@ -1,10 +1,18 @@
 //! `paysettle`: the command-line entry point of the payment-settlement sidecar.
 //!
-//! Each subcommand is one role of the product; the crates under `crates/` do the
-//! work and this file only parses arguments, sets up logging and maps errors to
-//! exit codes.
+//! Each subcommand is one role of the product; the crates under `crates/` do
+//! the work and this file only parses arguments, loads the configuration,
+//! sets up logging, wires the parts together and maps errors to exit codes.
 
-use clap::{Parser, Subcommand};
+mod config;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
 
 /// paysettle makes sure no card payment is lost, doubled or misreported.
 #[derive(Debug, Parser)]
@@ -16,42 +24,264 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the receiver and the worker in one process (the usual sidecar).
+    #[command(
+        after_help = "Examples:\n  paysettle serve                              # embedded defaults, no broker\n  paysettle serve --config deploy/demo.toml    # the demo, against `paysettle sim`"
+    )]
+    Serve(ConfigArg),
+    /// Run the receiver alone: authenticate provider callbacks and queue them durably.
+    #[command(
+        after_help = "Example:\n  PAYSETTLE__QUEUE__BACKEND=rabbitmq paysettle receive --config /etc/paysettle/paysettle.toml"
+    )]
+    Receive(ConfigArg),
+    /// Run the worker: apply callbacks, poll providers, publish settled events, serve the shop API.
+    #[command(after_help = "Example:\n  paysettle work --config /etc/paysettle/paysettle.toml")]
+    Work(ConfigArg),
+    /// Check a configuration and print the effective settings, secrets redacted.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Run the provider simulator (Portmanat, PaySys and Plutu on one port).
     Sim(paysettle_sim::SimArgs),
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("PAYSETTLE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .init();
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Load and validate; report every problem with its key (exit 2), or print the settings (exit 0).
+    #[command(
+        after_help = "Examples:\n  paysettle config check --config deploy/paysettle.example.toml\n  PAYSETTLE__QUEUE__BACKEND=rabbitmq paysettle config check"
+    )]
+    Check(ConfigArg),
 }
 
-fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
-    init_logging();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("paysettle: cannot start the async runtime: {err}");
-            return std::process::ExitCode::from(2);
+#[derive(Debug, Args)]
+struct ConfigArg {
+    /// The TOML configuration file (embedded defaults and PAYSETTLE__SECTION__KEY variables apply too).
+    #[arg(long, short, env = "PAYSETTLE_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+fn init_logging(json: bool, level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PAYSETTLE_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Loads and resolves the configuration, or explains every problem.
+fn resolve(arg: &ConfigArg) -> anyhow::Result<(config::Config, config::Resolved)> {
+    let loaded = config::load(arg.config.as_deref()).map_err(problems)?;
+    let resolved = loaded.resolve().map_err(problems)?;
+    Ok((loaded, resolved))
+}
+
+fn problems(list: Vec<config::Problem>) -> anyhow::Error {
+    let lines: Vec<String> = list.iter().map(|p| format!("  {p}")).collect();
+    anyhow::anyhow!(
+        "the configuration has {} problem(s):\n{}",
+        list.len(),
+        lines.join("\n")
+    )
+}
+
+/// Resolves when Ctrl-C or SIGTERM arrives.
+async fn stop_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
         }
     };
-    let result = runtime.block_on(async {
-        match cli.command {
-            Command::Sim(args) => paysettle_sim::run_cli(args).await,
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
+
+/// The receiver's settings from the configuration.
+fn receiver_settings(
+    resolved: &config::Resolved,
+) -> anyhow::Result<paysettle_receiver::ReceiverSettings> {
+    use paysettle_core::Provider;
+    use paysettle_receiver::{
+        PaysysAccount, PlutuAccount, PortmanatAccount, ReceiverSettings, ResultPage,
+    };
+    let limits = &resolved.receiver;
+    let mut settings = ReceiverSettings {
+        max_body_bytes: limits.max_body_bytes,
+        header_read_timeout: limits.header_timeout,
+        body_read_timeout: limits.body_timeout,
+        max_connections: limits.max_connections,
+        shutdown_grace: limits.shutdown_grace,
+        ..ReceiverSettings::default()
+    };
+    let page = |provider: Provider,
+                account: &paysettle_core::Account|
+     -> anyhow::Result<Option<ResultPage>> {
+        resolved
+            .result_pages
+            .get(&(provider, account.clone()))
+            .map(|url| ResultPage::parse(url))
+            .transpose()
+            .map_err(Into::into)
+    };
+    for (account, pairs) in &resolved.paysys_auth {
+        let auth = paysettle_core::paysys::NotificationAuth::new(pairs)
+            .with_context(|| format!("paysys.{account}.notify_credentials"))?;
+        settings
+            .paysys
+            .insert(account.clone(), PaysysAccount { auth });
+    }
+    for (account, key) in &resolved.plutu_keys {
+        let verifier = paysettle_core::plutu::CallbackVerifier::new(key.clone())
+            .with_context(|| format!("plutu.{account}.secret_key"))?;
+        settings.plutu.insert(
+            account.clone(),
+            PlutuAccount {
+                verifier,
+                result_page: page(Provider::Plutu, account)?,
+            },
+        );
+    }
+    for account in resolved.worker.portmanat.keys() {
+        settings.portmanat.insert(
+            account.clone(),
+            PortmanatAccount {
+                result_page: page(Provider::Portmanat, account)?,
+            },
+        );
+    }
+    Ok(settings)
+}
+
+/// Which roles a process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Roles {
+    Receiver,
+    Worker,
+    Both,
+}
+
+async fn run(arg: ConfigArg, roles: Roles) -> anyhow::Result<()> {
+    let (_, resolved) = resolve(&arg)?;
+    init_logging(resolved.log_json, &resolved.log_level);
+    let queue = paysettle_queue::Queue::start(resolved.queue.clone())
+        .await
+        .context("starting the queue")?;
+    let shutdown = CancellationToken::new();
+    let mut tasks: Vec<(&str, tokio::task::JoinHandle<anyhow::Result<()>>)> = Vec::new();
+
+    if roles != Roles::Worker {
+        let settings = Arc::new(receiver_settings(&resolved)?);
+        let listener = tokio::net::TcpListener::bind(resolved.receiver_listen)
+            .await
+            .with_context(|| {
+                format!(
+                    "binding the callback listener to {}",
+                    resolved.receiver_listen
+                )
+            })?;
+        tracing::info!(listen = %resolved.receiver_listen, "receiver listening");
+        let (queue, stop) = (queue.clone(), shutdown.clone());
+        tasks.push((
+            "receiver",
+            tokio::spawn(async move {
+                Ok(paysettle_receiver::run(listener, settings, queue, stop).await?)
+            }),
+        ));
+    }
+    if roles != Roles::Receiver {
+        let ledger = paysettle_store::Ledger::open(&resolved.ledger_path, resolved.ledger.clone())
+            .with_context(|| format!("opening the ledger {}", resolved.ledger_path.display()))?;
+        let shop = tokio::net::TcpListener::bind(resolved.shop_listen)
+            .await
+            .with_context(|| format!("binding the shop API to {}", resolved.shop_listen))?;
+        tracing::info!(shop_api = %resolved.shop_listen, ledger = %resolved.ledger_path.display(), "worker starting");
+        let settings = Arc::new(resolved.worker);
+        let (l, s, stop) = (ledger.clone(), Arc::clone(&settings), shutdown.clone());
+        let api = resolved.shop_api;
+        tasks.push((
+            "shop API",
+            tokio::spawn(
+                async move { Ok(paysettle_worker::shop::serve(shop, l, api, s, stop).await?) },
+            ),
+        ));
+        let (q, stop) = (queue.clone(), shutdown.clone());
+        tasks.push((
+            "worker",
+            tokio::spawn(
+                async move { Ok(paysettle_worker::run(ledger, q, settings, stop).await?) },
+            ),
+        ));
+    }
+
+    stop_signal().await;
+    tracing::info!("stopping: finishing the work in hand");
+    shutdown.cancel();
+    let mut failed = None;
+    for (name, task) in tasks {
+        match task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => failed = Some(err.context(format!("the {name} failed"))),
+            Err(err) => {
+                failed = Some(anyhow::Error::new(err).context(format!("the {name} task failed")))
+            }
         }
-    });
+    }
+    queue.shutdown(std::time::Duration::from_secs(5)).await;
+    tracing::info!("stopped");
+    failed.map_or(Ok(()), Err)
+}
+
+fn config_check(arg: ConfigArg) -> anyhow::Result<()> {
+    let (loaded, _) = resolve(&arg)?;
+    print!("{}", loaded.redacted_toml());
+    eprintln!("paysettle: the configuration is valid");
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Config(ConfigCommand::Check(arg)) => config_check(arg),
+        command => match tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => runtime.block_on(async move {
+                match command {
+                    Command::Serve(arg) => run(arg, Roles::Both).await,
+                    Command::Receive(arg) => run(arg, Roles::Receiver).await,
+                    Command::Work(arg) => run(arg, Roles::Worker).await,
+                    Command::Sim(args) => {
+                        init_logging(false, "info");
+                        paysettle_sim::run_cli(args).await
+                    }
+                    Command::Config(_) => Ok(()),
+                }
+            }),
+            Err(err) => Err(anyhow::Error::new(err).context("starting the async runtime")),
+        },
+    };
     match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("paysettle: {err:#}");
-            std::process::ExitCode::from(2)
+            ExitCode::from(2)
         }
     }
 }

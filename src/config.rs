@@ -1,0 +1,628 @@
+//! The product's configuration: embedded, commented defaults, then one TOML
+//! file, then `PAYSETTLE__SECTION__KEY` environment variables, then
+//! validation that names every problem by its key. Secrets are
+//! `SecretString`s, may come from files (`*_file`), and print as
+//! `[redacted]`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use paysettle_core::schedule::CheckPolicy;
+use paysettle_core::{Account, Provider};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize, Serializer};
+
+/// The embedded defaults.
+pub const DEFAULTS: &str = include_str!("defaults.toml");
+
+fn redacted<S: Serializer>(
+    secret: &Option<SecretString>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match secret {
+        Some(s) if !s.expose_secret().is_empty() => serializer.serialize_str("[redacted]"),
+        _ => serializer.serialize_str(""),
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub ledger: LedgerSection,
+    pub queue: QueueSection,
+    pub receiver: ReceiverSection,
+    pub shop_api: ShopApiSection,
+    pub worker: WorkerSection,
+    pub polling: BTreeMap<String, PollingSection>,
+    #[serde(default)]
+    pub portmanat: BTreeMap<String, PortmanatAccount>,
+    #[serde(default)]
+    pub paysys: BTreeMap<String, PaysysAccount>,
+    #[serde(default)]
+    pub plutu: BTreeMap<String, PlutuAccount>,
+    pub log: LogSection,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerSection {
+    pub path: PathBuf,
+    pub synchronous: paysettle_store::Synchronous,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueSection {
+    pub backend: String,
+    pub embedded_path: PathBuf,
+    #[serde(serialize_with = "redacted")]
+    pub amqp_url: Option<SecretString>,
+    pub amqp_url_file: Option<PathBuf>,
+    pub prefix: String,
+    pub prefetch: u16,
+    pub delivery_limit: u32,
+    pub confirm_timeout_ms: u64,
+    pub connect_timeout_ms: u64,
+    pub spool_path: PathBuf,
+    pub lease_ms: u64,
+    pub finance_queue: bool,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiverSection {
+    pub listen: String,
+    pub max_body_bytes: usize,
+    pub header_timeout_ms: u64,
+    pub body_timeout_ms: u64,
+    pub max_connections: usize,
+    pub shutdown_grace_ms: u64,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShopApiSection {
+    pub listen: String,
+    #[serde(serialize_with = "redacted")]
+    pub token: Option<SecretString>,
+    pub token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerSection {
+    pub batch_size: usize,
+    pub batch_wait_ms: u64,
+    pub paysys_confirm: bool,
+    pub relay_batch: usize,
+    pub relay_interval_ms: u64,
+    pub poll_idle_ms: u64,
+    pub shutdown_grace_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PollingSection {
+    pub concurrency: usize,
+    pub rate_per_sec: f64,
+    pub timeout_ms: u64,
+    pub first_ms: u64,
+    pub multiplier: f64,
+    pub max_interval_ms: u64,
+    pub jitter: f64,
+    pub deadline_ms: u64,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortmanatAccount {
+    /// Portmanat's base URL (`/check` below it).
+    pub base_url: String,
+    /// Where the customer's browser is sent after its return ("" = a plain 200).
+    #[serde(default)]
+    pub result_page: String,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Credential {
+    #[serde(default, serialize_with = "redacted")]
+    pub user: Option<SecretString>,
+    #[serde(default)]
+    pub user_file: Option<PathBuf>,
+    #[serde(default, serialize_with = "redacted")]
+    pub password: Option<SecretString>,
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PaysysAccount {
+    /// The JSON-RPC gateway URL.
+    pub gateway_url: String,
+    /// The first part of the `Auth` header.
+    pub service_id: String,
+    #[serde(default, serialize_with = "redacted")]
+    pub secret_key: Option<SecretString>,
+    #[serde(default)]
+    pub secret_key_file: Option<PathBuf>,
+    /// Basic-auth pairs PaySys notifications may carry (several, to rotate).
+    #[serde(default)]
+    pub notify_credentials: Vec<Credential>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlutuAccount {
+    /// The merchant's secret key (`sk_…`) that signs callbacks.
+    #[serde(default, serialize_with = "redacted")]
+    pub secret_key: Option<SecretString>,
+    #[serde(default)]
+    pub secret_key_file: Option<PathBuf>,
+    /// Where the customer's browser is sent after the callback ("" = a plain 200).
+    #[serde(default)]
+    pub result_page: String,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSection {
+    pub format: String,
+    pub level: String,
+}
+
+/// One problem, named by its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub key: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+/// Loads defaults, then `file`, then the environment.
+pub fn load(file: Option<&Path>) -> Result<Config, Vec<Problem>> {
+    let mut builder = config::Config::builder()
+        .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
+    if let Some(file) = file {
+        if !file.exists() {
+            return Err(vec![Problem {
+                key: "--config".into(),
+                message: format!("{} does not exist", file.display()),
+            }]);
+        }
+        builder = builder.add_source(
+            config::File::from(file)
+                .format(config::FileFormat::Toml)
+                .required(true),
+        );
+    }
+    builder = builder.add_source(
+        config::Environment::with_prefix("PAYSETTLE")
+            .prefix_separator("__")
+            .separator("__")
+            .try_parsing(true),
+    );
+    let loaded = builder.build().map_err(|e| {
+        vec![Problem {
+            key: "config".into(),
+            message: e.to_string(),
+        }]
+    })?;
+    loaded.try_deserialize::<Config>().map_err(|e| {
+        vec![Problem {
+            key: "config".into(),
+            message: e.to_string(),
+        }]
+    })
+}
+
+/// Reads a secret from its inline key or its `*_file` twin (one, not both).
+fn secret(
+    key: &str,
+    inline: &Option<SecretString>,
+    file: &Option<PathBuf>,
+    problems: &mut Vec<Problem>,
+) -> Option<SecretString> {
+    let problem = |message: String| Problem {
+        key: key.to_owned(),
+        message,
+    };
+    let inline = inline.as_ref().filter(|s| !s.expose_secret().is_empty());
+    match (inline, file) {
+        (Some(_), Some(_)) => {
+            problems.push(problem(format!("set either {key} or {key}_file, not both")));
+            None
+        }
+        (Some(value), None) => Some(value.clone()),
+        (None, Some(path)) => match std::fs::read_to_string(path) {
+            Ok(text) if !text.trim().is_empty() => Some(SecretString::from(
+                text.trim_end_matches(['\n', '\r']).to_owned(),
+            )),
+            Ok(_) => {
+                problems.push(Problem {
+                    key: format!("{key}_file"),
+                    message: format!("{} is empty", path.display()),
+                });
+                None
+            }
+            Err(e) => {
+                problems.push(Problem {
+                    key: format!("{key}_file"),
+                    message: format!("cannot read {}: {e}", path.display()),
+                });
+                None
+            }
+        },
+        (None, None) => None,
+    }
+}
+
+/// Everything the roles need, checked.
+pub struct Resolved {
+    pub ledger_path: PathBuf,
+    pub ledger: paysettle_store::LedgerOptions,
+    pub queue: paysettle_queue::QueueConfig,
+    pub receiver_listen: SocketAddr,
+    pub receiver: ReceiverLimits,
+    pub shop_listen: SocketAddr,
+    pub shop_api: paysettle_worker::shop::ShopApiSettings,
+    pub worker: paysettle_worker::WorkerSettings,
+    pub paysys_auth: BTreeMap<Account, Vec<(SecretString, SecretString)>>,
+    pub plutu_keys: BTreeMap<Account, SecretString>,
+    pub result_pages: BTreeMap<(Provider, Account), String>,
+    pub log_json: bool,
+    pub log_level: String,
+}
+
+/// The receiver's limits from the configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct ReceiverLimits {
+    pub max_body_bytes: usize,
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
+    pub max_connections: usize,
+    pub shutdown_grace: Duration,
+}
+
+fn ms(value: u64) -> Duration {
+    Duration::from_millis(value)
+}
+
+fn address(key: &str, text: &str, problems: &mut Vec<Problem>) -> SocketAddr {
+    text.parse().unwrap_or_else(|_| {
+        problems.push(Problem {
+            key: key.into(),
+            message: format!("{text:?} is not an address like 127.0.0.1:8080"),
+        });
+        SocketAddr::from(([127, 0, 0, 1], 0))
+    })
+}
+
+fn url(key: String, text: &str, problems: &mut Vec<Problem>) {
+    if !(text.starts_with("http://") || text.starts_with("https://")) || text.len() < 10 {
+        problems.push(Problem {
+            key,
+            message: format!("{text:?} is not an http(s) URL"),
+        });
+    }
+}
+
+impl Config {
+    /// Validates and resolves, reporting every problem at once.
+    pub fn resolve(&self) -> Result<Resolved, Vec<Problem>> {
+        let mut problems = Vec::new();
+        let p = &mut problems;
+        let push = |p: &mut Vec<Problem>, key: &str, message: String| {
+            p.push(Problem {
+                key: key.into(),
+                message,
+            })
+        };
+
+        // Queue.
+        let backend = match self.queue.backend.as_str() {
+            "embedded" => paysettle_queue::BackendKind::Embedded,
+            "rabbitmq" => paysettle_queue::BackendKind::RabbitMq,
+            other => {
+                push(
+                    p,
+                    "queue.backend",
+                    format!("{other:?} is neither \"embedded\" nor \"rabbitmq\""),
+                );
+                paysettle_queue::BackendKind::Embedded
+            }
+        };
+        let amqp_url = secret(
+            "queue.amqp_url",
+            &self.queue.amqp_url,
+            &self.queue.amqp_url_file,
+            p,
+        );
+        if backend == paysettle_queue::BackendKind::RabbitMq {
+            match &amqp_url {
+                Some(u)
+                    if u.expose_secret().starts_with("amqp://")
+                        || u.expose_secret().starts_with("amqps://") => {}
+                _ => push(
+                    p,
+                    "queue.amqp_url",
+                    "must be an amqp:// or amqps:// URL for the rabbitmq backend".into(),
+                ),
+            }
+        }
+        let queue = paysettle_queue::QueueConfig {
+            backend,
+            amqp_url: amqp_url
+                .map(|u| u.expose_secret().to_owned())
+                .unwrap_or_default(),
+            prefix: self.queue.prefix.clone(),
+            prefetch: self.queue.prefetch,
+            delivery_limit: self.queue.delivery_limit,
+            confirm_timeout: ms(self.queue.confirm_timeout_ms),
+            connect_timeout: ms(self.queue.connect_timeout_ms),
+            spool_path: (!self.queue.spool_path.as_os_str().is_empty())
+                .then(|| self.queue.spool_path.clone()),
+            embedded_path: self.queue.embedded_path.clone(),
+            lease_duration: ms(self.queue.lease_ms),
+            finance_queue: self.queue.finance_queue,
+            ..paysettle_queue::QueueConfig::default()
+        };
+        if let Err(e) = queue.validate() {
+            push(p, "queue", e.to_string());
+        }
+
+        // Listeners.
+        let receiver_listen = address("receiver.listen", &self.receiver.listen, p);
+        let shop_listen = address("shop_api.listen", &self.shop_api.listen, p);
+        if self.receiver.max_body_bytes < 1024 {
+            push(p, "receiver.max_body_bytes", "must be at least 1024".into());
+        }
+        if self.receiver.max_connections == 0 {
+            push(p, "receiver.max_connections", "must be at least 1".into());
+        }
+        let token = secret(
+            "shop_api.token",
+            &self.shop_api.token,
+            &self.shop_api.token_file,
+            p,
+        );
+        if token.is_none() && !shop_listen.ip().is_loopback() {
+            push(
+                p,
+                "shop_api.token",
+                "the shop API listens beyond loopback; set a token".into(),
+            );
+        }
+
+        // Polling.
+        let mut worker = paysettle_worker::WorkerSettings {
+            batch_size: self.worker.batch_size,
+            batch_wait: ms(self.worker.batch_wait_ms),
+            paysys_confirm: self.worker.paysys_confirm,
+            relay_batch: self.worker.relay_batch,
+            relay_interval: ms(self.worker.relay_interval_ms),
+            poll_idle: ms(self.worker.poll_idle_ms),
+            shutdown_grace: ms(self.worker.shutdown_grace_ms),
+            ..paysettle_worker::WorkerSettings::default()
+        };
+        if worker.batch_size == 0 || worker.batch_size > 10_000 {
+            push(p, "worker.batch_size", "must be 1 to 10000".into());
+        }
+        for (name, section) in &self.polling {
+            let key = format!("polling.{name}");
+            let Ok(provider) = name.parse::<Provider>() else {
+                push(
+                    p,
+                    &key,
+                    "is not a provider (portmanat, paysys, plutu)".into(),
+                );
+                continue;
+            };
+            let policy = CheckPolicy {
+                first: ms(section.first_ms),
+                multiplier: section.multiplier,
+                max_interval: ms(section.max_interval_ms),
+                jitter: section.jitter,
+                deadline: ms(section.deadline_ms),
+            };
+            if let Err(e) = policy.validate() {
+                push(p, &key, e.to_string());
+            }
+            if section.concurrency == 0 {
+                push(
+                    p,
+                    &format!("{key}.concurrency"),
+                    "must be at least 1".into(),
+                );
+            }
+            if !(section.rate_per_sec > 0.0 && section.rate_per_sec.is_finite()) {
+                push(
+                    p,
+                    &format!("{key}.rate_per_sec"),
+                    "must be more than 0".into(),
+                );
+            }
+            worker.limits.insert(
+                provider,
+                paysettle_worker::ProviderLimits {
+                    concurrency: section.concurrency,
+                    rate_per_sec: section.rate_per_sec,
+                    timeout: ms(section.timeout_ms),
+                    policy,
+                },
+            );
+        }
+
+        // Accounts.
+        let account = |p: &mut Vec<Problem>, provider: &str, name: &str| -> Option<Account> {
+            Account::parse(name)
+                .map_err(|e| {
+                    p.push(Problem {
+                        key: format!("{provider}.{name}"),
+                        message: e.to_string(),
+                    })
+                })
+                .ok()
+        };
+        let mut result_pages = BTreeMap::new();
+        let mut page = |p: &mut Vec<Problem>, provider: Provider, account: &Account, text: &str| {
+            if !text.is_empty() {
+                url(format!("{provider}.{account}.result_page"), text, p);
+                result_pages.insert((provider, account.clone()), text.to_owned());
+            }
+        };
+        for (name, section) in &self.portmanat {
+            let Some(acct) = account(p, "portmanat", name) else {
+                continue;
+            };
+            url(format!("portmanat.{name}.base_url"), &section.base_url, p);
+            page(p, Provider::Portmanat, &acct, &section.result_page);
+            worker.portmanat.insert(
+                acct,
+                paysettle_worker::PortmanatAccess {
+                    base_url: section.base_url.clone(),
+                },
+            );
+        }
+        let mut paysys_auth = BTreeMap::new();
+        for (name, section) in &self.paysys {
+            let Some(acct) = account(p, "paysys", name) else {
+                continue;
+            };
+            let key = format!("paysys.{name}");
+            url(format!("{key}.gateway_url"), &section.gateway_url, p);
+            if section.service_id.is_empty() {
+                push(p, &format!("{key}.service_id"), "is required".into());
+            }
+            let secret_key = secret(
+                &format!("{key}.secret_key"),
+                &section.secret_key,
+                &section.secret_key_file,
+                p,
+            );
+            if secret_key.is_none() {
+                push(
+                    p,
+                    &format!("{key}.secret_key"),
+                    "is required (or secret_key_file)".into(),
+                );
+            }
+            let mut pairs = Vec::new();
+            for (i, credential) in section.notify_credentials.iter().enumerate() {
+                let at = format!("{key}.notify_credentials[{i}]");
+                let user = secret(
+                    &format!("{at}.user"),
+                    &credential.user,
+                    &credential.user_file,
+                    p,
+                );
+                let password = secret(
+                    &format!("{at}.password"),
+                    &credential.password,
+                    &credential.password_file,
+                    p,
+                );
+                match (user, password) {
+                    (Some(user), Some(password)) => pairs.push((user, password)),
+                    _ => push(p, &at, "needs a user and a password".into()),
+                }
+            }
+            if let Err(e) = paysettle_core::paysys::NotificationAuth::new(&pairs) {
+                push(p, &format!("{key}.notify_credentials"), e.to_string());
+            }
+            paysys_auth.insert(acct.clone(), pairs);
+            worker.paysys.insert(
+                acct,
+                paysettle_worker::PaysysAccess {
+                    gateway_url: section.gateway_url.clone(),
+                    service_id: section.service_id.clone(),
+                    secret_key: secret_key.unwrap_or_else(|| SecretString::from("")),
+                },
+            );
+        }
+        let mut plutu_keys = BTreeMap::new();
+        for (name, section) in &self.plutu {
+            let Some(acct) = account(p, "plutu", name) else {
+                continue;
+            };
+            let key = format!("plutu.{name}.secret_key");
+            match secret(&key, &section.secret_key, &section.secret_key_file, p) {
+                Some(k) => {
+                    plutu_keys.insert(acct.clone(), k);
+                }
+                None => push(p, &key, "is required (or secret_key_file)".into()),
+            }
+            page(p, Provider::Plutu, &acct, &section.result_page);
+            worker.plutu.push(acct);
+        }
+
+        // Logs.
+        let log_json = match self.log.format.as_str() {
+            "json" => true,
+            "text" => false,
+            other => {
+                push(
+                    p,
+                    "log.format",
+                    format!("{other:?} is neither \"text\" nor \"json\""),
+                );
+                false
+            }
+        };
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            push(
+                p,
+                "log.level",
+                format!("{:?} is not a tracing filter", self.log.level),
+            );
+        }
+
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        let ledger = paysettle_store::LedgerOptions {
+            synchronous: self.ledger.synchronous,
+            policies: worker.policies(),
+            ..paysettle_store::LedgerOptions::default()
+        };
+        let limits = ReceiverLimits {
+            max_body_bytes: self.receiver.max_body_bytes,
+            header_timeout: ms(self.receiver.header_timeout_ms),
+            body_timeout: ms(self.receiver.body_timeout_ms),
+            max_connections: self.receiver.max_connections,
+            shutdown_grace: ms(self.receiver.shutdown_grace_ms),
+        };
+        Ok(Resolved {
+            ledger_path: self.ledger.path.clone(),
+            ledger,
+            queue,
+            receiver_listen,
+            receiver: limits,
+            shop_listen,
+            shop_api: paysettle_worker::shop::ShopApiSettings {
+                token,
+                ..Default::default()
+            },
+            worker,
+            paysys_auth,
+            plutu_keys,
+            result_pages,
+            log_json,
+            log_level: self.log.level.clone(),
+        })
+    }
+
+    /// The effective settings as TOML, secrets redacted.
+    pub fn redacted_toml(&self) -> String {
+        toml::to_string_pretty(self)
+            .unwrap_or_else(|e| format!("# cannot show the settings: {e}\n"))
+    }
+}
