@@ -68,7 +68,12 @@ pub async fn run(
             loop {
                 tokio::select! {
                     () = stop.cancelled() => return,
-                    _ = tick.tick() => metrics.run_upkeep(),
+                    // Off the workers: folding a second of histogram
+                    // samples must not stall a request behind it.
+                    _ = tick.tick() => {
+                        let metrics = metrics.clone();
+                        let _ = tokio::task::spawn_blocking(move || metrics.run_upkeep()).await;
+                    }
                 }
             }
         }

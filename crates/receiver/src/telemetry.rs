@@ -51,7 +51,7 @@ const LATENCY_BUCKETS: &[f64] = &[
 
 /// How often histogram samples are folded into buckets between scrapes, so
 /// memory stays flat under load whether or not anyone scrapes.
-pub(crate) const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+pub(crate) const UPKEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 static RECORDER: OnceLock<Result<PrometheusHandle, String>> = OnceLock::new();
 
