@@ -353,29 +353,8 @@ impl Ledger {
         now: Timestamp,
         limit: usize,
     ) -> Result<Vec<DueCheck>, StoreError> {
-        self.read(move |conn| {
-            let mut statement = conn.prepare_cached(
-                "SELECT payment_id, attempts, next_check_at_ms, deadline_at_ms, last_error FROM checks \
-                 WHERE next_check_at_ms <= ?1 ORDER BY next_check_at_ms LIMIT ?2",
-            )?;
-            let due: Vec<(i64, u32, i64, i64, Option<String>)> = statement
-                .query_map((ms(now), limit as i64), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
-                .collect::<Result<_, _>>()?;
-            let mut checks = Vec::with_capacity(due.len());
-            for (id, attempts, next, deadline, last_error) in due {
-                if let Some(payment) = rows::payment_by_id(conn, PaymentId(id))? {
-                    checks.push(DueCheck {
-                        payment,
-                        attempts,
-                        next_check_at: rows::timestamp(next)?,
-                        deadline_at: rows::timestamp(deadline)?,
-                        last_error,
-                    });
-                }
-            }
-            Ok(checks)
-        })
-        .await
+        self.read(move |conn| rows::due_checks(conn, ms(now), limit))
+            .await
     }
 
     /// When the next scheduled check is, if any payment is scheduled.
@@ -461,66 +440,190 @@ impl Ledger {
     }
 }
 
-fn writer(mut conn: Connection, mut commands: mpsc::Receiver<Command>, policies: Policies) {
-    while let Some(command) = commands.blocking_recv() {
-        let now = Timestamp::now();
-        match command {
-            Command::Register(registration, reply) => {
-                let _ = reply.send(in_transaction(&mut conn, |tx| {
-                    write::register(tx, &registration, &policies)
+/// The most commands committed together.
+const MAX_GROUP: usize = 256;
+
+/// A command's result, held until its transaction commits.
+enum Output {
+    Register(RegisterOutcome),
+    Apply(ApplyOutcome),
+    RecordCheck(bool),
+    CheckNow(Option<PaymentId>),
+    MarkPublished(usize),
+}
+
+impl Command {
+    /// Runs a single command's writes inside `tx` (not `ApplyBatch`, which
+    /// is a group of its own).
+    fn execute(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        policies: &Policies,
+        now: Timestamp,
+    ) -> Result<Output, StoreError> {
+        match self {
+            Command::Register(registration, _) => {
+                write::register(tx, registration, policies).map(Output::Register)
+            }
+            Command::Apply(request, _) => {
+                write::apply(tx, request, policies, now).map(Output::Apply)
+            }
+            Command::RecordCheck(payment, next, error, _) => {
+                write::record_check(tx, *payment, *next, error.as_deref()).map(Output::RecordCheck)
+            }
+            Command::CheckNow(provider, account, key, _) => {
+                write::check_now(tx, *provider, account, key, now).map(Output::CheckNow)
+            }
+            Command::MarkPublished(seqs, _) => {
+                write::mark_published(tx, seqs, now).map(Output::MarkPublished)
+            }
+            Command::ApplyBatch(..) => Err(StoreError::corrupt(
+                "command",
+                "a batch is not a single command",
+            )),
+        }
+    }
+
+    /// Sends the result to whoever asked.
+    fn reply(self, result: Result<Output, StoreError>) {
+        let mismatch = || StoreError::corrupt("command", "a result of another kind");
+        match self {
+            Command::Register(_, reply) => {
+                let _ = reply.send(result.and_then(|o| {
+                    if let Output::Register(v) = o {
+                        Ok(v)
+                    } else {
+                        Err(mismatch())
+                    }
                 }));
             }
-            Command::Apply(request, reply) => {
-                let _ = reply.send(in_transaction(&mut conn, |tx| {
-                    write::apply(tx, &request, &policies, now)
+            Command::Apply(_, reply) => {
+                let _ = reply.send(result.and_then(|o| {
+                    if let Output::Apply(v) = o {
+                        Ok(v)
+                    } else {
+                        Err(mismatch())
+                    }
                 }));
             }
-            Command::ApplyBatch(requests, reply) => {
-                let whole = in_transaction(&mut conn, |tx| {
-                    requests
-                        .iter()
-                        .map(|request| write::apply(tx, request, &policies, now))
-                        .collect::<Result<Vec<_>, _>>()
-                });
-                let result = match whole {
-                    Ok(outcomes) => Ok(outcomes.into_iter().map(Ok).collect()),
-                    // Something failed and the whole transaction rolled back:
-                    // redo it with a savepoint each, so only what fails is lost.
-                    Err(_) => in_transaction(&mut conn, |tx| {
-                        let mut outcomes = Vec::with_capacity(requests.len());
-                        for request in &requests {
-                            tx.execute_batch("SAVEPOINT observation")?;
-                            let outcome = write::apply(tx, request, &policies, now);
-                            if outcome.is_ok() {
-                                tx.execute_batch("RELEASE observation")?;
-                            } else {
-                                tx.execute_batch("ROLLBACK TO observation; RELEASE observation")?;
-                            }
-                            outcomes.push(outcome);
-                        }
-                        Ok(outcomes)
-                    }),
-                };
-                let _ = reply.send(result);
-            }
-            Command::RecordCheck(payment, next, error, reply) => {
-                let _ = reply.send(in_transaction(&mut conn, |tx| {
-                    write::record_check(tx, payment, next, error.as_deref())
+            Command::RecordCheck(.., reply) => {
+                let _ = reply.send(result.and_then(|o| {
+                    if let Output::RecordCheck(v) = o {
+                        Ok(v)
+                    } else {
+                        Err(mismatch())
+                    }
                 }));
             }
-            Command::CheckNow(provider, account, key, reply) => {
-                let _ = reply.send(in_transaction(&mut conn, |tx| {
-                    write::check_now(tx, provider, &account, &key, now)
+            Command::CheckNow(.., reply) => {
+                let _ = reply.send(result.and_then(|o| {
+                    if let Output::CheckNow(v) = o {
+                        Ok(v)
+                    } else {
+                        Err(mismatch())
+                    }
                 }));
             }
-            Command::MarkPublished(seqs, reply) => {
-                let _ = reply.send(in_transaction(&mut conn, |tx| {
-                    write::mark_published(tx, &seqs, now)
+            Command::MarkPublished(_, reply) => {
+                let _ = reply.send(result.and_then(|o| {
+                    if let Output::MarkPublished(v) = o {
+                        Ok(v)
+                    } else {
+                        Err(mismatch())
+                    }
                 }));
+            }
+            Command::ApplyBatch(_, reply) => {
+                let _ = reply.send(result.and(Err(mismatch())));
             }
         }
     }
+}
+
+/// The writer thread: takes every command waiting (up to [`MAX_GROUP`]) and
+/// commits them in one transaction, so concurrent callers (the poller's
+/// checks, the relay, the shop API) share one fsync. If anything in a group
+/// fails, the group is rolled back and each command redone on its own, so
+/// one failure never takes another caller's write with it.
+fn writer(mut conn: Connection, mut commands: mpsc::Receiver<Command>, policies: Policies) {
+    while let Some(first) = commands.blocking_recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match commands.try_recv() {
+                Ok(command) => group.push(command),
+                Err(_) => break,
+            }
+        }
+        let now = Timestamp::now();
+        let mut singles = Vec::new();
+        for command in group {
+            if let Command::ApplyBatch(requests, reply) = command {
+                commit_group(&mut conn, std::mem::take(&mut singles), &policies, now);
+                let _ = reply.send(apply_batch(&mut conn, &requests, &policies, now));
+            } else {
+                singles.push(command);
+            }
+        }
+        commit_group(&mut conn, singles, &policies, now);
+    }
     tracing::debug!("ledger writer stopped");
+}
+
+fn commit_group(conn: &mut Connection, group: Vec<Command>, policies: &Policies, now: Timestamp) {
+    if group.is_empty() {
+        return;
+    }
+    if group.len() > 1 {
+        let together = in_transaction(conn, |tx| {
+            group
+                .iter()
+                .map(|c| c.execute(tx, policies, now))
+                .collect::<Result<Vec<_>, _>>()
+        });
+        if let Ok(outputs) = together {
+            for (command, output) in group.into_iter().zip(outputs) {
+                command.reply(Ok(output));
+            }
+            return;
+        }
+    }
+    for command in group {
+        let result = in_transaction(conn, |tx| command.execute(tx, policies, now));
+        command.reply(result);
+    }
+}
+
+/// A batch: tried whole first; if anything in it fails, redone with a
+/// savepoint each, so only what fails is lost.
+fn apply_batch(
+    conn: &mut Connection,
+    requests: &[write::Prepared],
+    policies: &Policies,
+    now: Timestamp,
+) -> Result<Vec<Result<ApplyOutcome, StoreError>>, StoreError> {
+    let whole = in_transaction(conn, |tx| {
+        requests
+            .iter()
+            .map(|request| write::apply(tx, request, policies, now))
+            .collect::<Result<Vec<_>, _>>()
+    });
+    match whole {
+        Ok(outcomes) => Ok(outcomes.into_iter().map(Ok).collect()),
+        Err(_) => in_transaction(conn, |tx| {
+            let mut outcomes = Vec::with_capacity(requests.len());
+            for request in requests {
+                tx.execute_batch("SAVEPOINT observation")?;
+                let outcome = write::apply(tx, request, policies, now);
+                if outcome.is_ok() {
+                    tx.execute_batch("RELEASE observation")?;
+                } else {
+                    tx.execute_batch("ROLLBACK TO observation; RELEASE observation")?;
+                }
+                outcomes.push(outcome);
+            }
+            Ok(outcomes)
+        }),
+    }
 }
 
 fn in_transaction<T>(

@@ -166,6 +166,42 @@ pub(crate) fn payment_by_id(
         .transpose()
 }
 
+/// Payments whose check is due, with their schedule, in one query.
+pub(crate) fn due_checks(
+    conn: &Connection,
+    now: i64,
+    limit: usize,
+) -> Result<Vec<crate::model::DueCheck>, StoreError> {
+    let sql = format!(
+        "SELECT {PAYMENT_COLUMNS}, c.attempts, c.next_check_at_ms, c.deadline_at_ms, c.last_error \
+         FROM checks c JOIN payments ON payments.id = c.payment_id \
+         WHERE c.next_check_at_ms <= ?1 ORDER BY c.next_check_at_ms LIMIT ?2"
+    );
+    let mut statement = conn.prepare_cached(&sql)?;
+    let rows: Vec<(PaymentRow, u32, i64, i64, Option<String>)> = statement
+        .query_map((now, limit as i64), |r| {
+            Ok((
+                payment_row(r)?,
+                r.get(15)?,
+                r.get(16)?,
+                r.get(17)?,
+                r.get(18)?,
+            ))
+        })?
+        .collect::<Result<_, _>>()?;
+    rows.into_iter()
+        .map(|(payment, attempts, next, deadline, last_error)| {
+            Ok(crate::model::DueCheck {
+                payment: payment.into_record()?,
+                attempts,
+                next_check_at: timestamp(next)?,
+                deadline_at: timestamp(deadline)?,
+                last_error,
+            })
+        })
+        .collect()
+}
+
 /// Payments from any query that selects [`PAYMENT_COLUMNS`] first.
 pub(crate) fn payments(
     conn: &Connection,

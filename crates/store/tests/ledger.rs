@@ -669,3 +669,47 @@ async fn one_failing_observation_in_a_batch_does_not_take_the_others_down() {
         "only the good payment's event"
     );
 }
+
+#[tokio::test]
+async fn concurrent_writes_commit_together_and_a_conflict_fails_only_its_own_caller() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(&dir);
+    ledger.register(registration("TAKEN", 1000)).await.unwrap();
+    let mut writes = tokio::task::JoinSet::new();
+    for i in 0..60 {
+        let ledger = ledger.clone();
+        writes.spawn(async move {
+            // Every tenth write conflicts with the registration above.
+            let (reference, minor) = if i % 10 == 0 {
+                ("TAKEN".to_owned(), 999)
+            } else {
+                (format!("C-{i}"), 1000 + i)
+            };
+            (i, ledger.register(registration(&reference, minor)).await)
+        });
+    }
+    let mut conflicts = 0;
+    while let Some(done) = writes.join_next().await {
+        let (i, result) = done.unwrap();
+        if i % 10 == 0 {
+            assert!(
+                matches!(result, Err(StoreError::Conflict { .. })),
+                "{i}: {result:?}"
+            );
+            conflicts += 1;
+        } else {
+            assert!(
+                matches!(result, Ok(RegisterOutcome::Created(_))),
+                "{i}: {result:?}"
+            );
+        }
+    }
+    assert_eq!(conflicts, 6);
+    let payments = ledger.list(PaymentFilter::default()).await.unwrap();
+    assert_eq!(
+        payments.len(),
+        55,
+        "every write that did not conflict is there"
+    );
+    assert!(ledger.integrity_problems().await.unwrap().is_empty());
+}
