@@ -12,13 +12,13 @@ results=$(mktemp)
 trap 'rm -f "$results"' EXIT
 
 if [ "$mode" = quick ]; then
-  ledger_n=5000; publish_n=5000; check_secs=3
+  ledger_n=5000; publish_n=5000; check_secs=3; poll_secs=3
 else
-  ledger_n=50000; publish_n=50000; check_secs=10
+  ledger_n=50000; publish_n=50000; check_secs=10; poll_secs=10
 fi
 
 echo "bench: building release binaries" >&2
-cargo build --release -q -p paysettle-store -p paysettle-queue -p paysettle-sim --examples
+cargo build --release -q -p paysettle-store -p paysettle-queue -p paysettle-sim -p paysettle-worker --examples
 
 run() {
   local name=$1; shift
@@ -34,6 +34,7 @@ run() {
 run ledger target/release/examples/bench_ledger "$ledger_n"
 run publish target/release/examples/bench_publish --messages "$publish_n"
 run sim_checks target/release/examples/bench_checks "$check_secs"
+run worker target/release/examples/bench_worker "$poll_secs" 20 32
 
 mkdir -p "$(dirname "$out")"
 python3 scripts/bench_report.py "$results" "$mode" >"$out"

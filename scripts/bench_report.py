@@ -66,6 +66,13 @@ def main():
     publish = results.get("publish", {})
     row("queue", "confirmed publishes/s through paysettle-queue", publish.get("queue_rate"),
         "raw lapin pipelined confirmed publishes/s, same quorum queue type", publish.get("raw_rate"), 0.8)
+    worker = results.get("worker", {})
+    poll = worker.get("poll", {})
+    row("poll", f"status checks/s against the simulator at {poll.get('latency_ms', '?')} ms latency, concurrency {poll.get('concurrency', '?')}",
+        poll.get("checks_per_sec"), "concurrency ÷ latency", poll.get("bound_per_sec"), 0.9)
+    apply = worker.get("apply", {})
+    row("apply", "callbacks applied/s end to end (embedded queue → applier → ledger → ack)", apply.get("applied_per_sec"),
+        "plain SQLite single-row inserts/s, batched (ledger bench)", ledger.get("raw_batched_inserts_per_s"), 0.5)
     checks = results.get("sim_checks", {})
     sim_rate = checks.get("checks_per_sec")
 

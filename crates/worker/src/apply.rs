@@ -55,6 +55,14 @@ pub struct Applier {
     relay_wake: Arc<Notify>,
 }
 
+/// What becomes of a delivery.
+#[derive(Debug, Clone)]
+enum Settlement {
+    Ack,
+    Requeue,
+    DeadLetter(String),
+}
+
 /// A decoded message and what to do with it.
 enum Work {
     Observe(ApplyRequest, bool),
@@ -147,6 +155,10 @@ impl Applier {
         if batch.is_empty() {
             return Ok(round);
         }
+        // What becomes of each delivery, decided first and carried out after
+        // the ledger commit, all at once (so the queue commits the acks
+        // together instead of one by one).
+        let mut fate: Vec<Settlement> = vec![Settlement::Requeue; batch.len()];
         let mut requests = Vec::new();
         let mut owners = Vec::new();
         let mut held = Vec::new();
@@ -163,19 +175,19 @@ impl Applier {
                 Ok(work) => others.push((index, work)),
                 Err(reason) => {
                     tracing::warn!(message.id = delivery.message_id(), reason = %reason, "dead-lettering a callback message");
-                    settle(delivery.dead_letter(&reason).await);
-                    round.dead_lettered += 1;
+                    fate[index] = Settlement::DeadLetter(reason);
                 }
             }
         }
 
+        let mut failure = None;
         if !requests.is_empty() {
             match self.ledger.apply_batch(requests).await {
                 Ok(outcomes) => {
                     let mut wrote_events = false;
                     for (outcome, index) in outcomes.into_iter().zip(owners) {
                         let delivery = &batch[index];
-                        match outcome {
+                        fate[index] = match outcome {
                             Ok(outcome) => {
                                 tracing::info!(
                                     message.id = delivery.message_id(),
@@ -191,92 +203,103 @@ impl Applier {
                                             ..
                                         }
                                     );
-                                settle(delivery.ack().await);
                                 round.applied += 1;
+                                Settlement::Ack
                             }
                             Err(err) if err.is_retryable() => {
                                 tracing::warn!(message.id = delivery.message_id(), error = %err, "ledger busy; the callback will be applied later");
-                                settle(delivery.nack_requeue().await);
-                                round.requeued += 1;
+                                Settlement::Requeue
                             }
                             Err(err) => {
                                 tracing::error!(message.id = delivery.message_id(), error = %err, "callback cannot be applied; dead-lettering");
-                                settle(
-                                    delivery
-                                        .dead_letter(&format!("cannot be applied: {err}"))
-                                        .await,
-                                );
-                                round.dead_lettered += 1;
+                                Settlement::DeadLetter(format!("cannot be applied: {err}"))
                             }
-                        }
+                        };
                     }
                     if wrote_events {
                         self.relay_wake.notify_one();
                     }
+                    for observation in held {
+                        self.ledger
+                            .check_now(
+                                observation.provider,
+                                observation.account.clone(),
+                                PaymentKey::Reference(observation.reference.clone()),
+                            )
+                            .await?;
+                    }
                 }
                 Err(err) => {
-                    // Nothing committed: every message goes back.
+                    // Nothing committed: every message goes back (its fate
+                    // is still Requeue).
                     tracing::warn!(error = %err, "ledger batch failed; handing the batch back");
-                    for index in owners {
-                        settle(batch[index].nack_requeue().await);
-                        round.requeued += 1;
-                    }
                     if !err.is_retryable() {
-                        return Err(err.into());
+                        failure = Some(err);
                     }
                 }
-            }
-            for observation in held {
-                self.ledger
-                    .check_now(
-                        observation.provider,
-                        observation.account.clone(),
-                        PaymentKey::Reference(observation.reference.clone()),
-                    )
-                    .await?;
             }
         }
 
         for (index, work) in others {
             let delivery = &batch[index];
-            match work {
-                Work::Hint(message, hint) => {
-                    match self.hint(&message, &hint).await {
-                        Ok(()) => settle(delivery.ack().await),
-                        Err(err) => {
-                            tracing::warn!(message.id = delivery.message_id(), error = %err, "hint not handled; it will come back");
-                            settle(delivery.nack_requeue().await);
-                            round.requeued += 1;
-                            continue;
-                        }
+            fate[index] = match work {
+                Work::Hint(message, hint) => match self.hint(&message, &hint).await {
+                    Ok(()) => {
+                        round.hints += 1;
+                        Settlement::Ack
                     }
-                    round.hints += 1;
-                }
-                Work::Card(message) => {
-                    let Some(word) = message.card_event() else {
-                        continue;
-                    };
-                    let routing_key = format!("{word}.{}", message.provider);
-                    let body = serde_json::to_vec(&message.payload).unwrap_or_default();
-                    let event =
-                        Message::json(message.id.clone(), body).with_header("event-type", word);
-                    match self.queue.publish_event(&routing_key, &event).await {
-                        Ok(()) => {
-                            tracing::info!(message.id = %message.id, routing_key, "card registration forwarded to the shop");
-                            settle(delivery.ack().await);
-                            round.forwarded += 1;
-                        }
-                        Err(err) => {
-                            tracing::warn!(message.id = %message.id, error = %err, "card registration not forwarded; it will come back");
-                            settle(delivery.nack_requeue().await);
-                            round.requeued += 1;
-                        }
+                    Err(err) => {
+                        tracing::warn!(message.id = delivery.message_id(), error = %err, "hint not handled; it will come back");
+                        Settlement::Requeue
                     }
-                }
-                Work::Observe(..) => {}
+                },
+                Work::Card(message) => self.forward_card(&message, &mut round).await,
+                Work::Observe(..) => Settlement::Requeue,
+            };
+        }
+
+        let mut settles = tokio::task::JoinSet::new();
+        for (delivery, settlement) in batch.into_iter().zip(fate) {
+            match &settlement {
+                Settlement::Requeue => round.requeued += 1,
+                Settlement::DeadLetter(_) => round.dead_lettered += 1,
+                Settlement::Ack => {}
+            }
+            settles.spawn(async move {
+                let result = match &settlement {
+                    Settlement::Ack => delivery.ack().await,
+                    Settlement::Requeue => delivery.nack_requeue().await,
+                    Settlement::DeadLetter(reason) => delivery.dead_letter(reason).await,
+                };
+                settle(result);
+            });
+        }
+        while settles.join_next().await.is_some() {}
+        match failure {
+            Some(err) => Err(err.into()),
+            None => Ok(round),
+        }
+    }
+
+    /// Forwards a card registration to the shop's queue.
+    async fn forward_card(&self, message: &InboundCallback, round: &mut ApplyRound) -> Settlement {
+        let Some(word) = message.card_event() else {
+            return Settlement::Ack;
+        };
+        let routing_key = format!("{word}.{}", message.provider);
+        let body = serde_json::to_vec(&message.payload).unwrap_or_default();
+        let event = Message::json(message.id.clone(), body).with_header("event-type", word);
+        match self.queue.publish_event(&routing_key, &event).await {
+            Ok(()) => {
+                tracing::info!(message.id = %message.id, routing_key, "card registration forwarded to the shop");
+                round.forwarded += 1;
+                Settlement::Ack
+            }
+            Err(err) => {
+                tracing::warn!(message.id = %message.id, error = %err, "card registration not forwarded; it will come back");
+                Settlement::Requeue
             }
         }
-        Ok(round)
     }
 
     /// Makes the hinted payment's check due now; asks `/check` at once for a

@@ -36,6 +36,42 @@ pub use relay::{Relay, RelayRound};
 pub use settings::{PaysysAccess, PortmanatAccess, ProviderLimits, WorkerSettings};
 pub use status::{CheckResult, StatusClient};
 
+/// Paces the retries of a loop step that keeps failing (the ledger or the
+/// broker away): exponential with jitter, from 100 ms to 10 s, back to the
+/// start after a success. Not for provider polling, whose schedule must
+/// survive restarts and so lives in the ledger.
+struct StepBackoff {
+    builder: backon::ExponentialBuilder,
+    current: backon::ExponentialBackoff,
+}
+
+impl StepBackoff {
+    fn new() -> StepBackoff {
+        use backon::BackoffBuilder as _;
+        let builder = backon::ExponentialBuilder::default()
+            .with_min_delay(std::time::Duration::from_millis(100))
+            .with_max_delay(std::time::Duration::from_secs(10))
+            .with_jitter()
+            .without_max_times();
+        StepBackoff {
+            current: builder.build(),
+            builder,
+        }
+    }
+
+    /// The wait before the next try.
+    fn failed(&mut self) -> std::time::Duration {
+        self.current
+            .next()
+            .unwrap_or(std::time::Duration::from_secs(10))
+    }
+
+    fn succeeded(&mut self) {
+        use backon::BackoffBuilder as _;
+        self.current = self.builder.build();
+    }
+}
+
 /// Runs the applier, the poller and the relay until `shutdown` fires, then
 /// stops taking work, finishes (or abandons, unacked) the batch in hand and
 /// flushes the relay within the grace period.
@@ -59,15 +95,17 @@ pub async fn run(
 
     let apply_stop = shutdown.clone();
     let apply_task = tokio::spawn(async move {
+        let mut backoff = StepBackoff::new();
         while !apply_stop.is_cancelled() {
             // A batch in hand is finished before the token is looked at again;
             // the wait for a new one is what gets interrupted.
             match applier.run_once().await {
-                Ok(_) => {}
+                Ok(_) => backoff.succeeded(),
                 Err(err) => {
-                    tracing::error!(error = %err, "applier step failed; retrying");
+                    let wait = backoff.failed();
+                    tracing::error!(error = %err, retry_in_ms = wait.as_millis() as u64, "applier step failed; retrying");
                     tokio::select! {
-                        () = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
+                        () = tokio::time::sleep(wait) => {}
                         () = apply_stop.cancelled() => {}
                     }
                 }
@@ -78,15 +116,26 @@ pub async fn run(
     let poll_stop = shutdown.clone();
     let poll_idle = settings.poll_idle;
     let poll_task = tokio::spawn(async move {
+        let mut backoff = StepBackoff::new();
         while !poll_stop.is_cancelled() {
-            match poller.run_once().await {
-                Ok(round) if round.started > 0 => continue,
-                Ok(_) => {}
-                Err(err) => tracing::error!(error = %err, "poller step failed; retrying"),
-            }
+            let pause = match poller.run_once().await {
+                Ok(round) if round.started > 0 => {
+                    backoff.succeeded();
+                    continue;
+                }
+                Ok(_) => {
+                    backoff.succeeded();
+                    poll_idle
+                }
+                Err(err) => {
+                    let wait = backoff.failed();
+                    tracing::error!(error = %err, retry_in_ms = wait.as_millis() as u64, "poller step failed; retrying");
+                    wait
+                }
+            };
             tokio::select! {
                 () = poller.wait_one(), if poller.busy() => {}
-                () = tokio::time::sleep(poll_idle) => {}
+                () = tokio::time::sleep(pause) => {}
                 () = poll_stop.cancelled() => {}
             }
         }
@@ -97,14 +146,34 @@ pub async fn run(
     let relay_interval = settings.relay_interval;
     let relay_loop = relay.clone();
     let relay_task = tokio::spawn(async move {
+        let mut backoff = StepBackoff::new();
         while !relay_stop.is_cancelled() {
-            match relay_loop.run_once().await {
-                Ok(round) if round.published > 0 => continue,
-                Ok(_) => {}
-                Err(err) => tracing::error!(error = %err, "relay step failed; retrying"),
-            }
+            let pause = match relay_loop.run_once().await {
+                Ok(round) if round.published > 0 && round.failed == 0 => {
+                    backoff.succeeded();
+                    continue;
+                }
+                Ok(round) if round.failed > 0 => {
+                    let wait = backoff.failed();
+                    tracing::warn!(
+                        failed = round.failed,
+                        retry_in_ms = wait.as_millis() as u64,
+                        "events not confirmed; retrying"
+                    );
+                    wait
+                }
+                Ok(_) => {
+                    backoff.succeeded();
+                    relay_interval
+                }
+                Err(err) => {
+                    let wait = backoff.failed();
+                    tracing::error!(error = %err, retry_in_ms = wait.as_millis() as u64, "relay step failed; retrying");
+                    wait
+                }
+            };
             tokio::select! {
-                () = relay_loop.idle(relay_interval) => {}
+                () = relay_loop.idle(pause) => {}
                 () = relay_stop.cancelled() => {}
             }
         }
@@ -129,4 +198,27 @@ pub async fn run(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn step_retries_grow_to_a_cap_and_start_over_after_a_success() {
+        let mut backoff = StepBackoff::new();
+        let waits: Vec<Duration> = (0..12).map(|_| backoff.failed()).collect();
+        assert!(
+            waits[0] >= Duration::from_millis(100) && waits[0] <= Duration::from_millis(200),
+            "{waits:?}"
+        );
+        assert!(waits[5] > waits[0], "{waits:?}");
+        assert!(
+            waits.iter().all(|w| *w <= Duration::from_secs(20)),
+            "capped (jitter may add up to one delay): {waits:?}"
+        );
+        backoff.succeeded();
+        assert!(backoff.failed() <= Duration::from_millis(200));
+    }
 }

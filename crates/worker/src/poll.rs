@@ -99,7 +99,9 @@ impl Poller {
         }
         let room = self.capacity().saturating_sub(self.in_flight.len());
         let mut started = 0;
-        if room > 0 {
+        // Refill when half the room is free, not after every finished check:
+        // one schedule query per batch of checks.
+        if room > 0 && self.in_flight.len() <= self.capacity() / 2 {
             let mut due = self
                 .ledger
                 .due_checks(Timestamp::now(), room + self.in_flight.len())
