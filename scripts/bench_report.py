@@ -66,10 +66,15 @@ def main():
     publish = results.get("publish", {})
     row("queue", "confirmed publishes/s through paysettle-queue", publish.get("queue_rate"),
         "raw lapin pipelined confirmed publishes/s, same quorum queue type", publish.get("raw_rate"), 0.8)
+    ingest = results.get("ingest", {})
+    row("ingest", f"authenticated callbacks made durable/s ({ingest.get('backend', '?')}, {ingest.get('connections', '?')} connections)",
+        ingest.get("callbacks_durable_per_sec"), "raw Queue::publish/s from as many tasks, no HTTP, same queue type",
+        ingest.get("raw_publishes_per_sec"), 0.8)
     worker = results.get("worker", {})
-    poll = worker.get("poll", {})
-    row("poll", f"status checks/s against the simulator at {poll.get('latency_ms', '?')} ms latency, concurrency {poll.get('concurrency', '?')}",
-        poll.get("checks_per_sec"), "concurrency ÷ latency", poll.get("bound_per_sec"), 0.9)
+    for name in ("worker", "worker_20ms"):
+        poll = results.get(name, {}).get("poll", {})
+        row("poll", f"status checks/s against the simulator at {poll.get('latency_ms', '?')} ms latency, concurrency {poll.get('concurrency', '?')}",
+            poll.get("checks_per_sec"), "concurrency ÷ latency", poll.get("bound_per_sec"), 0.9)
     apply = worker.get("apply", {})
     row("apply", "callbacks applied/s end to end (embedded queue → applier → ledger → ack)", apply.get("applied_per_sec"),
         "plain SQLite single-row inserts/s, batched (ledger bench)", ledger.get("raw_batched_inserts_per_s"), 0.5)
@@ -94,6 +99,19 @@ def main():
         verdict_sim = "met" if sim_rate >= 5000 else "**missed**"
         print(f"| simulator | status checks/s, zero added latency, {checks.get('connections')} connections | {sim_rate:,.0f} | "
               f"the target itself | 5,000 | {sim_rate / 5000:.1%} | ≥ 100% | {verdict_sim} |")
+    latency = ingest.get("latency_ms_at_half_rate")
+    rss = ingest.get("peak_rss_mb")
+    if latency or rss:
+        print()
+        print("| stage | figure | value | target | verdict |")
+        print("|---|---|---:|---:|---|")
+        if latency:
+            p99 = latency.get("p99")
+            print(f"| ingest | p50 / p99 latency at half the max rate ({ingest.get('half_rate_target_per_sec', 0):,.0f}/s) | "
+                  f"{latency.get('p50')} / {p99} ms | p99 < 10 ms | {'met' if p99 is not None and p99 < 10 else '**missed**'} |")
+        if rss:
+            print(f"| resources | peak RSS under full ingest load (receiver, queue client and load generator) | {rss} MB | < 50 MB | "
+                  f"{'met' if rss < 50 else '**missed**'} |")
     print()
     errors = {k: v["error"] for k, v in results.items() if isinstance(v, dict) and "error" in v}
     if errors:

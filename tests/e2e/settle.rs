@@ -127,13 +127,14 @@ async fn duplicated_and_out_of_order_callbacks_are_announced_once_and_never_regr
     let plutu = app
         .pay(Pay::new(Provider::Plutu, "PL-DUP", 700, Outcome::Success))
         .await;
-    app.pay(Pay::new(
-        Provider::Portmanat,
-        "PM-DUP",
-        700,
-        Outcome::Success,
-    ))
-    .await;
+    let portmanat = app
+        .pay(Pay::new(
+            Provider::Portmanat,
+            "PM-DUP",
+            700,
+            Outcome::Success,
+        ))
+        .await;
     app.settled(
         &[
             (Provider::Paysys, "PS-DUP"),
@@ -186,6 +187,25 @@ async fn duplicated_and_out_of_order_callbacks_are_announced_once_and_never_regr
         .await
         .unwrap();
     assert_eq!(again.status(), 200);
+
+    // And a third return of the customer's browser to Portmanat's route.
+    let psp_rrn = portmanat.provider_txn_id.clone().unwrap();
+    let again = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(format!(
+            "http://{}/callbacks/portmanat?psp_rrn={psp_rrn}&client_rrn=PM-DUP",
+            app.receiver
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        again.status().is_success() || again.status().is_redirection(),
+        "{}",
+        again.status()
+    );
 
     // The late "awaiting" notification arrived after the final one: no regression.
     tokio::time::sleep(Duration::from_millis(300)).await;

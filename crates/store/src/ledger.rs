@@ -71,6 +71,7 @@ type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 enum Command {
     Register(Box<Registration>, Reply<RegisterOutcome>),
     Apply(Box<write::Prepared>, Reply<ApplyOutcome>),
+    ApplyCheck(Box<write::Prepared>, Timestamp, Reply<ApplyOutcome>),
     ApplyBatch(
         Vec<write::Prepared>,
         Reply<Vec<Result<ApplyOutcome, StoreError>>>,
@@ -193,6 +194,20 @@ impl Ledger {
     ) -> Result<Vec<Result<ApplyOutcome, StoreError>>, StoreError> {
         let prepared = requests.into_iter().map(write::prepare).collect();
         self.send(|reply| Command::ApplyBatch(prepared, reply))
+            .await
+    }
+
+    /// Applies a status check's answer and, in the same transaction, counts
+    /// the attempt and schedules the next check at `next_check_at` (which
+    /// changes nothing if the answer settled the payment: settled payments
+    /// leave the schedule). One commit per check instead of two.
+    pub async fn apply_check(
+        &self,
+        request: ApplyRequest,
+        next_check_at: Timestamp,
+    ) -> Result<ApplyOutcome, StoreError> {
+        let prepared = write::prepare(request);
+        self.send(|reply| Command::ApplyCheck(Box::new(prepared), next_check_at, reply))
             .await
     }
 
@@ -468,6 +483,11 @@ impl Command {
             Command::Apply(request, _) => {
                 write::apply(tx, request, policies, now).map(Output::Apply)
             }
+            Command::ApplyCheck(request, next, _) => {
+                let outcome = write::apply(tx, request, policies, now)?;
+                write::record_check(tx, outcome.payment_id(), Some(*next), None)?;
+                Ok(Output::Apply(outcome))
+            }
             Command::RecordCheck(payment, next, error, _) => {
                 write::record_check(tx, *payment, *next, error.as_deref()).map(Output::RecordCheck)
             }
@@ -497,7 +517,7 @@ impl Command {
                     }
                 }));
             }
-            Command::Apply(_, reply) => {
+            Command::Apply(_, reply) | Command::ApplyCheck(_, _, reply) => {
                 let _ = reply.send(result.and_then(|o| {
                     if let Output::Apply(v) = o {
                         Ok(v)

@@ -226,19 +226,25 @@ async fn check_one(
     let error = match result {
         CheckResult::Answer { observation, raw } => {
             let status = observation.status;
-            let outcome = ledger
-                .apply(ApplyRequest {
-                    observation: *observation,
-                    raw: Some(raw),
-                })
-                .await?;
+            let request = ApplyRequest {
+                observation: *observation,
+                raw: Some(raw),
+            };
+            // The answer and the next check in one commit; if the answer
+            // settled the payment, it has left the schedule and the next
+            // check changes nothing.
+            let outcome = match next(check.attempts + 1) {
+                NextCheck::At(at) => ledger.apply_check(request, at).await?,
+                NextCheck::Stale => {
+                    let outcome = ledger.apply(request).await?;
+                    if !matches!(&outcome, ApplyOutcome::Applied { to, .. } if to.is_final()) {
+                        ledger.apply(stale_observation(&check, now)).await?;
+                    }
+                    outcome
+                }
+            };
             tracing::info!(answer = ?status, outcome = outcome.kind(), "status checked");
-            if let ApplyOutcome::Applied { to, .. } = outcome
-                && (to.is_final() || to == paysettle_core::PaymentStatus::Stale)
-            {
-                return Ok(());
-            }
-            None
+            return Ok(());
         }
         CheckResult::Busy { retry_after } => {
             tracing::info!(
