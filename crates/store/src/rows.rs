@@ -113,6 +113,19 @@ impl PaymentRow {
     }
 }
 
+/// The one payment a query selecting [`PAYMENT_COLUMNS`] finds, if any.
+fn one_payment(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Option<PaymentRecord>, StoreError> {
+    conn.prepare_cached(sql)?
+        .query_row(params, payment_row)
+        .optional()?
+        .map(PaymentRow::into_record)
+        .transpose()
+}
+
 /// One payment by its natural key.
 pub(crate) fn payment_by_reference(
     conn: &Connection,
@@ -123,14 +136,11 @@ pub(crate) fn payment_by_reference(
     let sql = format!(
         "SELECT {PAYMENT_COLUMNS} FROM payments WHERE provider = ?1 AND account = ?2 AND reference = ?3"
     );
-    conn.prepare_cached(&sql)?
-        .query_row(
-            (provider.as_str(), account.as_str(), reference.as_str()),
-            payment_row,
-        )
-        .optional()?
-        .map(PaymentRow::into_record)
-        .transpose()
+    one_payment(
+        conn,
+        &sql,
+        (provider.as_str(), account.as_str(), reference.as_str()),
+    )
 }
 
 /// One payment by the provider's transaction id (the first, if several).
@@ -143,14 +153,11 @@ pub(crate) fn payment_by_txn(
     let sql = format!(
         "SELECT {PAYMENT_COLUMNS} FROM payments WHERE provider = ?1 AND account = ?2 AND provider_txn_id = ?3 ORDER BY id LIMIT 1"
     );
-    conn.prepare_cached(&sql)?
-        .query_row(
-            (provider.as_str(), account.as_str(), txn.as_str()),
-            payment_row,
-        )
-        .optional()?
-        .map(PaymentRow::into_record)
-        .transpose()
+    one_payment(
+        conn,
+        &sql,
+        (provider.as_str(), account.as_str(), txn.as_str()),
+    )
 }
 
 /// One payment by id.
@@ -159,11 +166,7 @@ pub(crate) fn payment_by_id(
     id: PaymentId,
 ) -> Result<Option<PaymentRecord>, StoreError> {
     let sql = format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE id = ?1");
-    conn.prepare_cached(&sql)?
-        .query_row([id.0], payment_row)
-        .optional()?
-        .map(PaymentRow::into_record)
-        .transpose()
+    one_payment(conn, &sql, [id.0])
 }
 
 /// Payments whose check is due, with their schedule, in one query.
