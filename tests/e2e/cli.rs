@@ -1,0 +1,187 @@
+//! The `paysettle` binary as an operator meets it: the example
+//! configuration, clear one-line errors, help with examples.
+
+use std::process::{Command, Output};
+
+fn paysettle(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_paysettle"));
+    command.args(args).env_remove("PAYSETTLE_CONFIG");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/paysettle.example.toml");
+
+#[test]
+fn the_example_configuration_passes_config_check_with_secrets_redacted() {
+    let out = paysettle(&["config", "check", "--config", EXAMPLE], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let printed = text(&out.stdout);
+    assert!(printed.contains("[paysys.default]"), "{printed}");
+    for secret in [
+        "replace-with-the-paysys-secret-key",
+        "replace-with-vendor-secret-key",
+        "sk_replace_with_the_plutu_secret_key",
+        "guest:guest",
+    ] {
+        assert!(
+            !printed.contains(secret),
+            "{secret} printed in clear:\n{printed}"
+        );
+    }
+    assert!(printed.contains("[redacted]"));
+    // The demo's configuration too.
+    let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/demo.toml");
+    assert!(
+        paysettle(&["config", "check", "--config", demo], &[])
+            .status
+            .success()
+    );
+}
+
+#[test]
+fn every_problem_is_named_by_its_key_on_one_line_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[queue]\nbackend = \"kafka\"\n[plutu.default]\nresult_page = \"ftp://x\"\n",
+    )
+    .unwrap();
+    let out = paysettle(&["config", "check", "--config", bad.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains("queue.backend: \"kafka\" is neither"), "{err}");
+    assert!(
+        err.contains("plutu.default.secret_key: is required"),
+        "{err}"
+    );
+    assert!(err.contains("plutu.default.result_page"), "{err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("backtrace"),
+        "{err}"
+    );
+
+    let typo = dir.path().join("typo.toml");
+    std::fs::write(&typo, "[queue]\nbakend = \"rabbitmq\"\n").unwrap();
+    let out = paysettle(
+        &["config", "check", "--config", typo.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("unknown field `bakend`"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = paysettle(
+        &["config", "check"],
+        &[("PAYSETTLE__QUEUE__BACKEND", "bogus")],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("queue.backend"),
+        "environment overrides apply: {}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn secrets_can_come_from_files_but_not_from_both_places() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("plutu.key");
+    std::fs::write(&key, "sk_from_a_file\n").unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        format!("[plutu.default]\nsecret_key_file = \"{}\"\n", key.display()),
+    )
+    .unwrap();
+    let out = paysettle(
+        &["config", "check", "--config", config.to_str().unwrap()],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(!text(&out.stdout).contains("sk_from_a_file"));
+
+    std::fs::write(
+        &config,
+        format!(
+            "[plutu.default]\nsecret_key = \"x\"\nsecret_key_file = \"{}\"\n",
+            key.display()
+        ),
+    )
+    .unwrap();
+    let out = paysettle(
+        &["config", "check", "--config", config.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains(
+            "set either plutu.default.secret_key or plutu.default.secret_key_file, not both"
+        ),
+        "{}",
+        text(&out.stderr)
+    );
+
+    std::fs::write(
+        &config,
+        "[plutu.default]\nsecret_key_file = \"/nonexistent/key\"\n",
+    )
+    .unwrap();
+    let out = paysettle(
+        &["config", "check", "--config", config.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("plutu.default.secret_key_file: cannot read /nonexistent/key"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn a_missing_file_or_a_wrong_flag_gives_one_clear_line() {
+    let out = paysettle(&["serve", "--config", "/nonexistent/paysettle.toml"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("/nonexistent/paysettle.toml does not exist"),
+        "{err}"
+    );
+    assert!(err.lines().count() <= 3, "{err}");
+
+    let out = paysettle(&["serve", "--colour"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("unexpected argument '--colour'"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn every_subcommand_explains_itself_with_an_example() {
+    for args in [
+        &["serve", "--help"][..],
+        &["receive", "--help"],
+        &["work", "--help"],
+        &["config", "check", "--help"],
+    ] {
+        let out = paysettle(args, &[]);
+        assert!(out.status.success(), "{args:?}");
+        let help = text(&out.stdout);
+        assert!(help.contains("Example"), "{args:?} has no example:\n{help}");
+    }
+    let out = paysettle(&["sim", "--help"], &[]);
+    assert!(out.status.success());
+}
