@@ -33,6 +33,10 @@ pub enum StoreError {
     /// The writer thread is gone (the ledger was closed or the thread died).
     #[error("the ledger writer has stopped")]
     WriterGone,
+    /// A read was cut off before it finished (its task panicked or the
+    /// runtime is shutting down).
+    #[error("a ledger read did not complete")]
+    ReadFailed,
     /// Opening or creating the ledger's directory or file failed.
     #[error("cannot open the ledger at {path}: {source}")]
     Open {

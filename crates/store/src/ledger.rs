@@ -274,7 +274,7 @@ impl Ledger {
             result
         })
         .await
-        .map_err(|_| StoreError::WriterGone)?
+        .map_err(|_| StoreError::ReadFailed)?
     }
 
     /// One payment by the shop's reference.
@@ -372,16 +372,6 @@ impl Ledger {
             .await
     }
 
-    /// When the next scheduled check is, if any payment is scheduled.
-    pub async fn next_check_at(&self) -> Result<Option<Timestamp>, StoreError> {
-        self.read(|conn| {
-            let next: Option<i64> =
-                conn.query_row("SELECT min(next_check_at_ms) FROM checks", [], |r| r.get(0))?;
-            next.map(rows::timestamp).transpose()
-        })
-        .await
-    }
-
     /// Events not yet confirmed by the broker, in outbox order.
     pub async fn unpublished(&self, limit: usize) -> Result<Vec<OutboxEvent>, StoreError> {
         self.read(move |conn| {
@@ -402,23 +392,6 @@ impl Ledger {
                 rows::OUTBOX_COLUMNS
             );
             rows::outbox(conn, &sql, &[&payment.0])
-        })
-        .await
-    }
-
-    /// Events created in `[since, until)`, in order, for replay.
-    pub async fn events_between(
-        &self,
-        since: Timestamp,
-        until: Timestamp,
-        limit: usize,
-    ) -> Result<Vec<OutboxEvent>, StoreError> {
-        self.read(move |conn| {
-            let sql = format!(
-                "SELECT {} FROM outbox WHERE created_at_ms >= ?1 AND created_at_ms < ?2 ORDER BY seq LIMIT ?3",
-                rows::OUTBOX_COLUMNS
-            );
-            rows::outbox(conn, &sql, &[&ms(since), &ms(until), &(limit as i64)])
         })
         .await
     }
