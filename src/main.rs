@@ -5,6 +5,7 @@
 //! sets up logging, wires the parts together and maps errors to exit codes.
 
 mod config;
+mod ops;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,6 +41,21 @@ enum Command {
     /// Check a configuration and print the effective settings, secrets redacted.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Reconcile the ledger with the providers: re-check, compare, classify, and (with --apply) correct.
+    #[command(after_help = ops::RECONCILE_HELP)]
+    Reconcile(Box<ops::ReconcileArgs>),
+    /// Find payments and show one with its history.
+    #[command(subcommand)]
+    Payments(ops::PaymentsCommand),
+    /// Publish recorded settled events again.
+    #[command(subcommand)]
+    Events(ops::EventsCommand),
+    /// Inspect and re-drive dead-lettered callbacks.
+    #[command(subcommand)]
+    Dlq(ops::DlqCommand),
+    /// Check the ledger's integrity.
+    #[command(subcommand)]
+    Ledger(ops::LedgerCommand),
     /// Run the provider simulator (Portmanat, PaySys and Plutu on one port).
     Sim(paysettle_sim::SimArgs),
 }
@@ -54,13 +70,13 @@ enum ConfigCommand {
 }
 
 #[derive(Debug, Args)]
-struct ConfigArg {
+pub struct ConfigArg {
     /// The TOML configuration file (embedded defaults and PAYSETTLE__SECTION__KEY variables apply too).
     #[arg(long, short, env = "PAYSETTLE_CONFIG")]
     config: Option<PathBuf>,
 }
 
-fn init_logging(json: bool, level: &str) {
+pub(crate) fn init_logging(json: bool, level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PAYSETTLE_LOG")
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -75,7 +91,7 @@ fn init_logging(json: bool, level: &str) {
 }
 
 /// Loads and resolves the configuration, or explains every problem.
-fn resolve(arg: &ConfigArg) -> anyhow::Result<(config::Config, config::Resolved)> {
+pub(crate) fn resolve(arg: &ConfigArg) -> anyhow::Result<(config::Config, config::Resolved)> {
     let loaded = config::load(arg.config.as_deref()).map_err(problems)?;
     let resolved = loaded.resolve().map_err(problems)?;
     Ok((loaded, resolved))
@@ -91,7 +107,7 @@ fn problems(list: Vec<config::Problem>) -> anyhow::Error {
 }
 
 /// Resolves when Ctrl-C or SIGTERM arrives.
-async fn stop_signal() {
+pub(crate) async fn stop_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -256,29 +272,34 @@ fn config_check(arg: ConfigArg) -> anyhow::Result<()> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Config(ConfigCommand::Check(arg)) => config_check(arg),
+    let result: anyhow::Result<ops::Exit> = match cli.command {
+        Command::Config(ConfigCommand::Check(arg)) => config_check(arg).map(|()| 0),
         command => match tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
         {
             Ok(runtime) => runtime.block_on(async move {
                 match command {
-                    Command::Serve(arg) => run(arg, Roles::Both).await,
-                    Command::Receive(arg) => run(arg, Roles::Receiver).await,
-                    Command::Work(arg) => run(arg, Roles::Worker).await,
+                    Command::Serve(arg) => run(arg, Roles::Both).await.map(|()| 0),
+                    Command::Receive(arg) => run(arg, Roles::Receiver).await.map(|()| 0),
+                    Command::Work(arg) => run(arg, Roles::Worker).await.map(|()| 0),
+                    Command::Reconcile(args) => ops::reconcile(*args).await,
+                    Command::Payments(command) => ops::payments(command).await,
+                    Command::Events(command) => ops::events(command).await,
+                    Command::Dlq(command) => ops::dlq(command).await,
+                    Command::Ledger(command) => ops::ledger(command).await,
                     Command::Sim(args) => {
                         init_logging(false, "info");
-                        paysettle_sim::run_cli(args).await
+                        paysettle_sim::run_cli(args).await.map(|()| 0)
                     }
-                    Command::Config(_) => Ok(()),
+                    Command::Config(_) => Ok(0),
                 }
             }),
             Err(err) => Err(anyhow::Error::new(err).context("starting the async runtime")),
         },
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(err) => {
             eprintln!("paysettle: {err:#}");
             ExitCode::from(2)

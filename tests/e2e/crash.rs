@@ -7,62 +7,7 @@ use std::process::{Child, Command, Stdio};
 use super::*;
 
 fn worker_config(app: &App, dir: &std::path::Path) -> std::path::PathBuf {
-    let base = app.sim.base_url().trim_end_matches('/').to_owned();
-    let polling = |name: &str| {
-        format!(
-            "[polling.{name}]\nconcurrency = 8\nrate_per_sec = 500.0\ntimeout_ms = 2000\nfirst_ms = 50\nmultiplier = 2.0\n\
-             max_interval_ms = 300\njitter = 0.1\ndeadline_ms = 60000\n"
-        )
-    };
-    let text = format!(
-        r#"
-[ledger]
-path = "{ledger}"
-
-[queue]
-backend = "rabbitmq"
-amqp_url = "{url}"
-prefix = "{prefix}"
-delivery_limit = 5
-spool_path = "{spool}"
-
-[shop_api]
-listen = "127.0.0.1:0"
-
-[worker]
-batch_size = 16
-batch_wait_ms = 5
-relay_batch = 8
-relay_interval_ms = 50
-poll_idle_ms = 25
-
-{portmanat}{paysys}{plutu}
-[portmanat.default]
-base_url = "{base}/portmanat"
-
-[paysys.default]
-gateway_url = "{base}/paysys/gateway"
-service_id = "2001"
-secret_key = "demo-paysys-secret"
-
-[[paysys.default.notify_credentials]]
-user = "demo-vendor"
-password = "demo-vendor-secret"
-
-[plutu.default]
-secret_key = "sk_demo_plutu_secret"
-"#,
-        ledger = dir.join("ledger.sqlite").display(),
-        url = app.amqp_url(),
-        prefix = app.prefix(),
-        spool = dir.join("worker-spool.sqlite").display(),
-        portmanat = polling("portmanat"),
-        paysys = polling("paysys"),
-        plutu = polling("plutu"),
-    );
-    let path = dir.join("worker.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    product_config(app.sim.base_url(), app.amqp_url(), app.prefix(), dir)
 }
 
 async fn settled_count(ledger: &Ledger, references: &[(Provider, String)]) -> usize {

@@ -27,7 +27,75 @@ use tokio_util::sync::CancellationToken;
 
 mod cli;
 mod crash;
+mod ops;
 mod settle;
+
+/// A configuration file for the `paysettle` binary run by a test: the
+/// ledger in `dir`, RabbitMQ under `prefix`, every provider account at the
+/// simulator, polling fast.
+fn product_config(
+    sim_base_url: &str,
+    amqp_url: &str,
+    prefix: &str,
+    dir: &std::path::Path,
+) -> std::path::PathBuf {
+    let base = sim_base_url.trim_end_matches('/').to_owned();
+    let polling = |name: &str| {
+        format!(
+            "[polling.{name}]\nconcurrency = 8\nrate_per_sec = 500.0\ntimeout_ms = 2000\nfirst_ms = 50\nmultiplier = 2.0\n\
+             max_interval_ms = 300\njitter = 0.1\ndeadline_ms = 60000\n"
+        )
+    };
+    let text = format!(
+        r#"
+[ledger]
+path = "{ledger}"
+
+[queue]
+backend = "rabbitmq"
+amqp_url = "{url}"
+prefix = "{prefix}"
+delivery_limit = 5
+spool_path = "{spool}"
+
+[shop_api]
+listen = "127.0.0.1:0"
+
+[worker]
+batch_size = 16
+batch_wait_ms = 5
+relay_batch = 8
+relay_interval_ms = 50
+poll_idle_ms = 25
+
+{portmanat}{paysys}{plutu}
+[portmanat.default]
+base_url = "{base}/portmanat"
+
+[paysys.default]
+gateway_url = "{base}/paysys/gateway"
+service_id = "2001"
+secret_key = "demo-paysys-secret"
+
+[[paysys.default.notify_credentials]]
+user = "demo-vendor"
+password = "demo-vendor-secret"
+
+[plutu.default]
+secret_key = "sk_demo_plutu_secret"
+"#,
+        ledger = dir.join("ledger.sqlite").display(),
+        url = amqp_url,
+        prefix = prefix,
+        spool = dir.join("worker-spool.sqlite").display(),
+        portmanat = polling("portmanat"),
+        paysys = polling("paysys"),
+        plutu = polling("plutu"),
+    );
+    let path = dir.join("worker.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
 
 /// Where a payment's callbacks go when a test wants them lost.
 const NOWHERE: &str = "http://127.0.0.1:9/lost";

@@ -21,8 +21,8 @@ use tokio::sync::{mpsc, oneshot};
 use crate::error::StoreError;
 use crate::migrate;
 use crate::model::{
-    ApplyOutcome, ApplyRequest, DueCheck, HistoryEntry, OutboxEvent, PaymentFilter, PaymentId,
-    PaymentKey, PaymentRecord, RegisterOutcome, Registration,
+    ApplyOutcome, ApplyRequest, DueCheck, EventFilter, HistoryEntry, OutboxEvent, PaymentFilter,
+    PaymentId, PaymentKey, PaymentRecord, RegisterOutcome, Registration,
 };
 use crate::rows::{self, ms};
 use crate::write::{self, Policies};
@@ -317,47 +317,36 @@ impl Ledger {
     /// Payments matching a filter, by id.
     pub async fn list(&self, filter: PaymentFilter) -> Result<Vec<PaymentRecord>, StoreError> {
         self.read(move |conn| {
-            let mut sql = format!("SELECT {} FROM payments WHERE 1 = 1", rows::PAYMENT_COLUMNS);
-            let mut params: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
-            if let Some(provider) = filter.provider {
-                params.push(Box::new(provider.as_str()));
-                sql.push_str(&format!(" AND provider = ?{}", params.len()));
-            }
-            if let Some(account) = &filter.account {
-                params.push(Box::new(account.as_str().to_owned()));
-                sql.push_str(&format!(" AND account = ?{}", params.len()));
-            }
-            if !filter.statuses.is_empty() {
-                let mut marks = Vec::new();
-                for status in &filter.statuses {
-                    params.push(Box::new(status.as_str()));
-                    marks.push(format!("?{}", params.len()));
-                }
-                sql.push_str(&format!(" AND status IN ({})", marks.join(", ")));
-            }
-            if filter.mismatched {
-                sql.push_str(" AND mismatch IS NOT NULL");
-            }
-            if let Some(since) = filter.since {
-                params.push(Box::new(ms(since)));
-                sql.push_str(&format!(" AND updated_at_ms >= ?{}", params.len()));
-            }
-            if let Some(until) = filter.until {
-                params.push(Box::new(ms(until)));
-                sql.push_str(&format!(" AND updated_at_ms < ?{}", params.len()));
-            }
-            if let Some(after) = filter.after_id {
-                params.push(Box::new(after.0));
-                sql.push_str(&format!(" AND id > ?{}", params.len()));
-            }
+            let (condition, params) = filter_sql(&filter);
             let limit = if filter.limit == 0 {
                 1000
             } else {
                 filter.limit.min(100_000)
             };
-            sql.push_str(&format!(" ORDER BY id LIMIT {limit}"));
+            let sql = format!(
+                "SELECT {} FROM payments WHERE {condition} ORDER BY id LIMIT {limit}",
+                rows::PAYMENT_COLUMNS
+            );
             let refs: Vec<&dyn rusqlite::ToSql> = params.iter().map(|p| p.as_ref()).collect();
             rows::payments(conn, &sql, &refs)
+        })
+        .await
+    }
+
+    /// How many payments match a filter (its paging ignored).
+    pub async fn count(&self, filter: PaymentFilter) -> Result<u64, StoreError> {
+        self.read(move |conn| {
+            let filter = PaymentFilter {
+                after_id: None,
+                ..filter
+            };
+            let (condition, params) = filter_sql(&filter);
+            let sql = format!("SELECT count(*) FROM payments WHERE {condition}");
+            let refs: Vec<&dyn rusqlite::ToSql> = params.iter().map(|p| p.as_ref()).collect();
+            let n: i64 = conn
+                .prepare_cached(&sql)?
+                .query_row(&refs[..], |r| r.get(0))?;
+            Ok(u64::try_from(n).unwrap_or(0))
         })
         .await
     }
@@ -396,6 +385,71 @@ impl Ledger {
         .await
     }
 
+    /// The events of many payments (a page of a reconciliation batch), in
+    /// outbox order.
+    pub async fn events_of_payments(
+        &self,
+        payments: Vec<PaymentId>,
+    ) -> Result<Vec<OutboxEvent>, StoreError> {
+        if payments.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.read(move |conn| {
+            let mut all = Vec::new();
+            // SQLite's default limit on bound parameters is 32766; stay far below.
+            for chunk in payments.chunks(500) {
+                let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("?{i}")).collect();
+                let sql = format!(
+                    "SELECT {} FROM outbox WHERE payment_id IN ({}) ORDER BY seq",
+                    rows::OUTBOX_COLUMNS,
+                    marks.join(", ")
+                );
+                let ids: Vec<i64> = chunk.iter().map(|p| p.0).collect();
+                let refs: Vec<&dyn rusqlite::ToSql> =
+                    ids.iter().map(|i| i as &dyn rusqlite::ToSql).collect();
+                all.extend(rows::outbox(conn, &sql, &refs)?);
+            }
+            all.sort_by_key(|e| e.seq);
+            Ok(all)
+        })
+        .await
+    }
+
+    /// Recorded events, published or not, in outbox order: what `events
+    /// replay` sends again.
+    pub async fn events(&self, filter: EventFilter) -> Result<Vec<OutboxEvent>, StoreError> {
+        self.read(move |conn| {
+            let mut sql = format!("SELECT {} FROM outbox WHERE 1 = 1", rows::OUTBOX_COLUMNS);
+            let mut params: Vec<i64> = Vec::new();
+            let mut clause = |sql: &mut String, column: &str, op: &str, value: i64| {
+                params.push(value);
+                sql.push_str(&format!(" AND {column} {op} ?{}", params.len()));
+            };
+            if let Some(payment) = filter.payment {
+                clause(&mut sql, "payment_id", "=", payment.0);
+            }
+            if let Some(since) = filter.since {
+                clause(&mut sql, "created_at_ms", ">=", ms(since));
+            }
+            if let Some(until) = filter.until {
+                clause(&mut sql, "created_at_ms", "<", ms(until));
+            }
+            if let Some(after) = filter.after_seq {
+                clause(&mut sql, "seq", ">", after);
+            }
+            let limit = if filter.limit == 0 {
+                1000
+            } else {
+                filter.limit.min(100_000)
+            };
+            sql.push_str(&format!(" ORDER BY seq LIMIT {limit}"));
+            let refs: Vec<&dyn rusqlite::ToSql> =
+                params.iter().map(|i| i as &dyn rusqlite::ToSql).collect();
+            rows::outbox(conn, &sql, &refs)
+        })
+        .await
+    }
+
     /// How many payments are in each status.
     pub async fn counts(&self) -> Result<Vec<(PaymentStatus, i64)>, StoreError> {
         self.read(|conn| {
@@ -426,6 +480,60 @@ impl Ledger {
     pub async fn integrity_problems(&self) -> Result<Vec<String>, StoreError> {
         self.read(crate::integrity::problems).await
     }
+}
+
+/// The `WHERE` condition of a payment filter, with its parameters.
+fn filter_sql(filter: &PaymentFilter) -> (String, Vec<Box<dyn rusqlite::ToSql>>) {
+    let mut sql = String::from("1 = 1");
+    let mut params: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
+    if let Some(provider) = filter.provider {
+        params.push(Box::new(provider.as_str()));
+        sql.push_str(&format!(" AND provider = ?{}", params.len()));
+    }
+    if let Some(account) = &filter.account {
+        params.push(Box::new(account.as_str().to_owned()));
+        sql.push_str(&format!(" AND account = ?{}", params.len()));
+    }
+    if let Some(after) = filter.after_id {
+        params.push(Box::new(after.0));
+        sql.push_str(&format!(" AND id > ?{}", params.len()));
+    }
+    // What follows is the status-and-time part, which `or_unsettled`
+    // widens.
+    sql.push_str(" AND ((1 = 1");
+    if !filter.statuses.is_empty() {
+        let mut marks = Vec::new();
+        for status in &filter.statuses {
+            params.push(Box::new(status.as_str()));
+            marks.push(format!("?{}", params.len()));
+        }
+        sql.push_str(&format!(" AND status IN ({})", marks.join(", ")));
+    }
+    if filter.mismatched {
+        sql.push_str(" AND mismatch IS NOT NULL");
+    }
+    if let Some(since) = filter.since {
+        params.push(Box::new(ms(since)));
+        sql.push_str(&format!(" AND updated_at_ms >= ?{}", params.len()));
+    }
+    if let Some(until) = filter.until {
+        params.push(Box::new(ms(until)));
+        sql.push_str(&format!(" AND updated_at_ms < ?{}", params.len()));
+    }
+    if let Some(since) = filter.created_since {
+        params.push(Box::new(ms(since)));
+        sql.push_str(&format!(" AND created_at_ms >= ?{}", params.len()));
+    }
+    if let Some(until) = filter.created_until {
+        params.push(Box::new(ms(until)));
+        sql.push_str(&format!(" AND created_at_ms < ?{}", params.len()));
+    }
+    sql.push(')');
+    if filter.or_unsettled {
+        sql.push_str(" OR status IN ('created', 'pending', 'stale')");
+    }
+    sql.push(')');
+    (sql, params)
 }
 
 /// The most commands committed together.

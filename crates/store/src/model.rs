@@ -174,7 +174,8 @@ pub struct DueCheck {
     pub last_error: Option<String>,
 }
 
-/// Which payments to list. Times bound the last update.
+/// Which payments to list. `since`/`until` bound the last update,
+/// `created_since`/`created_until` the creation.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PaymentFilter {
     pub provider: Option<Provider>,
@@ -185,8 +186,25 @@ pub struct PaymentFilter {
     pub mismatched: bool,
     pub since: Option<Timestamp>,
     pub until: Option<Timestamp>,
+    pub created_since: Option<Timestamp>,
+    pub created_until: Option<Timestamp>,
+    /// Also every payment not final (created, pending, stale) of the
+    /// provider and account, whatever its status filter and times say: a
+    /// reconciliation batch's default selection.
+    pub or_unsettled: bool,
     /// Paging: only ids greater than this.
     pub after_id: Option<PaymentId>,
+    pub limit: usize,
+}
+
+/// Which outbox events to read. Times bound the event's creation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventFilter {
+    pub payment: Option<PaymentId>,
+    pub since: Option<Timestamp>,
+    pub until: Option<Timestamp>,
+    /// Paging: only events after this outbox position.
+    pub after_seq: Option<i64>,
     pub limit: usize,
 }
 

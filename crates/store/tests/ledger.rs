@@ -713,3 +713,129 @@ async fn concurrent_writes_commit_together_and_a_conflict_fails_only_its_own_cal
     );
     assert!(ledger.integrity_problems().await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_reconciliation_selection_takes_the_unsettled_and_the_final_ones_in_its_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(&dir);
+    let long_ago = Timestamp::now()
+        .checked_sub(jiff::SignedDuration::from_hours(48))
+        .unwrap();
+    let mut old = registration("OLD-PENDING", 100);
+    old.registered_at = long_ago;
+    ledger.register(old).await.unwrap();
+    let mut old_paid = registration("OLD-PAID", 100);
+    old_paid.registered_at = long_ago;
+    ledger.register(old_paid).await.unwrap();
+    ledger
+        .apply(observation(
+            "OLD-PAID",
+            ObservedStatus::Succeeded,
+            Some(usd(100)),
+            Source::Check,
+        ))
+        .await
+        .unwrap();
+    ledger
+        .register(registration("NEW-PAID", 200))
+        .await
+        .unwrap();
+    ledger
+        .apply(observation(
+            "NEW-PAID",
+            ObservedStatus::Succeeded,
+            Some(usd(200)),
+            Source::Check,
+        ))
+        .await
+        .unwrap();
+
+    let a_day_ago = Timestamp::now()
+        .checked_sub(jiff::SignedDuration::from_hours(24))
+        .unwrap();
+    let selection = PaymentFilter {
+        created_since: Some(a_day_ago),
+        or_unsettled: true,
+        limit: 10,
+        ..Default::default()
+    };
+    let chosen: Vec<String> = ledger
+        .list(selection.clone())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.reference.to_string())
+        .collect();
+    assert_eq!(chosen, ["OLD-PENDING", "NEW-PAID"]);
+    assert_eq!(ledger.count(selection.clone()).await.unwrap(), 2);
+    let first = ledger
+        .list(PaymentFilter {
+            limit: 1,
+            ..selection.clone()
+        })
+        .await
+        .unwrap();
+    let rest = ledger
+        .list(PaymentFilter {
+            after_id: Some(first[0].id),
+            ..selection.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(rest.len(), 1, "paging goes on after the last id");
+    let window_only = PaymentFilter {
+        or_unsettled: false,
+        ..selection
+    };
+    assert_eq!(ledger.count(window_only).await.unwrap(), 1);
+
+    // Events: by payment, by window, paged by outbox position.
+    let paid = ledger
+        .payment(
+            Provider::Paysys,
+            Account::default(),
+            Reference::parse("NEW-PAID").unwrap(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let all = ledger
+        .events(paysettle_store::EventFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 2);
+    let of_one = ledger
+        .events(paysettle_store::EventFilter {
+            payment: Some(paid.id),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(of_one.len(), 1);
+    assert_eq!(of_one[0].payment_id, paid.id);
+    let after = ledger
+        .events(paysettle_store::EventFilter {
+            after_seq: Some(all[0].seq),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(after, all[1..]);
+    let future = ledger
+        .events(paysettle_store::EventFilter {
+            since: Some(
+                Timestamp::now()
+                    .checked_add(jiff::SignedDuration::from_hours(1))
+                    .unwrap(),
+            ),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(future.is_empty());
+    let many = ledger
+        .events_of_payments(all.iter().map(|e| e.payment_id).collect())
+        .await
+        .unwrap();
+    assert_eq!(many, all);
+}
