@@ -224,6 +224,9 @@ pub fn load(file: Option<&Path>) -> Result<Config, Vec<Problem>> {
     })
 }
 
+/// The broker's address when the configuration names none.
+const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
 /// Reads a secret from its inline key or its `*_file` twin (one, not both).
 fn secret(
     key: &str,
@@ -340,12 +343,18 @@ impl Config {
                 paysettle_queue::BackendKind::Embedded
             }
         };
+        // Neither key set: the local broker's default address, which is not
+        // in defaults.toml so that `amqp_url_file` alone is not "both".
         let amqp_url = secret(
             "queue.amqp_url",
             &self.queue.amqp_url,
             &self.queue.amqp_url_file,
             p,
-        );
+        )
+        .or_else(|| {
+            (self.queue.amqp_url.is_none() && self.queue.amqp_url_file.is_none())
+                .then(|| SecretString::from(DEFAULT_AMQP_URL))
+        });
         if backend == paysettle_queue::BackendKind::RabbitMq {
             match &amqp_url {
                 Some(u)

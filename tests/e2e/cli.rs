@@ -185,3 +185,39 @@ fn every_subcommand_explains_itself_with_an_example() {
     let out = paysettle(&["sim", "--help"], &[]);
     assert!(out.status.success());
 }
+
+#[test]
+fn the_broker_address_may_come_from_a_file_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("amqp_url");
+    std::fs::write(&secret, "amqp://user:s3cret-pass@broker:5672/%2f\n").unwrap();
+    let config = dir.path().join("p.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[queue]\nbackend = \"rabbitmq\"\namqp_url_file = \"{}\"\n",
+            secret.display()
+        ),
+    )
+    .unwrap();
+    let out = paysettle(
+        &["config", "check", "--config", config.to_str().unwrap()],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(!text(&out.stdout).contains("s3cret-pass"));
+    // Both at once is still refused, by key.
+    let out = paysettle(
+        &["config", "check", "--config", config.to_str().unwrap()],
+        &[(
+            "PAYSETTLE__QUEUE__AMQP_URL",
+            "amqp://guest:guest@localhost:5672/%2f",
+        )],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("not both"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -16,13 +16,14 @@ pub enum QueueError {
     #[error("the message broker is unavailable: {0}")]
     BrokerUnavailable(String),
     /// The broker or the connection failed during the operation.
-    #[error("broker error during {operation}: {source}")]
+    // lapin's error is in the text and deliberately not a `source`, so a
+    // chain printed with `{:#}` says it once.
+    #[error("broker error during {operation}: {error}")]
     Broker {
         /// What was being done.
         operation: &'static str,
         /// What lapin reported.
-        #[source]
-        source: lapin::Error,
+        error: lapin::Error,
     },
     /// No publisher confirm arrived in time; the message may or may not have
     /// reached the broker, so it must be treated as not published.
@@ -116,7 +117,10 @@ impl QueueError {
     }
 
     pub(crate) fn broker(operation: &'static str, source: lapin::Error) -> Self {
-        QueueError::Broker { operation, source }
+        QueueError::Broker {
+            operation,
+            error: source,
+        }
     }
 }
 

@@ -4,8 +4,10 @@
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// SQLite refused or failed.
+    // The cause is in the text and deliberately not a `source`, so a chain
+    // printed with `{:#}` says it once.
     #[error("ledger database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Sqlite(rusqlite::Error),
     /// The file was written by a newer paysettle.
     #[error(
         "the ledger {path} has schema version {found}, newer than this paysettle understands ({supported}); \
@@ -38,11 +40,14 @@ pub enum StoreError {
     #[error("a ledger read did not complete")]
     ReadFailed,
     /// Opening or creating the ledger's directory or file failed.
-    #[error("cannot open the ledger at {path}: {source}")]
-    Open {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("cannot open the ledger at {path}: {error}")]
+    Open { path: String, error: std::io::Error },
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> Self {
+        StoreError::Sqlite(error)
+    }
 }
 
 impl StoreError {

@@ -114,9 +114,9 @@ impl Ledger {
         let path = path.as_ref().to_path_buf();
         let shown = path.display().to_string();
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|source| StoreError::Open {
+            std::fs::create_dir_all(parent).map_err(|error| StoreError::Open {
                 path: shown.clone(),
-                source,
+                error,
             })?;
         }
         let mut conn = Connection::open(&path)?;
@@ -137,9 +137,9 @@ impl Ledger {
         std::thread::Builder::new()
             .name("ledger-writer".into())
             .spawn(move || writer(conn, receiver, policies))
-            .map_err(|source| StoreError::Open {
+            .map_err(|error| StoreError::Open {
                 path: shown.clone(),
-                source,
+                error,
             })?;
         Ok(Ledger {
             inner: Arc::new(Inner {
