@@ -565,16 +565,22 @@ pub async fn reconcile(args: ReconcileArgs) -> anyhow::Result<Exit> {
         journal.finish()?;
     }
     let summary = Summary::of(&findings);
-    let report = match args.format {
-        Format::Table => {
-            render::table(&findings, &summary, args.all, outcome.interrupted, applied).into_bytes()
-        }
-        Format::Csv => render::csv(&findings)?,
-        Format::Json => {
-            render::json(&findings, &summary, outcome.interrupted, applied)?.into_bytes()
-        }
+    let mut out: Box<dyn std::io::Write> = match &args.output {
+        Some(path) => Box::new(
+            std::fs::File::create(path)
+                .with_context(|| format!("writing the report to {}", path.display()))?,
+        ),
+        None => Box::new(std::io::stdout().lock()),
     };
-    write_report(args.output.as_deref(), &report)?;
+    match args.format {
+        Format::Table => out.write_all(
+            render::table(&findings, &summary, args.all, outcome.interrupted, applied).as_bytes(),
+        )?,
+        Format::Csv => render::csv(&mut out, &findings)?,
+        Format::Json => render::json(&mut out, &findings, &summary, outcome.interrupted, applied)?,
+    }
+    out.flush()?;
+    drop(out);
     if args.output.is_some() || args.format != Format::Table {
         eprintln!(
             "paysettle: {} payment(s) reconciled, {} with discrepancies",

@@ -101,29 +101,41 @@ fn summary_json(summary: &Summary, interrupted: bool, applied: usize) -> Summary
     }
 }
 
-/// The whole report as JSON: `{"summary": {…}, "findings": [...]}`.
+/// The whole report as JSON, `{"summary": {…}, "findings": [...]}`,
+/// written as it is made (a batch of 100,000 payments is never held twice).
 pub fn json(
+    out: impl std::io::Write,
     findings: &[Finding],
     summary: &Summary,
     interrupted: bool,
     applied: usize,
-) -> Result<String, serde_json::Error> {
+) -> Result<(), serde_json::Error> {
+    struct Rows<'a>(&'a [Finding]);
+    impl Serialize for Rows<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.collect_seq(self.0.iter().map(Row::of))
+        }
+    }
     #[derive(Serialize)]
     struct Whole<'a> {
         summary: SummaryJson,
-        findings: Vec<Row<'a>>,
+        findings: Rows<'a>,
     }
-    let mut text = serde_json::to_string_pretty(&Whole {
-        summary: summary_json(summary, interrupted, applied),
-        findings: findings.iter().map(Row::of).collect(),
-    })?;
-    text.push('\n');
-    Ok(text)
+    let mut out = std::io::BufWriter::new(out);
+    serde_json::to_writer_pretty(
+        &mut out,
+        &Whole {
+            summary: summary_json(summary, interrupted, applied),
+            findings: Rows(findings),
+        },
+    )?;
+    std::io::Write::write_all(&mut out, b"\n").map_err(serde_json::Error::io)?;
+    std::io::Write::flush(&mut out).map_err(serde_json::Error::io)
 }
 
 /// Every finding as CSV, a header line first; `classes` joined by `|`.
-pub fn csv(findings: &[Finding]) -> Result<Vec<u8>, csv::Error> {
-    let mut writer = csv::Writer::from_writer(Vec::new());
+pub fn csv(out: impl std::io::Write, findings: &[Finding]) -> Result<(), csv::Error> {
+    let mut writer = csv::Writer::from_writer(out);
     writer.write_record([
         "key",
         "class",
@@ -177,7 +189,8 @@ pub fn csv(findings: &[Finding]) -> Result<Vec<u8>, csv::Error> {
             text(r.applied),
         ])?;
     }
-    writer.into_inner().map_err(|e| e.into_error().into())
+    writer.flush()?;
+    Ok(())
 }
 
 fn fix_name(fix: Fix) -> &'static str {
