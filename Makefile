@@ -39,6 +39,14 @@ bench: ## Run every benchmark and write docs/benchmarks.md (needs RabbitMQ)
 bench-quick: ## A short run of every benchmark (under two minutes)
 	bash scripts/bench.sh quick
 
+.PHONY: fuzz
+fuzz: ## Run every fuzz target for FUZZ_SECONDS (default 60) each; fails on a crash (installs cargo-fuzz)
+	bash scripts/fuzz.sh
+
+.PHONY: api-fuzz
+api-fuzz: ## Fuzz both HTTP listeners against docs/openapi.yaml with schemathesis: no 5xx, nothing undocumented
+	bash scripts/api-fuzz.sh
+
 .PHONY: clean
 clean: ## Remove build output
 	$(CARGO) clean

@@ -148,10 +148,28 @@ pub enum MoneyError {
 }
 
 /// An amount of money: integer minor units of one currency, never negative.
+///
+/// Deserialising goes through [`Money::from_minor`], so money read from a
+/// queue message or a file keeps the same rules as money parsed at the edge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "MoneyFields")]
 pub struct Money {
     minor: i64,
     currency: Currency,
+}
+
+/// `Money` as serialised, before its rules are checked.
+#[derive(Deserialize)]
+struct MoneyFields {
+    minor: i64,
+    currency: Currency,
+}
+
+impl TryFrom<MoneyFields> for Money {
+    type Error = MoneyError;
+    fn try_from(fields: MoneyFields) -> Result<Money, MoneyError> {
+        Money::from_minor(fields.minor, fields.currency)
+    }
 }
 
 impl Money {

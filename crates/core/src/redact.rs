@@ -52,23 +52,34 @@ pub fn is_sensitive_header(name: &str) -> bool {
 }
 
 /// The headers worth keeping, sensitive ones dropped, values as lossy text.
+/// Names are masked too: a header name is whatever token the client sent.
 pub fn headers(headers: &HeaderMap) -> Vec<(String, String)> {
     headers
         .iter()
         .filter(|(name, _)| !is_sensitive_header(name.as_str()))
         .map(|(name, value)| {
             (
-                name.as_str().to_owned(),
+                mask_card_numbers(name.as_str()),
                 mask_card_numbers(&String::from_utf8_lossy(value.as_bytes())),
             )
         })
         .collect()
 }
 
-/// Redacts a JSON document in place.
+/// Redacts a JSON document in place: secret fields replaced, card numbers
+/// masked in keys, strings and numbers alike.
 pub fn json(value: &mut Value) {
     match value {
         Value::Object(map) => {
+            if map.keys().any(|key| !is_masked(key)) {
+                // Rebuilt in order with masked keys. Two keys that mask alike
+                // keep the later one's value: this is an audit copy, and a
+                // card number must not survive in it.
+                *map = std::mem::take(map)
+                    .into_iter()
+                    .map(|(key, field)| (mask_card_numbers(&key), field))
+                    .collect();
+            }
             for (key, field) in map.iter_mut() {
                 if is_secret_field(key) && !field.is_null() {
                     *field = Value::String(REDACTED.to_owned());
@@ -92,6 +103,11 @@ pub fn json(value: &mut Value) {
         }
         Value::Null | Value::Bool(_) => {}
     }
+}
+
+/// Whether masking would leave the text as it is.
+fn is_masked(text: &str) -> bool {
+    !text.bytes().any(|b| b.is_ascii_digit()) || mask_card_numbers(text) == text
 }
 
 /// Redacts ordered query or form pairs.

@@ -3,15 +3,18 @@
 //!
 //! - `POST /v1/payments` `{provider, account?, reference, amount, currency,
 //!   provider_transaction_id?}` (amount in minor units) → 201 created, 200
-//!   already registered, 400 naming the field, 409 on a conflicting
-//!   re-registration.
+//!   already registered, 400 naming the field (a key given twice too), 409
+//!   on a conflicting re-registration, 413 over the size limit, 408 when the
+//!   body does not arrive in time.
 //! - `GET /v1/payments/{provider}/{reference}[?account=]` → the payment and
 //!   its history, or 404.
 //! - `GET /v1/payments?status=&provider=&account=&since=&until=&limit=` → a list.
+//!   Only `status` may be given more than once; any other parameter twice is
+//!   a 400.
 //! - `GET /healthz`.
 //!
-//! With a token configured every `/v1` request needs `Authorization: Bearer`,
-//! compared in constant time.
+//! With a token configured every `/v1` request needs exactly one
+//! `Authorization: Bearer` header, compared in constant time.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -154,6 +157,7 @@ enum ApiError {
     Unauthorized,
     MethodNotAllowed(&'static str),
     TooLarge,
+    BodyTimeout,
     Unavailable,
 }
 
@@ -201,6 +205,18 @@ impl ApiError {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 &json!({"error": "body_too_large"}),
             ),
+            ApiError::BodyTimeout => {
+                let mut answer = json_answer(
+                    StatusCode::REQUEST_TIMEOUT,
+                    &json!({"error": "body_timeout"}),
+                );
+                // The rest of the body may still arrive: not on this connection.
+                answer.headers_mut().insert(
+                    header::CONNECTION,
+                    header::HeaderValue::from_static("close"),
+                );
+                answer
+            }
             ApiError::Unavailable => json_answer(
                 StatusCode::SERVICE_UNAVAILABLE,
                 &json!({"error": "ledger_unavailable"}),
@@ -245,10 +261,15 @@ fn authorized(state: &State, request: &Request<Incoming>) -> bool {
     let Some(token) = &state.api.token else {
         return true;
     };
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
+    // Exactly one Authorization header: with two, a proxy and this server
+    // could each read a different one.
+    let mut values = request.headers().get_all(header::AUTHORIZATION).iter();
+    let (Some(value), None) = (values.next(), values.next()) else {
+        return false;
+    };
+    let presented = value
+        .to_str()
+        .ok()
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
     bool::from(presented.as_bytes().ct_eq(token.expose_secret().as_bytes()))
@@ -304,15 +325,20 @@ async fn register(state: &State, request: Request<Incoming>) -> Result<Answer, A
         {
             return Err(ApiError::TooLarge);
         }
-        Ok(Err(_)) | Err(_) => {
-            return Err(ApiError::invalid(
-                "body",
-                "the body could not be read in time",
-            ));
-        }
+        Ok(Err(_)) => return Err(ApiError::invalid("body", "the body could not be read")),
+        Err(_) => return Err(ApiError::BodyTimeout),
     };
     let doc: Value = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::invalid("body", format!("not JSON: {e}")))?;
+    if let Some(key) = repeated_key(&bytes) {
+        return Err(ApiError::invalid(
+            field_name(&key),
+            format!(
+                "{} is given more than once",
+                key.chars().take(32).collect::<String>()
+            ),
+        ));
+    }
     let object = doc
         .as_object()
         .ok_or_else(|| ApiError::invalid("body", "not a JSON object"))?;
@@ -400,7 +426,7 @@ async fn show(
 ) -> Result<Answer, ApiError> {
     let provider: Provider = provider.parse().map_err(|_| ApiError::NotFound)?;
     let reference = Reference::parse(reference).map_err(|_| ApiError::NotFound)?;
-    let pairs = form::parse_pairs(query.as_bytes()).map_err(|e| ApiError::invalid("query", e))?;
+    let pairs = query_pairs(query, &["account"])?;
     let account = match pairs.iter().find(|(k, _)| k == "account") {
         Some((_, a)) => Account::parse(a).map_err(|e| ApiError::invalid("account", e))?,
         None => Account::default(),
@@ -418,7 +444,11 @@ async fn show(
 }
 
 async fn list(state: &State, query: &str) -> Result<Answer, ApiError> {
-    let pairs = form::parse_pairs(query.as_bytes()).map_err(|e| ApiError::invalid("query", e))?;
+    // `status` may repeat (the statuses add up); every other one may not.
+    let pairs = query_pairs(
+        query,
+        &["provider", "account", "since", "until", "limit", "after"],
+    )?;
     let mut filter = PaymentFilter {
         limit: 100,
         ..PaymentFilter::default()
@@ -490,6 +520,63 @@ async fn list(state: &State, query: &str) -> Result<Answer, ApiError> {
     ))
 }
 
+/// The query's pairs, refusing any of `single` given more than once: which
+/// of two values counts is a guess this API does not make.
+fn query_pairs(query: &str, single: &[&'static str]) -> Result<Vec<(String, String)>, ApiError> {
+    let pairs = form::parse_pairs(query.as_bytes()).map_err(|e| ApiError::invalid("query", e))?;
+    for &name in single {
+        if pairs.iter().filter(|(k, _)| k == name).count() > 1 {
+            return Err(ApiError::invalid(
+                name,
+                format!("{name} is given more than once"),
+            ));
+        }
+    }
+    Ok(pairs)
+}
+
+/// The field a repeated key names, for the 400's `field`.
+fn field_name(key: &str) -> &'static str {
+    const FIELDS: [&str; 6] = [
+        "provider",
+        "account",
+        "reference",
+        "amount",
+        "currency",
+        "provider_transaction_id",
+    ];
+    FIELDS.into_iter().find(|f| *f == key).unwrap_or("body")
+}
+
+/// The first key a JSON object gives twice, at its top level. serde_json
+/// keeps the last of the two and other parsers the first, so a registration
+/// that names its amount twice is refused rather than read one way.
+fn repeated_key(bytes: &[u8]) -> Option<String> {
+    use serde::de::{Deserializer as _, IgnoredAny, MapAccess, Visitor};
+
+    struct FirstRepeat;
+    impl<'de> Visitor<'de> for FirstRepeat {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut seen = std::collections::HashSet::new();
+            while let Some(key) = map.next_key::<String>()? {
+                map.next_value::<IgnoredAny>()?;
+                if !seen.insert(key.clone()) {
+                    return Ok(Some(key));
+                }
+            }
+            Ok(None)
+        }
+    }
+    serde_json::Deserializer::from_slice(bytes)
+        .deserialize_map(FirstRepeat)
+        .ok()
+        .flatten()
+}
+
 fn money_minor(money: Option<Money>) -> Value {
     money.map_or(Value::Null, |m| json!(m.minor()))
 }
@@ -530,4 +617,41 @@ fn history_view(h: &HistoryEntry) -> Value {
         "reason": h.reason,
         "ledger_version": h.version,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_top_level_key_given_twice_is_found() {
+        assert_eq!(
+            repeated_key(br#"{"amount":1250,"currency":"USD","amount":1}"#),
+            Some("amount".to_owned())
+        );
+        assert_eq!(repeated_key(br#"{"amount":1250,"currency":"USD"}"#), None);
+        // Only the top level is the registration's: nested objects are not read.
+        assert_eq!(repeated_key(br#"{"meta":{"a":1,"a":2}}"#), None);
+        // Not an object, or not JSON: the parser's own error speaks.
+        assert_eq!(repeated_key(b"[1,1]"), None);
+        assert_eq!(repeated_key(b"{\"a\":"), None);
+        assert_eq!(field_name("amount"), "amount");
+        assert_eq!(field_name("something-else"), "body");
+    }
+
+    #[test]
+    fn single_parameters_given_twice_are_refused() {
+        assert!(query_pairs("status=pending&status=stale", &["limit"]).is_ok());
+        let Err(ApiError::Invalid { field, message }) =
+            query_pairs("limit=1&status=x&limit=1000", &["limit"])
+        else {
+            panic!("a repeated limit must be refused");
+        };
+        assert_eq!(field, "limit");
+        assert_eq!(message, "limit is given more than once");
+        assert!(matches!(
+            query_pairs("a=%zz", &[]),
+            Err(ApiError::Invalid { field: "query", .. })
+        ));
+    }
 }
