@@ -141,7 +141,8 @@ async fn main() {
         &config_path,
         format!(
             "[ledger]\npath = \"{}\"\n\n{}{}\n[portmanat.default]\nbase_url = \"{base}/portmanat\"\n\n\
-             [paysys.default]\ngateway_url = \"{base}/paysys/gateway\"\nservice_id = \"2001\"\nsecret_key = \"demo-paysys-secret\"\n",
+             [paysys.default]\ngateway_url = \"{base}/paysys/gateway\"\nservice_id = \"2001\"\nsecret_key = \"demo-paysys-secret\"\n\n\
+             [[paysys.default.notify_credentials]]\nuser = \"demo-vendor\"\npassword = \"demo-vendor-secret\"\n",
             ledger_path.display(),
             limits("portmanat"),
             limits("paysys"),
