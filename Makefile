@@ -39,6 +39,10 @@ bench: ## Run every benchmark and write docs/benchmarks.md (needs RabbitMQ)
 bench-quick: ## A short run of every benchmark (under two minutes)
 	bash scripts/bench.sh quick
 
+.PHONY: soak
+soak: ## Ten-minute chaos soak with the invariant checker (PAYSETTLE_SOAK_BROKER_RESTART=1 also restarts RabbitMQ)
+	bash scripts/soak.sh
+
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZ_SECONDS (default 60) each; fails on a crash (installs cargo-fuzz)
 	bash scripts/fuzz.sh

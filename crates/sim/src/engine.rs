@@ -472,6 +472,7 @@ impl Engine {
         if provider == Provider::Paysys && self.config.paysys.notify_pending {
             self.plan_callback(&mut state, slot, Status::Pending, now, true, false);
         }
+        self.plan_forgery(&mut state, slot, now, pending);
         let view = state.store.payments[slot].view();
         drop(state);
         self.wake.notify_one();
@@ -732,6 +733,7 @@ impl Engine {
                 method: method.to_owned(),
                 duplicate: copy == 1,
                 wrongly_signed,
+                forged: false,
                 delayed_ms: delay_ms,
                 out_of_order,
                 due_at: (fate == CallbackFate::Scheduled).then(|| self.clock.wall_at(due)),
@@ -746,6 +748,55 @@ impl Engine {
         }
         debug!(payment.id = %payment.id, ?kind, ?status, lost, duplicated, delay_ms, out_of_order, wrongly_signed, "callback planned");
         due
+    }
+
+    /// Draws whether a forger sends a callback for this pending payment and,
+    /// if so, schedules it at a random moment before the customer finishes:
+    /// it claims the opposite of the planned outcome, signed with a wrong key.
+    /// Draws nothing when the scenario forges nothing, so seeded runs without
+    /// forgeries are unchanged.
+    fn plan_forgery(&self, state: &mut State, slot: usize, now: Duration, pending: Duration) {
+        let State { store, queue } = state;
+        let Some(payment) = store.payments.get_mut(slot) else {
+            return;
+        };
+        let provider = payment.provider;
+        let rate = self.scenario(provider).callbacks.forged;
+        if rate <= 0.0 || provider == Provider::Portmanat {
+            return;
+        }
+        let roll: f64 = payment.rng.random();
+        if roll >= rate {
+            return;
+        }
+        let claimed = match payment.planned {
+            Outcome::Success | Outcome::Refund => Status::Failed,
+            Outcome::Failure | Outcome::Cancel => Status::Succeeded,
+        };
+        let lead = payment.rng.random_range(0..=pending.as_millis() as u64);
+        let due = now + Duration::from_millis(lead);
+        let (kind, method) = match provider {
+            Provider::Paysys => (CallbackKind::StatusNotification, "POST"),
+            _ => (CallbackKind::PlutuCallback, "GET"),
+        };
+        let index = payment.callbacks.len();
+        payment.callbacks.push(CallbackRecord {
+            index,
+            kind,
+            status: claimed,
+            url: payment.callback_url.clone(),
+            method: method.to_owned(),
+            duplicate: false,
+            wrongly_signed: true,
+            forged: true,
+            delayed_ms: 0,
+            out_of_order: false,
+            due_at: Some(self.clock.wall_at(due)),
+            sent_at: None,
+            fate: CallbackFate::Scheduled,
+        });
+        queue.push(due, Event::Deliver(slot, index));
+        debug!(payment.id = %payment.id, claimed = ?claimed, "forged callback planned");
     }
 
     /// Schedules callbacks held back for a payment after `after`.
@@ -815,6 +866,7 @@ impl Engine {
                     method: "POST".to_owned(),
                     duplicate: copy == 1,
                     wrongly_signed,
+                    forged: false,
                     delayed_ms: delay_ms,
                     out_of_order: false,
                     due_at: (!lost).then(|| self.clock.wall_at(due)),
@@ -993,8 +1045,15 @@ impl Engine {
             },
             Provider::Plutu => {
                 let secret = self.config.plutu.secret_key.expose_secret();
+                let forged;
+                let params = if record.forged {
+                    forged = plutu::forged_params(payment, record.status);
+                    &forged
+                } else {
+                    &payment.details.plutu_params
+                };
                 let query = plutu::signed_query(
-                    &payment.details.plutu_params,
+                    params,
                     payment.gateway.unwrap_or(PlutuGateway::Mpgs),
                     secret,
                     record.wrongly_signed,

@@ -222,6 +222,10 @@ pub struct CallbackRecord {
     pub duplicate: bool,
     /// Signed with the wrong key on purpose.
     pub wrongly_signed: bool,
+    /// Not the provider's at all: a forger's, claiming a status the payment
+    /// was not heading for (`wrongly_signed` is set too).
+    #[serde(default)]
+    pub forged: bool,
     /// Extra delay added on purpose, in milliseconds.
     pub delayed_ms: u64,
     /// Held back and sent after a later callback on purpose.

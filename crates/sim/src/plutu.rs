@@ -125,9 +125,25 @@ pub fn verify_callback<K: AsRef<str>, V: AsRef<str>>(
 
 /// The callback's parameters for a resolved payment, without `hashed`.
 pub(crate) fn callback_params(payment: &Payment) -> Vec<(String, String)> {
+    let txn = payment.provider_txn_id.clone().unwrap_or_default();
+    params_claiming(payment, payment.status, txn)
+}
+
+/// What a forger sends for `payment`: the parameters of a callback claiming
+/// `status`, with the real transaction id if one exists yet and a made-up one
+/// otherwise (a pending card payment has none).
+pub(crate) fn forged_params(payment: &Payment, status: Status) -> Vec<(String, String)> {
+    let txn = payment
+        .provider_txn_id
+        .clone()
+        .unwrap_or_else(|| format!("9{}", payment.id.trim_start_matches("plutu-")));
+    params_claiming(payment, status, txn)
+}
+
+fn params_claiming(payment: &Payment, status: Status, txn: String) -> Vec<(String, String)> {
     let gateway = payment.gateway.unwrap_or(PlutuGateway::Mpgs);
     let mut params = vec![("gateway".to_owned(), gateway.name().to_owned())];
-    match payment.status {
+    match status {
         Status::Succeeded | Status::Refunded => {
             params.push(("approved".to_owned(), "1".to_owned()))
         }
@@ -135,7 +151,6 @@ pub(crate) fn callback_params(payment: &Payment) -> Vec<(String, String)> {
         Status::Failed | Status::Created | Status::Pending => {}
     }
     let amount = money::format_decimal(payment.amount_minor, payment.currency, 2);
-    let txn = payment.provider_txn_id.clone().unwrap_or_default();
     match gateway {
         PlutuGateway::Mpgs => {
             params.push(("amount".to_owned(), amount));

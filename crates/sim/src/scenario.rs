@@ -289,6 +289,12 @@ pub struct CallbackFaults {
     /// credentials (PaySys). Portmanat's redirect carries no signature, so
     /// there it changes nothing.
     pub wrongly_signed: f64,
+    /// Besides the genuine callbacks, one more from someone without the key,
+    /// sent while the payment is still pending: it claims the opposite of the
+    /// outcome the payment is heading for (a decline as approved, an approval
+    /// as declined) and is signed with a wrong key. Drawn once per payment;
+    /// Portmanat's redirect has no signature to get wrong, so not there.
+    pub forged: f64,
 }
 
 impl Default for CallbackFaults {
@@ -301,6 +307,7 @@ impl Default for CallbackFaults {
             out_of_order: 0.0,
             reorder_gap_ms: 1_000,
             wrongly_signed: 0.0,
+            forged: 0.0,
         }
     }
 }
@@ -313,6 +320,7 @@ impl CallbackFaults {
             ("delayed", self.delayed),
             ("out_of_order", self.out_of_order),
             ("wrongly_signed", self.wrongly_signed),
+            ("forged", self.forged),
         ] {
             check_probability(&format!("callbacks.{name}"), rate)?;
         }

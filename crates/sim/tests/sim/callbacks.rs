@@ -1,5 +1,5 @@
 //! Callback misbehaviour (lost, duplicated, delayed, out of order, wrongly
-//! signed, receiver down) and the seeded outcome mix.
+//! signed, forged, receiver down) and the seeded outcome mix.
 
 use std::time::Duration;
 
@@ -177,6 +177,88 @@ async fn wrongly_signed_callbacks_fail_verification() {
             .iter()
             .all(|p| p.callbacks.iter().all(|c| c.wrongly_signed))
     );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn forged_callbacks_claim_the_opposite_outcome_and_fail_verification() {
+    let receiver = Receiver::start().await;
+    let mut config = config_for(&receiver);
+    config.paysys.notify_pending = false;
+    config.scenario.callbacks.forged = 1.0;
+    let sim = start(config).await;
+    let secret = sim.config().plutu.secret_key.expose_secret().to_owned();
+    sim.create_payment(NewPayment::new(Provider::Plutu, "FG-1", 500).outcome(Outcome::Failure))
+        .unwrap();
+    sim.create_payment(
+        NewPayment::new(Provider::Paysys, "FG-2", 100_000).outcome(Outcome::Success),
+    )
+    .unwrap();
+    sim.create_payment(
+        NewPayment::new(Provider::Portmanat, "FG-3", 1990).outcome(Outcome::Success),
+    )
+    .unwrap();
+    sim.run_until_idle().await.unwrap();
+    // A forgery and the genuine callback each for Plutu and PaySys; Portmanat's
+    // redirect carries nothing to forge.
+    let got = receiver.wait_for(5).await;
+    let plutu: Vec<_> = got
+        .iter()
+        .filter(|c| c.path == "/callbacks/plutu")
+        .collect();
+    assert_eq!(plutu.len(), 2);
+    for callback in plutu {
+        let pairs = callback.query_pairs();
+        let verified = paysettle_sim::plutu::verify_callback(PlutuGateway::Mpgs, &pairs, &secret);
+        if form::first(&pairs, "approved") == Some("1") {
+            assert_eq!(
+                verified,
+                Err(paysettle_sim::VerifyError::Mismatch),
+                "the forgery"
+            );
+        } else {
+            assert_eq!(verified, Ok(()), "the genuine decline");
+        }
+    }
+    let paysys: Vec<_> = got
+        .iter()
+        .filter(|c| c.path == "/callbacks/paysys")
+        .collect();
+    assert_eq!(paysys.len(), 2);
+    let statuses: Vec<(i64, String)> = paysys
+        .iter()
+        .map(|c| {
+            (
+                c.json()["status"].as_i64().unwrap(),
+                c.authorization().unwrap(),
+            )
+        })
+        .collect();
+    let forged = statuses.iter().find(|(s, _)| *s == -1).unwrap();
+    let genuine = statuses.iter().find(|(s, _)| *s == 2).unwrap();
+    assert_ne!(forged.1, genuine.1, "the forgery has the wrong credentials");
+    for payment in sim.payments() {
+        let forgeries: Vec<_> = payment.callbacks.iter().filter(|c| c.forged).collect();
+        match payment.provider {
+            Provider::Portmanat => assert!(forgeries.is_empty()),
+            _ => {
+                assert_eq!(forgeries.len(), 1, "{payment:#?}");
+                assert!(forgeries[0].wrongly_signed);
+                let opposite = match payment.status {
+                    Status::Succeeded => Status::Failed,
+                    _ => Status::Succeeded,
+                };
+                assert_eq!(forgeries[0].status, opposite);
+                assert!(
+                    payment
+                        .callbacks
+                        .iter()
+                        .filter(|c| !c.forged)
+                        .all(|c| !c.wrongly_signed && c.status == payment.status)
+                );
+            }
+        }
+    }
     sim.shutdown().await;
 }
 
