@@ -76,13 +76,34 @@ pub struct ConfigArg {
     config: Option<PathBuf>,
 }
 
-pub(crate) fn init_logging(json: bool, level: &str) {
+/// Where log lines go: the services log to standard output; an operator's
+/// command logs to standard error, so its report on standard output stays
+/// clean for a script.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LogTo {
+    Stdout,
+    Stderr,
+}
+
+pub(crate) fn init_logging(json: bool, level: &str, to: LogTo) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PAYSETTLE_LOG")
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colour only for a person at a terminal, never into a file or a pipe.
+    let ansi = match to {
+        LogTo::Stdout => std::io::IsTerminal::is_terminal(&std::io::stdout()),
+        LogTo::Stderr => std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_target(false);
+        .with_ansi(ansi)
+        .with_target(false)
+        .with_writer(move || -> Box<dyn std::io::Write> {
+            match to {
+                LogTo::Stdout => Box::new(std::io::stdout()),
+                LogTo::Stderr => Box::new(std::io::stderr()),
+            }
+        });
     if json {
         builder.json().init();
     } else {
@@ -194,7 +215,7 @@ enum Roles {
 
 async fn run(arg: ConfigArg, roles: Roles) -> anyhow::Result<()> {
     let (_, resolved) = resolve(&arg)?;
-    init_logging(resolved.log_json, &resolved.log_level);
+    init_logging(resolved.log_json, &resolved.log_level, LogTo::Stdout);
     let queue = paysettle_queue::Queue::start(resolved.queue.clone())
         .await
         .context("starting the queue")?;
@@ -289,7 +310,7 @@ fn main() -> ExitCode {
                     Command::Dlq(command) => ops::dlq(command).await,
                     Command::Ledger(command) => ops::ledger(command).await,
                     Command::Sim(args) => {
-                        init_logging(false, "info");
+                        init_logging(false, "info", LogTo::Stdout);
                         paysettle_sim::run_cli(args).await.map(|()| 0)
                     }
                     Command::Config(_) => Ok(0),

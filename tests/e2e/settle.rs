@@ -249,6 +249,10 @@ async fn an_amount_that_disagrees_with_the_registration_is_a_mismatch_never_a_su
     ] {
         app.pay(Pay {
             registered_minor: Some(paid + 100),
+            // The registration must land before the provider pays, even on
+            // a loaded machine: a payment the provider reports first is
+            // adopted, and reconciliation (not this path) flags it.
+            pending: Duration::from_secs(2),
             ..Pay::new(provider, reference, paid, Outcome::Success)
         })
         .await;
