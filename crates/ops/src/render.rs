@@ -243,9 +243,28 @@ pub fn table(
         "DETAIL",
         "FIX",
     ];
-    let rows: Vec<[String; 8]> = findings
+    // Most serious first, then by provider and reference, whatever order
+    // the checks finished in.
+    let mut shown: Vec<&Finding> = findings
         .iter()
         .filter(|f| all || f.class != Class::Ok)
+        .collect();
+    shown.sort_by(|a, b| {
+        (
+            a.class,
+            a.provider,
+            a.account.as_str(),
+            a.reference.as_str(),
+        )
+            .cmp(&(
+                b.class,
+                b.provider,
+                b.account.as_str(),
+                b.reference.as_str(),
+            ))
+    });
+    let rows: Vec<[String; 8]> = shown
+        .into_iter()
         .map(|f| {
             let says = match (&f.provider_status, &f.provider_said) {
                 (Some(status), Some(word)) => format!("{status} ({word})"),
