@@ -334,7 +334,7 @@ pub fn parse_when(text: &str) -> Result<Timestamp, String> {
 }
 
 fn init_logging() {
-    crate::init_logging(false, "warn");
+    crate::init_logging(false, "warn", crate::LogTo::Stderr);
 }
 
 /// Opens the configured ledger; an operator's command never creates one.
