@@ -12,13 +12,14 @@ results=$(mktemp)
 trap 'rm -f "$results"' EXIT
 
 if [ "$mode" = quick ]; then
-  ledger_n=5000; publish_n=5000; check_secs=3; poll_secs=3; ingest="--seconds 2 --rounds 1"
+  ledger_n=5000; publish_n=5000; check_secs=3; poll_secs=3; ingest="--seconds 2 --rounds 1"; reconcile_n=3000
 else
-  ledger_n=50000; publish_n=50000; check_secs=10; poll_secs=10; ingest="--seconds 5 --rounds 3"
+  ledger_n=50000; publish_n=50000; check_secs=10; poll_secs=10; ingest="--seconds 5 --rounds 3"; reconcile_n=100000
 fi
 
 echo "bench: building release binaries" >&2
-cargo build --release -q -p paysettle-store -p paysettle-queue -p paysettle-sim -p paysettle-worker -p paysettle-receiver --examples
+cargo build --release -q -p paysettle-store -p paysettle-queue -p paysettle-sim -p paysettle-worker -p paysettle-receiver -p paysettle-ops --examples
+cargo build --release -q --bin paysettle
 
 run() {
   local name=$1; shift
@@ -36,6 +37,7 @@ run publish target/release/examples/bench_publish --messages "$publish_n"
 run sim_checks target/release/examples/bench_checks "$check_secs"
 run worker target/release/examples/bench_worker "$poll_secs" 50 32
 run worker_20ms target/release/examples/bench_worker "$poll_secs" 20 32
+run reconcile target/release/examples/bench_reconcile "$reconcile_n" 50 32
 # shellcheck disable=SC2086
 run ingest target/release/examples/bench_ingest --backend rabbitmq $ingest
 

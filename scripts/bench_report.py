@@ -78,6 +78,10 @@ def main():
     apply = worker.get("apply", {})
     row("apply", "callbacks applied/s end to end (embedded queue → applier → ledger → ack)", apply.get("applied_per_sec"),
         "plain SQLite single-row inserts/s, batched (ledger bench)", ledger.get("raw_batched_inserts_per_s"), 0.5)
+    reconcile = results.get("reconcile", {})
+    row("reconcile", f"payments reconciled/s ({reconcile.get('payments', 0):,} payments, {reconcile.get('latency_ms', '?')} ms latency, "
+        f"concurrency {reconcile.get('concurrency', '?')}; peak RSS {reconcile.get('peak_rss_mb', '?')} MB, target < 100 MB)",
+        reconcile.get("per_sec"), "concurrency ÷ latency", reconcile.get("bound_per_sec"), 0.9)
     checks = results.get("sim_checks", {})
     sim_rate = checks.get("checks_per_sec")
 
