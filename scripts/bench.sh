@@ -1,47 +1,79 @@
 #!/usr/bin/env bash
 # Runs every benchmark and writes docs/benchmarks.md: each figure beside the
 # ceiling it is measured against, both from this run on this machine.
-#   scripts/bench.sh          the full run
+#   scripts/bench.sh          the full run (about five minutes)
 #   scripts/bench.sh quick    a short version of each (under two minutes)
 # Needs RabbitMQ at 127.0.0.1:5672 (PAYSETTLE_BENCH_AMQP_URL to change it).
+# BENCH_OUT names another output file; BENCH_PIN=1 pins the receiver and the
+# load generator to different cores (see crates/receiver/examples/bench_ingest.rs).
+#
+# Reconcile: crates/ops/examples/bench_reconcile runs the real `paysettle
+# reconcile` over PAYMENTS payments against the simulator at LATENCY_MS with
+# CONCURRENCY checks in flight; its bound is concurrency ÷ latency. When it
+# is missing from the workspace the table says "not measured".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-full}
 out=${BENCH_OUT:-docs/benchmarks.md}
+bin=${CARGO_TARGET_DIR:-target}/release
+examples=$bin/examples
 results=$(mktemp)
 trap 'rm -f "$results"' EXIT
 
-if [ "$mode" = quick ]; then
-  ledger_n=5000; publish_n=5000; check_secs=3; poll_secs=3; ingest="--seconds 2 --rounds 1"; reconcile_n=3000
-else
-  ledger_n=50000; publish_n=50000; check_secs=10; poll_secs=10; ingest="--seconds 5 --rounds 3"; reconcile_n=100000
-fi
+case "$mode" in
+  quick)
+    ledger_n=5000; publish_n=5000; check_secs=2; poll_secs=2; relay="5000 1"
+    reconcile="3000 50 32"; ingest="--seconds 2 --rounds 1 --startups 3" ;;
+  full)
+    ledger_n=50000; publish_n=50000; check_secs=10; poll_secs=10; relay="20000 3"
+    reconcile="100000 50 32"; ingest="--seconds 10 --rounds 3 --startups 7" ;;
+  *) echo "usage: $0 [full|quick]" >&2; exit 2 ;;
+esac
+pin=()
+if [ "${BENCH_PIN:-0}" = 1 ]; then pin=(--pin); fi
 
-echo "bench: building release binaries" >&2
-cargo build --release -q -p paysettle-store -p paysettle-queue -p paysettle-sim -p paysettle-worker -p paysettle-receiver -p paysettle-ops --examples
-cargo build --release -q --bin paysettle
+started=$(date +%s)
+echo "bench: building the release binaries and benchmark examples" >&2
+cargo build --release -q --workspace --bins --examples
 
 run() {
   local name=$1; shift
   echo "bench: $name" >&2
   local line
-  if line=$("$@" 2>/dev/null | tail -n 1) && [ -n "$line" ]; then
+  if line=$("$@" | tail -n 1) && [ -n "$line" ]; then
     printf '%s\t%s\n' "$name" "$line" >>"$results"
   else
     printf '%s\t{"error":"the benchmark failed"}\n' "$name" >>"$results"
   fi
 }
 
-run ledger target/release/examples/bench_ledger "$ledger_n"
-run publish target/release/examples/bench_publish --messages "$publish_n"
-run sim_checks target/release/examples/bench_checks "$check_secs"
-run worker target/release/examples/bench_worker "$poll_secs" 50 32
-run worker_20ms target/release/examples/bench_worker "$poll_secs" 20 32
-run reconcile target/release/examples/bench_reconcile "$reconcile_n" 50 32
-# shellcheck disable=SC2086
-run ingest target/release/examples/bench_ingest --backend rabbitmq $ingest
+# Removes a benchmark's RabbitMQ topology, named in its JSON line.
+forget_prefix() {
+  local prefix
+  prefix=$(grep "^$1	" "$results" | sed -n 's/.*"queue_prefix":"\([^"]*\)".*/\1/p' | head -n 1)
+  if [ -n "$prefix" ]; then
+    "$examples/bench_publish" --delete-prefix "$prefix" >/dev/null 2>&1 || true
+  fi
+}
 
+run ledger "$examples/bench_ledger" "$ledger_n"
+run publish "$examples/bench_publish" --messages "$publish_n"
+run sim_checks "$examples/bench_checks" "$check_secs"
+run worker "$examples/bench_worker" "$poll_secs" 50 32
+run worker_20ms "$examples/bench_worker" "$poll_secs" 20 32
+# shellcheck disable=SC2086
+run relay "$examples/bench_relay" $relay
+forget_prefix relay
+if [ -x "$examples/bench_reconcile" ]; then
+  # shellcheck disable=SC2086
+  run reconcile "$examples/bench_reconcile" $reconcile
+fi
+# shellcheck disable=SC2086
+run ingest "$examples/bench_ingest" --paysettle "$bin/paysettle" --loadgen "$bin/paysettle-loadgen" \
+  --publish "$examples/bench_publish" $ingest "${pin[@]}"
+
+printf 'meta\t{"seconds":%s}\n' "$(($(date +%s) - started))" >>"$results"
 mkdir -p "$(dirname "$out")"
 python3 scripts/bench_report.py "$results" "$mode" >"$out"
-echo "bench: wrote $out" >&2
+echo "bench: wrote $out in $(($(date +%s) - started)) s" >&2
 cat "$out"

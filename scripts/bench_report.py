@@ -1,10 +1,29 @@
-"""Renders the benchmark results (one `name<TAB>json` line each) as markdown."""
+"""Renders the benchmark results (one `name<TAB>json` line each) as markdown:
+a table per stage, each figure beside the ceiling measured in the same run,
+the ratio, the target and whether it was met."""
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 from datetime import datetime, timezone
+
+
+def command_output(args):
+    try:
+        return subprocess.run(args, capture_output=True, text=True, timeout=20).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def rabbitmq_version():
+    status = command_output(["rabbitmqctl", "status"])
+    match = re.search(r"RabbitMQ version: (\S+)", status)
+    if match:
+        return match.group(1)
+    version = command_output(["rabbitmqctl", "version"])
+    return version.splitlines()[0] if version else "unknown"
 
 
 def machine():
@@ -24,14 +43,98 @@ def machine():
             mem = f"{kb / 1024 / 1024:.0f} GiB"
     except (OSError, ValueError, IndexError):
         pass
-    rustc = subprocess.run(["rustc", "--version"], capture_output=True, text=True).stdout.strip()
-    return f"{cpu}, {os.cpu_count()} cores, {mem} memory, Linux {platform.release()}, {rustc}"
+    rustc = command_output(["rustc", "--version"])
+    return (f"{cpu}, {os.cpu_count()} cores, {mem} memory, Linux {platform.release()}, "
+            f"RabbitMQ {rabbitmq_version()}, {rustc}")
 
 
-def verdict(ratio, target):
-    if ratio is None:
-        return "not measured"
-    return "met" if ratio >= target else "**missed**"
+def fmt(value, unit=""):
+    if value is None:
+        return "–"
+    if isinstance(value, float) and value < 100:
+        return f"{value:,.1f}{unit}"
+    return f"{value:,.0f}{unit}"
+
+
+class Table:
+    """One stage's table: figure, value, ceiling, ceiling value, ratio, target, verdict."""
+
+    def __init__(self):
+        self.rows = []
+
+    def ratio(self, figure, value, ceiling_name, ceiling, target):
+        """A figure judged by its ratio to a ceiling; target None = reported only."""
+        if value is None or not ceiling:
+            self.rows.append([figure, fmt(value), ceiling_name, fmt(ceiling), "–",
+                              f"≥ {target:.0%}" if target else "reported", "not measured"])
+            return
+        ratio = value / ceiling
+        if target is None:
+            verdict, target_text = "–", "reported"
+        else:
+            verdict, target_text = ("met" if ratio >= target else "**missed**"), f"≥ {target:.0%}"
+        self.rows.append([figure, fmt(value), ceiling_name, fmt(ceiling), f"{ratio:.1%}", target_text, verdict])
+
+    def absolute(self, figure, value_text, target_text, met):
+        """A figure judged on its own (latency, memory, time); met None = reported only."""
+        verdict = "–" if met is None else ("met" if met else "**missed**")
+        if value_text is None:
+            value_text, verdict = "–", "not measured"
+        self.rows.append([figure, value_text, "–", "–", "–", target_text, verdict])
+
+    def render(self):
+        lines = ["| figure | value | ceiling (same run) | ceiling value | ratio | target | verdict |",
+                 "|---|---:|---|---:|---:|---|---|"]
+        lines += ["| " + " | ".join(r) + " |" for r in self.rows]
+        return "\n".join(lines)
+
+
+OTHER = "rest of the machine"
+
+
+def ceiling_arithmetic(rounds):
+    """What the CPU figures allow: with the cores saturated, rates go as the inverse of the CPU a message
+    costs on the machine, so the ingest/raw ratio cannot exceed raw cost ÷ ingest cost."""
+    if not rounds:
+        return None
+    cpu = rounds[len(rounds) // 2].get("cpu_us_per_message", {})
+
+    def own(kind):
+        return sum(v for k, v in cpu.get(kind, {}).items() if k not in ("machine_busy_percent", OTHER))
+
+    raw, ingest, bare = own("raw"), own("ingest"), own("bare")
+    if not raw or not ingest:
+        return None
+    text = (f"Ceiling arithmetic: on the shared cores a raw publish costs {raw:.0f} µs of CPU (broker and "
+            f"publisher) and a callback {ingest:.0f} µs (broker, receiver and load generator), so with the cores "
+            f"saturated the callback rate can reach at most {raw / ingest:.0%} of the raw rate.")
+    if bare:
+        text += (f" HTTP alone (bare server and load generator, at its own much higher rate, so at its cheapest) "
+                 f"costs {bare:.0f} µs a request: a receiver that did nothing but HTTP and the same publish would "
+                 f"still be bounded near {raw / (raw + bare):.0%}.")
+    return text
+
+
+def cpu_table(rounds, kinds):
+    """CPU µs per message by process, per kind of phase (first round shown)."""
+    if not rounds:
+        return None
+    cpu = rounds[len(rounds) // 2].get("cpu_us_per_message", {})
+    names = []
+    for kind in kinds:
+        for name in cpu.get(kind, {}):
+            if name not in ("machine_busy_percent", OTHER) and name not in names:
+                names.append(name)
+    names.append(OTHER)
+    lines = ["| phase | " + " | ".join(names).replace(OTHER, "other processes") + " | total | machine busy |",
+             "|---|" + "---:|" * (len(names) + 2)]
+    for kind, label in kinds.items():
+        row = cpu.get(kind, {})
+        total = sum(v for k, v in row.items() if k != "machine_busy_percent")
+        cells = [fmt(row.get(n)) for n in names]
+        busy = row.get("machine_busy_percent")
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {fmt(total)} | {fmt(busy, ' %')} |")
+    return "\n".join(lines)
 
 
 def main():
@@ -45,88 +148,182 @@ def main():
             except json.JSONDecodeError:
                 results[name] = {"error": payload}
 
-    rows = []
-
-    def row(stage, figure, value, ceiling_name, ceiling, target):
-        if value is None or ceiling in (None, 0):
-            rows.append(f"| {stage} | {figure} | – | {ceiling_name} | – | – | {target:.0%} | not measured |")
-            return
-        ratio = value / ceiling
-        rows.append(
-            f"| {stage} | {figure} | {value:,.0f} | {ceiling_name} | {ceiling:,.0f} | {ratio:.1%} | ≥ {target:.0%} | {verdict(ratio, target)} |"
-        )
-
     ledger = results.get("ledger", {})
-    row("ledger", "batched applies/s", ledger.get("ledger_batched_applies_per_s"),
-        "plain SQLite inserts/s of the same rows (payment, history, event)", ledger.get("raw_same_rows_batched_per_s"), 0.5)
-    row("ledger", "batched applies/s", ledger.get("ledger_batched_applies_per_s"),
-        "plain SQLite single-row inserts/s, batched", ledger.get("raw_batched_inserts_per_s"), 0.5)
-    row("ledger", "single applies/s (one commit each)", ledger.get("ledger_single_applies_per_s"),
-        "plain SQLite single-row commits/s", ledger.get("raw_single_inserts_per_s"), 0.5)
     publish = results.get("publish", {})
-    row("queue", "confirmed publishes/s through paysettle-queue", publish.get("queue_rate"),
-        "raw lapin pipelined confirmed publishes/s, same quorum queue type", publish.get("raw_rate"), 0.8)
     ingest = results.get("ingest", {})
-    row("ingest", f"authenticated callbacks made durable/s ({ingest.get('backend', '?')}, {ingest.get('connections', '?')} connections)",
-        ingest.get("callbacks_durable_per_sec"), "raw Queue::publish/s from as many tasks, no HTTP, same queue type",
-        ingest.get("raw_publishes_per_sec"), 0.8)
+    relay = results.get("relay", {})
+    reconcile = results.get("reconcile", {})
+    checks = results.get("sim_checks", {})
+    meta = results.get("meta", {})
+    out = []
+    say = out.append
+
+    say("# Benchmarks")
+    say("")
+    say(f"Written by `make bench{'-quick' if mode == 'quick' else ''}` on "
+        f"{datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}"
+        + (f" in {meta['seconds']} s" if "seconds" in meta else "") + ".")
+    say("")
+    say(f"Machine: {machine()}.")
+    say("")
+    say("Every figure stands beside the ceiling it is compared with, measured in the same run on the same "
+        "machine; the ratio is what the target applies to. No benchmark is a test, and no test asserts a "
+        "timing. Everything shares the machine's cores: the broker, the process measured and the load "
+        "generator (and, on a shared machine, whatever else runs; the CPU tables below say how much that was).")
+    if mode == "quick":
+        say("")
+        say("*A quick run: short phases, one round. `make bench` gives the figures to quote.*")
+
+    # --- ingest -----------------------------------------------------------------
+    say("")
+    say("## Ingest (issue #6)")
+    say("")
+    conns = ingest.get("connections", "?")
+    say(f"`paysettle receive` (release build, RabbitMQ backend, JSON access log at info as deployed, output to "
+        f"/dev/null) in its own process; `paysettle-loadgen` in another, sending genuine signed callbacks of "
+        f"PaySys, Plutu and Portmanat in turn over {conns} keep-alive connections. A callback counts once "
+        f"answered 200/303, which the receiver does only after the broker's confirm. Medians of "
+        f"{ingest.get('rounds', '?')} rounds of {ingest.get('seconds_per_phase', '?')} s, the phases alternating."
+        + (" Receiver on CPU 1, load generator on CPU 0 (`taskset`)." if ingest.get("pinned") else ""))
+    say("")
+    t = Table()
+    rate = ingest.get("callbacks_durable_per_sec")
+    t.ratio(f"authenticated callbacks made durable/s", rate,
+            f"raw pipelined confirmed publishes/s (lapin, {conns} publishers each awaiting its confirm, "
+            f"quorum queue, {ingest.get('message_bytes', '?')}-byte messages)",
+            ingest.get("raw_publishes_per_sec"), 0.8)
+    t.ratio("authenticated callbacks made durable/s", rate,
+            "bare hyper server that only reads the body, same load generator", ingest.get("bare_http_per_sec"), None)
+    half = ingest.get("half_rate", {})
+    p99 = half.get("p99_ms_median")
+    if p99 is not None:
+        each = half.get("each_round", [])
+        failed = half.get("failed", 0) or 0
+        p99s = ", ".join(str(r.get("latency_ms", {}).get("p99")) for r in each)
+        raw_p99s = ", ".join(str(r.get("raw_publish_latency_ms", {}).get("p99")) for r in each)
+        t.absolute(f"p50 / p99 latency at half the max rate ({fmt(half.get('offered_per_sec'))}/s offered, open loop, "
+                   f"{failed} failed), median of {len(each)} rounds of {ingest.get('seconds_per_phase', '?')} s; "
+                   f"p99 of each round: {p99s} ms; raw publishes at the same rate, p99 of each round: {raw_p99s} ms",
+                   f"{half.get('p50_ms_median')} / {p99} ms", "p99 < 10 ms", p99 < 10 and failed == 0)
+    else:
+        t.absolute("p50 / p99 latency at half the max rate", None, "p99 < 10 ms", None)
+    say(t.render())
+    table = cpu_table(ingest.get("each_round", []),
+                      {"raw": "raw publishes", "ingest": "callbacks through the receiver", "bare": "bare HTTP"})
+    if table:
+        say("")
+        say("CPU time per message by process (µs, the middle round; `/proc/<pid>/stat` over each measured "
+            "window; the load generator and raw publisher report their own; \"other processes\" is the rest "
+            "of the machine's busy time, work that is not part of the benchmark):")
+        say("")
+        say(table)
+        bound = ceiling_arithmetic(ingest.get("each_round", []))
+        if bound:
+            say("")
+            say(bound)
+
+    # --- apply ------------------------------------------------------------------
+    say("")
+    say("## Apply")
+    say("")
+    t = Table()
     worker = results.get("worker", {})
+    apply = worker.get("apply", {})
+    t.ratio("callbacks applied to the ledger/s end to end (embedded queue → applier → ledger commit → ack, "
+            f"batches of {apply.get('batch_size', '?')})", apply.get("applied_per_sec"),
+            "raw batched SQLite inserts/s of the rows an apply writes (payment, history, outbox; batches of "
+            f"{ledger.get('batch', '?')}, same disk and synchronous=FULL)",
+            ledger.get("raw_same_rows_batched_per_s"), 0.5)
+    t.ratio("ledger batched applies/s alone (no queue)", ledger.get("ledger_batched_applies_per_s"),
+            "the same raw batched inserts of the same rows", ledger.get("raw_same_rows_batched_per_s"), None)
+    t.ratio("callbacks applied/s end to end", apply.get("applied_per_sec"),
+            "raw batched single-row inserts/s into a one-table schema (the floor of SQLite itself)",
+            ledger.get("raw_batched_inserts_per_s"), None)
+    say(t.render())
+
+    # --- relay ------------------------------------------------------------------
+    say("")
+    say("## Relay")
+    say("")
+    t = Table()
+    t.ratio(f"settled events published/s (outbox read → confirmed publish → marked sent, batches of "
+            f"{relay.get('batch', '?')}, {fmt(relay.get('events'))} events)", relay.get("relay_events_per_sec"),
+            "confirmed publishes/s of the same events to the same exchange and quorum queue, as many in flight, "
+            "no ledger", relay.get("raw_confirmed_publishes_per_sec"), 0.8)
+    t.ratio("confirmed publishes/s through paysettle-queue (supporting)", publish.get("queue_rate"),
+            f"raw lapin pipelined confirmed publishes/s, one publisher, {publish.get('concurrency', '?')} in flight, "
+            "quorum queue", publish.get("raw_rate"), None)
+    say(t.render())
+
+    # --- poll -------------------------------------------------------------------
+    say("")
+    say("## Poll")
+    say("")
+    t = Table()
     for name in ("worker", "worker_20ms"):
         poll = results.get(name, {}).get("poll", {})
-        row("poll", f"status checks/s against the simulator at {poll.get('latency_ms', '?')} ms latency, concurrency {poll.get('concurrency', '?')}",
-            poll.get("checks_per_sec"), "concurrency ÷ latency", poll.get("bound_per_sec"), 0.9)
-    apply = worker.get("apply", {})
-    row("apply", "callbacks applied/s end to end (embedded queue → applier → ledger → ack)", apply.get("applied_per_sec"),
-        "plain SQLite single-row inserts/s, batched (ledger bench)", ledger.get("raw_batched_inserts_per_s"), 0.5)
-    reconcile = results.get("reconcile", {})
-    row("reconcile", f"payments reconciled/s ({reconcile.get('payments', 0):,} payments, {reconcile.get('latency_ms', '?')} ms latency, "
-        f"concurrency {reconcile.get('concurrency', '?')}; peak RSS {reconcile.get('peak_rss_mb', '?')} MB, target < 100 MB)",
-        reconcile.get("per_sec"), "concurrency ÷ latency", reconcile.get("bound_per_sec"), 0.9)
-    checks = results.get("sim_checks", {})
+        t.ratio(f"status checks/s against the simulator at {poll.get('latency_ms', '?')} ms latency, "
+                f"concurrency {poll.get('concurrency', '?')}", poll.get("checks_per_sec"),
+                "concurrency ÷ latency", poll.get("bound_per_sec"), 0.9)
     sim_rate = checks.get("checks_per_sec")
+    t.absolute(f"the simulator alone: status checks/s, no added latency, {checks.get('connections', '?')} "
+               "connections (supporting)", fmt(sim_rate), "≥ 5,000", None if sim_rate is None else sim_rate >= 5000)
+    say(t.render())
 
-    print("# Benchmarks")
-    print()
-    print(f"Written by `make bench{'-quick' if mode == 'quick' else ''}` on "
-          f"{datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}.")
-    print()
-    print(f"Machine: {machine()}.")
-    print()
-    print("Every figure stands beside the ceiling it is compared with, measured in the same run on the same machine; "
-          "the ratio is what the target applies to. No benchmark is a test.")
-    print()
-    print("| stage | figure | value | ceiling | ceiling value | ratio | target | verdict |")
-    print("|---|---|---:|---|---:|---:|---:|---|")
-    for r in rows:
-        print(r)
-    if sim_rate is not None:
-        verdict_sim = "met" if sim_rate >= 5000 else "**missed**"
-        print(f"| simulator | status checks/s, zero added latency, {checks.get('connections')} connections | {sim_rate:,.0f} | "
-              f"the target itself | 5,000 | {sim_rate / 5000:.1%} | ≥ 100% | {verdict_sim} |")
-    latency = ingest.get("latency_ms_at_half_rate")
-    rss = ingest.get("peak_rss_mb")
-    if latency or rss:
-        print()
-        print("| stage | figure | value | target | verdict |")
-        print("|---|---|---:|---:|---|")
-        if latency:
-            p99 = latency.get("p99")
-            print(f"| ingest | p50 / p99 latency at half the max rate ({ingest.get('half_rate_target_per_sec', 0):,.0f}/s) | "
-                  f"{latency.get('p50')} / {p99} ms | p99 < 10 ms | {'met' if p99 is not None and p99 < 10 else '**missed**'} |")
-        if rss:
-            print(f"| resources | peak RSS under full ingest load (receiver, queue client and load generator) | {rss} MB | < 50 MB | "
-                  f"{'met' if rss < 50 else '**missed**'} |")
-    print()
-    errors = {k: v["error"] for k, v in results.items() if isinstance(v, dict) and "error" in v}
+    # --- reconcile --------------------------------------------------------------
+    say("")
+    say("## Reconcile")
+    say("")
+    t = Table()
+    rate = reconcile.get("per_sec", reconcile.get("payments_per_sec"))
+    if rate is not None:
+        t.ratio(f"payments reconciled/s: `paysettle reconcile` over {fmt(reconcile.get('payments'))} payments "
+                f"against the simulator at {reconcile.get('latency_ms', '?')} ms latency, concurrency "
+                f"{reconcile.get('concurrency', '?')}, start to exit", rate, "concurrency ÷ latency",
+                reconcile.get("bound_per_sec"), 0.9)
+        peak = reconcile.get("peak_rss_mb")
+        if peak is not None:
+            t.absolute("peak RSS of `paysettle reconcile` during that run", f"{peak} MB", "< 100 MB", peak < 100)
+    else:
+        t.ratio("payments reconciled/s (100,000 payments) — `bench_reconcile` did not run", None,
+                "concurrency ÷ latency", None, 0.9)
+    say(t.render())
+
+    # --- resources --------------------------------------------------------------
+    say("")
+    say("## Resources")
+    say("")
+    t = Table()
+    rss = ingest.get("receiver_rss_mb", {})
+    peak = rss.get("peak")
+    t.absolute("peak RSS of `paysettle receive` under full ingest load (VmHWM after every phase)",
+               None if peak is None else f"{peak} MB", "< 50 MB", None if peak is None else peak < 50)
+    idle = rss.get("idle_after_5s")
+    t.absolute("idle RSS of `paysettle receive` (RabbitMQ backend), 5 s after ready",
+               None if idle is None else f"{idle} MB", "reported", None)
+    startup = ingest.get("startup_to_ready_ms", {})
+    median = startup.get("median")
+    each = startup.get("each", [])
+    t.absolute(f"start-up to ready: spawn → `/readyz` 200, embedded queue, fresh directory "
+               f"(median of {len(each)}: {', '.join(str(x) for x in each)} ms)",
+               None if median is None else f"{median} ms", "< 200 ms", None if median is None else median < 200)
+    size = ingest.get("binary_bytes")
+    t.absolute("release binary `target/release/paysettle` (thin LTO, debuginfo stripped)",
+               None if size is None else f"{size / 1024 / 1024:.1f} MB", "reported", None)
+    say(t.render())
+
+    errors = [k for k, v in results.items() if isinstance(v, dict) and "error" in v]
     if errors:
-        print("Benchmarks that failed to run: " + ", ".join(f"`{k}`" for k in errors) + ".")
-        print()
-    print("## Raw results")
-    print()
-    print("```json")
+        say("")
+        say("Benchmarks that failed to run: " + ", ".join(f"`{k}`" for k in errors) + ".")
+    say("")
+    say("## Raw results")
+    say("")
+    say("```json")
     for name, value in results.items():
-        print(json.dumps({name: value}))
-    print("```")
+        say(json.dumps({name: value}))
+    say("```")
+    print("\n".join(out))
 
 
 if __name__ == "__main__":

@@ -1,191 +1,437 @@
-//! Ingest benchmark: authenticated callbacks made durable per second through
-//! the receiver, beside raw confirmed publishes per second to the same queue
-//! type, measured in the same run; latency at half the maximum rate; the
-//! peak RSS of the process. A benchmark, not a test: it asserts nothing about
-//! the figures, it reports them.
+//! The ingest benchmark, run as a deployment runs: the real `paysettle
+//! receive` binary in a process of its own on the RabbitMQ backend,
+//! `paysettle-loadgen` in another sending genuine signed callbacks of the
+//! three providers, and the machine's own ceilings measured in the same
+//! run, round by round:
 //!
-//! `cargo run --release -p paysettle-receiver --example bench_ingest -- [--backend rabbitmq|embedded] [--connections 64] [--seconds 5] [--rounds 3]`
+//! 1. raw: `bench_publish --raw-seconds`, raw lapin with as many publishers
+//!    as the receiver has connections, each waiting for its own confirm, to
+//!    a quorum queue, messages the size of a callback message;
+//! 2. ingest: the load generator as fast as the receiver answers, over
+//!    `--connections` keep-alive connections; an answer (200 or 303) means
+//!    the callback was confirmed by the broker;
+//! 3. bare: the same load against a bare hyper server that only reads the
+//!    body (`paysettle-loadgen bare`), the cost of HTTP alone.
 //!
-//! Everything runs in this process on one runtime: the receiver, the load
-//! generator and the queue client (RabbitMQ is its own process, on the same
-//! cores). The load is genuine traffic for the three providers in turn: a
-//! PaySys notification with Basic credentials, a Plutu MPGS callback signed
-//! by the simulator's code (not the product's), a Portmanat return. The
-//! requests are built and signed before measuring and written as raw
-//! HTTP/1.1 over `--connections` keep-alive sockets, so the generator's own
-//! cost is a write and a read per request.
+//! Medians of the rounds are reported. Then latency at a fixed rate of half
+//! the median maximum (as many rounds, each beside raw publishes at the same
+//! rate, medians reported and every round shown), peak and idle RSS of the receiver, start-up to ready
+//! (embedded queue, fresh directory, several runs) and the binary's size.
+//! CPU time is read per process from `/proc` over each measured window
+//! (receiver, broker, load generator, the rest of the machine), so the
+//! report can say what bounded a figure. A benchmark, not a test: it asserts
+//! nothing about the figures.
 //!
-//! 1. raw: `Queue::publish` from `--connections` concurrent tasks, no HTTP,
-//!    bodies the size of real callback messages (lapin is not used outside
-//!    the queue crate, so this is the floor the receiver builds on);
-//! 2. max: each connection sends its next callback as soon as the last is
-//!    answered. Phases 1 and 2 alternate for `--rounds` rounds and the
-//!    medians are reported, so a change in background load hits both alike;
-//! 3. half: an open-loop schedule at half the median max rate, through the
-//!    receiver and then through `Queue::publish` alone; latency is measured
-//!    from each request's scheduled time, so waiting behind a slow request
-//!    counts (no coordinated omission).
+//! ```text
+//! bench_ingest --paysettle target/release/paysettle \
+//!   --loadgen target/release/paysettle-loadgen \
+//!   --publish target/release/examples/bench_publish \
+//!   [--connections 64] [--seconds 5] [--rounds 3] [--startups 5] [--pin]
+//! ```
 //!
-//! Prints one JSON object. Targets: max ≥ 80 % of raw, p99 < 10 ms at half
-//! the max rate, peak RSS < 50 MB.
+//! `--pin` runs the receiver (and the raw publisher and the bare server in
+//! its place) on CPU 1 and the load generator on CPU 0 with `taskset`; the
+//! broker is left where the system put it. Prints one JSON object.
 
 // A benchmark program: failing loudly on a broken setup is what it should do.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
-use bytes::Bytes;
-use hdrhistogram::Histogram;
 use paysettle_core::inbound::{FORMAT_VERSION, InboundCallback, Payload, RawRequest};
-use paysettle_core::paysys::NotificationAuth;
-use paysettle_core::plutu::CallbackVerifier;
 use paysettle_core::{
     Account, Currency, Money, Observation, ObservedStatus, Provider, ProviderTxnId, Reference,
     Source,
 };
-use paysettle_queue::{BackendKind, Message, Queue};
-use paysettle_receiver::{
-    PaysysAccount, PlutuAccount, PortmanatAccount, ReceiverSettings, ResultPage,
-};
-use paysettle_sim::PlutuGateway;
-use paysettle_testkit::TestQueue;
-use secrecy::SecretString;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::runtime::Handle;
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
-
-const PAYSYS_USER: &str = "demo-vendor";
-const PAYSYS_SECRET: &str = "demo-vendor-secret";
-const PLUTU_SECRET: &str = "sk_demo_plutu_secret";
+use serde_json::{Value, json};
 
 struct Args {
-    backend: BackendKind,
+    paysettle: PathBuf,
+    loadgen: PathBuf,
+    publish: PathBuf,
     connections: usize,
-    seconds: u64,
+    seconds: f64,
     rounds: usize,
+    startups: usize,
+    pin: bool,
+    amqp_url: String,
 }
 
 fn args() -> Args {
     let mut args = Args {
-        backend: BackendKind::RabbitMq,
+        paysettle: "target/release/paysettle".into(),
+        loadgen: "target/release/paysettle-loadgen".into(),
+        publish: "target/release/examples/bench_publish".into(),
         connections: 64,
-        seconds: 5,
+        seconds: 5.0,
         rounds: 3,
+        startups: 5,
+        pin: false,
+        amqp_url: std::env::var("PAYSETTLE_BENCH_AMQP_URL")
+            .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned()),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
+        if flag == "--pin" {
+            args.pin = true;
+            continue;
+        }
         let value = it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
         match flag.as_str() {
-            "--backend" => {
-                args.backend = match value.as_str() {
-                    "rabbitmq" => BackendKind::RabbitMq,
-                    "embedded" => BackendKind::Embedded,
-                    other => panic!("unknown backend {other}"),
-                }
-            }
+            "--paysettle" => args.paysettle = value.into(),
+            "--loadgen" => args.loadgen = value.into(),
+            "--publish" => args.publish = value.into(),
             "--connections" => args.connections = value.parse().expect("a number"),
             "--seconds" => args.seconds = value.parse().expect("a number"),
             "--rounds" => args.rounds = value.parse().expect("a number"),
+            "--startups" => args.startups = value.parse().expect("a number"),
             other => panic!("unknown flag {other}"),
         }
     }
-    assert!(args.connections > 0 && args.seconds > 0 && args.rounds > 0);
+    assert!(args.connections > 0 && args.seconds > 0.0 && args.rounds > 0 && args.startups > 0);
     args
 }
 
-fn settings() -> ReceiverSettings {
-    let secret = |s: &str| SecretString::from(s.to_owned());
-    ReceiverSettings {
-        paysys: BTreeMap::from([(
-            Account::default(),
-            PaysysAccount {
-                auth: NotificationAuth::new(&[(secret(PAYSYS_USER), secret(PAYSYS_SECRET))])
-                    .unwrap(),
-            },
-        )]),
-        plutu: BTreeMap::from([(
-            Account::default(),
-            PlutuAccount {
-                verifier: CallbackVerifier::new(secret(PLUTU_SECRET)).unwrap(),
-                result_page: Some(ResultPage::parse("https://shop.example/plutu").unwrap()),
-            },
-        )]),
-        portmanat: BTreeMap::from([(
-            Account::default(),
-            PortmanatAccount {
-                result_page: Some(ResultPage::parse("https://shop.example/thanks").unwrap()),
-            },
-        )]),
-        max_connections: 4096,
-        ..ReceiverSettings::default()
+/// Where a role runs when `--pin` is given.
+#[derive(Clone, Copy)]
+enum Cpu {
+    /// The receiver's core (also the raw publisher's and the bare server's).
+    Server,
+    /// The load generator's core.
+    Load,
+}
+
+fn command(program: &Path, pin: Option<Cpu>) -> Command {
+    match pin {
+        None => Command::new(program),
+        Some(cpu) => {
+            let mut c = Command::new("taskset");
+            c.arg("-c")
+                .arg(match cpu {
+                    Cpu::Server => "1",
+                    Cpu::Load => "0",
+                })
+                .arg(program);
+            c
+        }
     }
 }
 
-/// The n-th genuine callback as the bytes of an HTTP/1.1 request: the
-/// three providers in turn, each signed or authenticated as its provider
-/// does (Plutu by the simulator's code, not the product's).
-fn callback(n: u64) -> Bytes {
-    let reference = format!("B-{n:010}");
-    let text = match n % 3 {
-        0 => {
-            let body = serde_json::json!({"id": format!("{n}"), "account": reference,
-                "amount": 150_000, "card_masked": "860049******1234", "currency": 860,
-                "currency_name": "uzs", "status": 2, "date": "24.06.2022 07:49:16"})
-            .to_string();
-            let auth = base64::engine::general_purpose::STANDARD
-                .encode(format!("{PAYSYS_USER}:{PAYSYS_SECRET}"));
-            format!(
-                "POST /callbacks/paysys HTTP/1.1\r\nHost: bench\r\nAuthorization: Basic {auth}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-                body.len()
-            )
+// --- /proc -----------------------------------------------------------------
+
+/// utime + stime of a process, in seconds.
+fn process_cpu(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
+}
+
+/// CPU seconds the whole machine spent busy (all but idle and iowait).
+fn machine_busy() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    let total: u64 = fields.iter().take(8).sum();
+    let idle = fields.get(3)? + fields.get(4)?;
+    Some((total - idle) as f64 / 100.0)
+}
+
+/// The RabbitMQ broker's process, when it runs on this machine (the
+/// `beam.smp` that boots `rabbit`, not a `rabbitmqctl` passing by).
+fn broker_pid() -> Option<u32> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let comm = std::fs::read_to_string(entry.path().join("comm")).ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            let needle = b"-s\0rabbit\0boot";
+            let boots_rabbit = cmdline.windows(needle.len()).any(|w| w == needle);
+            (comm.trim() == "beam.smp" && boots_rabbit).then_some(pid)
+        })
+}
+
+/// A `VmRSS:`/`VmHWM:` line of `/proc/<pid>/status`, in MiB.
+fn memory_mb(pid: u32, field: &str) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some((kib / 1024.0 * 10.0).round() / 10.0)
+}
+
+fn load_average() -> Option<String> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+}
+
+/// CPU readings of the processes that matter, taken together.
+#[derive(Clone)]
+struct CpuReading {
+    processes: BTreeMap<&'static str, f64>,
+    machine: Option<f64>,
+}
+
+fn read_cpu(watched: &[(&'static str, u32)]) -> CpuReading {
+    CpuReading {
+        processes: watched
+            .iter()
+            .filter_map(|(name, pid)| Some((*name, process_cpu(*pid)?)))
+            .collect(),
+        machine: machine_busy(),
+    }
+}
+
+/// CPU microseconds per message by process over a window, with the rest of
+/// the machine (other work on the box) and how busy the machine was.
+fn cpu_per_message(
+    before: &CpuReading,
+    after: &CpuReading,
+    self_reported: &[(&'static str, Option<f64>)],
+    messages: f64,
+    seconds: f64,
+) -> Value {
+    let mut spent: BTreeMap<&str, f64> = after
+        .processes
+        .iter()
+        .filter_map(|(k, v)| Some((*k, v - before.processes.get(k)?)))
+        .collect();
+    for (name, cpu) in self_reported {
+        if let Some(cpu) = cpu {
+            spent.insert(name, *cpu);
         }
-        1 => {
-            let txn = format!("{n}");
-            let pairs = [
-                ("gateway", "mpgs"),
-                ("approved", "1"),
-                ("amount", "12.50"),
-                ("currency", "USD"),
-                ("invoice_no", reference.as_str()),
-                ("transaction_id", txn.as_str()),
-            ];
-            let message = paysettle_sim::plutu::callback_message(PlutuGateway::Mpgs, &pairs);
-            let hashed = paysettle_sim::plutu::callback_hash(PLUTU_SECRET, &message);
-            let query = paysettle_sim::form::http_build_query(&pairs);
-            format!("GET /callbacks/plutu?{query}&hashed={hashed} HTTP/1.1\r\nHost: bench\r\n\r\n")
+    }
+    let known: f64 = spent.values().sum();
+    let mut out = serde_json::Map::new();
+    let per = |cpu: f64| (cpu * 1e6 / messages.max(1.0)).round();
+    for (name, cpu) in &spent {
+        out.insert((*name).to_owned(), json!(per(*cpu)));
+    }
+    if let (Some(b), Some(a)) = (before.machine, after.machine) {
+        out.insert(
+            "rest of the machine".to_owned(),
+            json!(per((a - b - known).max(0.0))),
+        );
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        out.insert(
+            "machine_busy_percent".to_owned(),
+            json!(((a - b) / (seconds * cores) * 1000.0).round() / 10.0),
+        );
+    }
+    Value::Object(out)
+}
+
+// --- processes ---------------------------------------------------------------
+
+/// Runs a measuring program (the load generator or the raw publisher) to
+/// its end, reading CPU when it announces its measured window and when it
+/// finishes. Returns its last JSON line and the two readings.
+fn run_measured(
+    mut cmd: Command,
+    watched: &[(&'static str, u32)],
+) -> (Value, CpuReading, CpuReading) {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut window = None;
+    let mut last = None;
+    for line in stdout.lines() {
+        let line = line.unwrap();
+        if line.contains("\"window_start\"") {
+            window = Some(read_cpu(watched));
+        } else if line.starts_with('{') {
+            last = Some(line);
         }
-        _ => format!(
-            "GET /callbacks/portmanat?psp_rrn=P-{n}-lfI7yG&client_rrn={reference} HTTP/1.1\r\nHost: bench\r\n\r\n"
-        ),
+    }
+    let after = read_cpu(watched);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{cmd:?} failed: {status}");
+    let report: Value = serde_json::from_str(&last.expect("a JSON report")).unwrap();
+    (report, window.expect("the window_start line"), after)
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The status of `GET /readyz`, if the server answers at all.
+fn readyz(addr: SocketAddr) -> Option<u16> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    stream
+        .write_all(b"GET /readyz HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).ok()?;
+    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+}
+
+/// A figure from the receiver's `/metrics` page (the first sample of a
+/// metric whose line starts with `metric`).
+fn metric(addr: SocketAddr, metric: &str) -> Option<f64> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut page = String::new();
+    stream.read_to_string(&mut page).ok()?;
+    page.lines()
+        .find(|l| l.starts_with(metric))?
+        .rsplit(' ')
+        .next()?
+        .parse()
+        .ok()
+}
+
+const SPOOLED: &str = "paysettle_queue_events_total{counter=\"published_spooled\"}";
+
+/// Waits until the receiver publishes to the broker (not to its spool).
+fn wait_broker(addr: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while metric(addr, "paysettle_queue_broker_healthy") != Some(1.0) {
+        assert!(
+            Instant::now() < deadline,
+            "the receiver did not reach RabbitMQ within 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Waits until `/readyz` answers 200; the time it took from `spawned`.
+fn wait_ready(child: &mut Child, addr: SocketAddr, spawned: Instant) -> Duration {
+    loop {
+        if readyz(addr) == Some(200) {
+            return spawned.elapsed();
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the receiver exited before it was ready: {status}");
+        }
+        assert!(
+            spawned.elapsed() < Duration::from_secs(30),
+            "the receiver was not ready within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Stops a process with SIGTERM (a graceful stop) and waits for it.
+fn terminate(mut child: Child) {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.wait();
+}
+
+/// The receiver's configuration: the demo credentials, the RabbitMQ
+/// backend (or the embedded one), JSON logs at info as
+/// `deploy/paysettle.example.toml` has them (one access-log line per
+/// request), everything else the product's defaults.
+fn write_config(dir: &Path, port: u16, rabbit: Option<(&str, &str)>) -> PathBuf {
+    let queue = match rabbit {
+        Some((url, prefix)) => {
+            format!("backend = \"rabbitmq\"\namqp_url = \"{url}\"\nprefix = \"{prefix}\"\n")
+        }
+        None => "backend = \"embedded\"\n".to_owned(),
     };
-    Bytes::from(text)
+    let d = dir.display();
+    let text = format!(
+        r#"[ledger]
+path = "{d}/ledger.sqlite"
+
+[queue]
+{queue}embedded_path = "{d}/queue.sqlite"
+spool_path = "{d}/spool.sqlite"
+
+[receiver]
+listen = "127.0.0.1:{port}"
+max_connections = 4096
+
+[log]
+format = "json"
+level = "info"
+
+[portmanat.default]
+base_url = "http://127.0.0.1:9/portmanat"
+result_page = "https://shop.example/thanks"
+
+[paysys.default]
+gateway_url = "http://127.0.0.1:9/paysys/gateway"
+service_id = "2001"
+secret_key = "demo-paysys-secret"
+
+[[paysys.default.notify_credentials]]
+user = "demo-vendor"
+password = "demo-vendor-secret"
+
+[plutu.default]
+secret_key = "sk_demo_plutu_secret"
+result_page = "https://shop.example/plutu"
+"#
+    );
+    let path = dir.join("paysettle.toml");
+    std::fs::write(&path, text).unwrap();
+    path
 }
 
-/// Requests built before measuring, so the generator spends its time on
-/// sockets, not on signing. Reused round robin (the receiver does not
-/// dedupe; every request becomes a message of its own).
-struct Requests(Vec<Bytes>);
-
-impl Requests {
-    fn build(count: u64) -> Arc<Requests> {
-        Arc::new(Requests((0..count).map(callback).collect()))
-    }
-
-    fn get(&self, n: u64) -> &Bytes {
-        &self.0[(n % self.0.len() as u64) as usize]
-    }
+fn spawn_receiver(args: &Args, config: &Path) -> (Child, Instant) {
+    let log = match std::env::var_os("PAYSETTLE_BENCH_RECEIVER_LOG") {
+        Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
+        None => Stdio::null(),
+    };
+    let mut cmd = command(&args.paysettle, args.pin.then_some(Cpu::Server));
+    cmd.arg("receive")
+        .arg("--config")
+        .arg(config)
+        .env_remove("PAYSETTLE_CONFIG")
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(Stdio::inherit());
+    let spawned = Instant::now();
+    let child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", args.paysettle.display()));
+    (child, spawned)
 }
 
-/// A message body the size and shape of what the receiver publishes.
-fn raw_body(n: u64) -> Bytes {
-    let reference = Reference::parse(&format!("B-{n:010}")).unwrap();
+/// The size of the message the receiver publishes for a Plutu callback
+/// (built with the product's own types), for the raw publisher's bodies.
+fn message_bytes() -> usize {
+    let reference = Reference::parse("LG-0000000001").unwrap();
     let callback = InboundCallback {
         format: FORMAT_VERSION,
         id: uuid::Uuid::now_v7().to_string(),
@@ -197,7 +443,7 @@ fn raw_body(n: u64) -> Bytes {
             provider: Provider::Plutu,
             account: Account::default(),
             reference: reference.clone(),
-            provider_txn_id: Some(ProviderTxnId::parse(&n.to_string()).unwrap()),
+            provider_txn_id: Some(ProviderTxnId::parse("700000001").unwrap()),
             status: ObservedStatus::Succeeded,
             money: Some(Money::from_minor(1250, Currency::Usd).unwrap()),
             provider_status: "mpgs:approved".into(),
@@ -214,7 +460,7 @@ fn raw_body(n: u64) -> Bytes {
                 ("amount", "12.50"),
                 ("currency", "USD"),
                 ("invoice_no", reference.as_str()),
-                ("transaction_id", "200431"),
+                ("transaction_id", "700000001"),
                 (
                     "hashed",
                     "F1BC626CFDC4E6A5A464570053B42F5673F431950BDE64665EC3A56B33A2F681",
@@ -223,472 +469,280 @@ fn raw_body(n: u64) -> Bytes {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect(),
-            headers: vec![("host".into(), "bench".into())],
+            headers: vec![("host".into(), "127.0.0.1:8080".into())],
             body: None,
         },
     };
-    Bytes::from(serde_json::to_vec(&callback).unwrap())
+    serde_json::to_vec(&callback).unwrap().len()
 }
 
-async fn raw_publishes(
-    server: &Handle,
-    queue: &Queue,
-    tasks: usize,
-    for_how_long: Duration,
-) -> (u64, Duration) {
-    let done = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let started = Instant::now();
-    let workers: Vec<_> = (0..tasks)
-        .map(|t| {
-            let (queue, done, stop) = (queue.clone(), done.clone(), stop.clone());
-            server.spawn(async move {
-                let mut n = t as u64;
-                while !stop.load(Ordering::Relaxed) {
-                    let body = raw_body(n);
-                    let id = uuid::Uuid::now_v7().to_string();
-                    queue
-                        .publish(&Message::json(id, body))
-                        .await
-                        .expect("durable");
-                    done.fetch_add(1, Ordering::Relaxed);
-                    n += tasks as u64;
-                }
-            })
-        })
-        .collect();
-    tokio::time::sleep(for_how_long).await;
-    stop.store(true, Ordering::Relaxed);
-    for w in workers {
-        w.await.unwrap();
-    }
-    (done.load(Ordering::Relaxed), started.elapsed())
-}
-
-/// One keep-alive connection of the load generator: writes a request,
-/// reads exactly one response (head, then `Content-Length` bytes).
-struct Conn {
-    stream: TcpStream,
-    buffer: Vec<u8>,
-}
-
-impl Conn {
-    async fn open(addr: SocketAddr) -> Conn {
-        let stream = TcpStream::connect(addr).await.unwrap();
-        stream.set_nodelay(true).unwrap();
-        Conn {
-            stream,
-            buffer: Vec::with_capacity(4096),
-        }
-    }
-
-    /// Sends `request`; true for an answer that means "durable" (200, 303).
-    async fn exchange(&mut self, request: &[u8]) -> bool {
-        self.stream.write_all(request).await.unwrap();
-        self.buffer.clear();
-        let mut chunk = [0u8; 2048];
-        loop {
-            if let Some(end) = find(&self.buffer, b"\r\n\r\n") {
-                let head = std::str::from_utf8(&self.buffer[..end]).unwrap();
-                let length: usize = head
-                    .lines()
-                    .find_map(|l| {
-                        let (name, value) = l.split_once(':')?;
-                        name.eq_ignore_ascii_case("content-length")
-                            .then(|| value.trim().parse().ok())
-                            .flatten()
-                    })
-                    .unwrap_or(0);
-                let ok = head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.1 303");
-                while self.buffer.len() < end + 4 + length {
-                    let n = self.stream.read(&mut chunk).await.unwrap();
-                    assert!(n > 0, "connection closed mid-answer");
-                    self.buffer.extend_from_slice(&chunk[..n]);
-                }
-                assert_eq!(
-                    self.buffer.len(),
-                    end + 4 + length,
-                    "one answer per request"
-                );
-                return ok;
-            }
-            let n = self.stream.read(&mut chunk).await.unwrap();
-            assert!(n > 0, "connection closed before answering");
-            self.buffer.extend_from_slice(&chunk[..n]);
-        }
-    }
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
-/// Closed loop: every connection sends back to back.
-async fn max_rate(
-    addr: SocketAddr,
-    requests: Arc<Requests>,
-    connections: usize,
-    for_how_long: Duration,
-) -> (u64, u64, Duration) {
-    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let next = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut conns = Vec::new();
-    for _ in 0..connections {
-        conns.push(Conn::open(addr).await);
-    }
-    let started = Instant::now();
-    let workers: Vec<_> = conns
-        .into_iter()
-        .map(|mut conn| {
-            let (ok, failed, next, stop) = (ok.clone(), failed.clone(), next.clone(), stop.clone());
-            let requests = requests.clone();
-            tokio::spawn(async move {
-                while !stop.load(Ordering::Relaxed) {
-                    let n = next.fetch_add(1, Ordering::Relaxed);
-                    if conn.exchange(requests.get(n)).await {
-                        ok.fetch_add(1, Ordering::Relaxed);
-                    } else {
-                        failed.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            })
-        })
-        .collect();
-    tokio::time::sleep(for_how_long).await;
-    stop.store(true, Ordering::Relaxed);
-    for w in workers {
-        w.await.unwrap();
-    }
-    (
-        ok.load(Ordering::Relaxed),
-        failed.load(Ordering::Relaxed),
-        started.elapsed(),
-    )
-}
-
-/// Open loop at `rate`: request i is due at start + i / rate; its latency
-/// runs from then until its answer.
-async fn fixed_rate(
-    addr: SocketAddr,
-    requests: Arc<Requests>,
-    connections: usize,
-    rate: f64,
-    for_how_long: Duration,
-) -> (Histogram<u64>, u64, u64) {
-    let total = (rate * for_how_long.as_secs_f64()) as u64;
-    let mut queues = Vec::new();
-    let mut workers = Vec::new();
-    let failed = Arc::new(AtomicU64::new(0));
-    for _ in 0..connections {
-        let (tx, mut rx) = mpsc::unbounded_channel::<(u64, Instant)>();
-        queues.push(tx);
-        let mut conn = Conn::open(addr).await;
-        let (failed, requests) = (failed.clone(), requests.clone());
-        workers.push(tokio::spawn(async move {
-            let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
-            while let Some((n, due)) = rx.recv().await {
-                if !conn.exchange(requests.get(n)).await {
-                    failed.fetch_add(1, Ordering::Relaxed);
-                }
-                let micros = u64::try_from(due.elapsed().as_micros()).unwrap_or(u64::MAX);
-                histogram.saturating_record(micros.max(1));
-            }
-            histogram
-        }));
-    }
-    let started = Instant::now();
-    let interval = Duration::from_secs_f64(1.0 / rate);
-    for i in 0..total {
-        let due = started + interval.mul_f64(i as f64);
-        tokio::time::sleep_until(due.into()).await;
-        // Round robin: a connection busy with a slow request delays only
-        // its own share, and that delay is counted from `due`.
-        let _ = queues[(i as usize) % connections].send((i, due));
-    }
-    drop(queues);
-    let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
-    for w in workers {
-        histogram.add(w.await.unwrap()).unwrap();
-    }
-    (histogram, total, failed.load(Ordering::Relaxed))
-}
-
-/// The same open-loop schedule through `Queue::publish` alone: the latency
-/// floor the receiver builds on.
-async fn raw_fixed_rate(
-    server: &Handle,
-    queue: &Queue,
-    workers_n: usize,
-    rate: f64,
-    for_how_long: Duration,
-) -> Histogram<u64> {
-    let total = (rate * for_how_long.as_secs_f64()) as u64;
-    let mut queues = Vec::new();
-    let mut workers = Vec::new();
-    for _ in 0..workers_n {
-        let (tx, mut rx) = mpsc::unbounded_channel::<(u64, Instant)>();
-        queues.push(tx);
-        let queue = queue.clone();
-        workers.push(server.spawn(async move {
-            let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
-            while let Some((n, due)) = rx.recv().await {
-                let message = Message::json(uuid::Uuid::now_v7().to_string(), raw_body(n));
-                queue.publish(&message).await.expect("durable");
-                let micros = u64::try_from(due.elapsed().as_micros()).unwrap_or(u64::MAX);
-                histogram.saturating_record(micros.max(1));
-            }
-            histogram
-        }));
-    }
-    let started = Instant::now();
-    let interval = Duration::from_secs_f64(1.0 / rate);
-    for i in 0..total {
-        let due = started + interval.mul_f64(i as f64);
-        tokio::time::sleep_until(due.into()).await;
-        let _ = queues[(i as usize) % workers_n].send((i, due));
-    }
-    drop(queues);
-    let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
-    for w in workers {
-        histogram.add(w.await.unwrap()).unwrap();
-    }
-    histogram
-}
-
-fn load_average() -> Option<String> {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-}
-
-fn median(values: &mut [f64]) -> f64 {
+fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
 }
 
-fn peak_rss_kib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+fn number(v: &Value, key: &str) -> f64 {
+    v[key].as_f64().unwrap_or_else(|| panic!("no {key} in {v}"))
 }
 
-/// CPU seconds used so far by this process's threads, grouped by thread
-/// name prefix (`receiver`, `loadgen`, the queue's own threads...).
-fn thread_cpu() -> BTreeMap<String, f64> {
-    let mut groups = BTreeMap::new();
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return groups;
-    };
-    for task in tasks.flatten() {
-        let path = task.path();
-        let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
-        let Some(ticks) = std::fs::read_to_string(path.join("stat"))
-            .ok()
-            .and_then(|stat| cpu_ticks(&stat))
-        else {
-            continue;
-        };
-        let group = comm.trim().split('-').next().unwrap_or("other").to_owned();
-        *groups.entry(group).or_insert(0.0) += ticks as f64 / 100.0;
+// --- the phases ----------------------------------------------------------------
+
+fn loadgen(args: &Args, target: SocketAddr, rate: Option<f64>, seconds: f64) -> Command {
+    let mut cmd = command(&args.loadgen, args.pin.then_some(Cpu::Load));
+    cmd.arg("callbacks")
+        .arg("--target")
+        .arg(target.to_string())
+        .arg("--connections")
+        .arg(args.connections.to_string())
+        .arg("--seconds")
+        .arg(seconds.to_string())
+        .arg("--warmup")
+        .arg("1");
+    if let Some(rate) = rate {
+        cmd.arg("--rate").arg(format!("{rate:.0}"));
     }
-    groups
+    cmd
 }
 
-/// utime + stime of a `/proc/.../stat` line, in clock ticks (100 Hz).
-fn cpu_ticks(stat: &str) -> Option<u64> {
-    // Fields after the parenthesised command; utime and stime are the 12th
-    // and 13th of those.
-    let rest = stat.rsplit_once(')')?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+fn publish_tool(args: &Args) -> Command {
+    let mut cmd = command(&args.publish, args.pin.then_some(Cpu::Server));
+    cmd.env("PAYSETTLE_BENCH_AMQP_URL", &args.amqp_url);
+    cmd
 }
 
-/// CPU seconds of the RabbitMQ broker process, when it runs on this machine.
-fn broker_cpu() -> Option<f64> {
-    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
-        if comm.trim() == "beam.smp" {
-            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
-            return cpu_ticks(&stat).map(|t| t as f64 / 100.0);
-        }
-    }
-    None
+/// Empties the receiver's queues between rounds, so the broker does the
+/// same work in every round.
+fn purge(args: &Args, prefix: &str) {
+    let status = publish_tool(args)
+        .arg("--purge-prefix")
+        .arg(prefix)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "purging {prefix} failed");
 }
 
-/// CPU seconds spent between two readings, per group, plus the broker.
-fn cpu_between(
-    before: &(BTreeMap<String, f64>, Option<f64>),
-    after: &(BTreeMap<String, f64>, Option<f64>),
-) -> BTreeMap<String, f64> {
-    let mut spent: BTreeMap<String, f64> = after
-        .0
-        .iter()
-        .map(|(k, v)| (k.clone(), v - before.0.get(k).copied().unwrap_or(0.0)))
-        .filter(|(_, v)| *v > 0.0)
-        .collect();
-    if let (Some(a), Some(b)) = (before.1, after.1) {
-        spent.insert("broker (beam.smp)".to_owned(), b - a);
-    }
-    spent
+fn raw_round(args: &Args, broker: &[(&'static str, u32)], body: usize) -> (f64, Value) {
+    let mut cmd = publish_tool(args);
+    cmd.arg("--raw-seconds")
+        .arg(args.seconds.to_string())
+        .arg("--publishers")
+        .arg(args.connections.to_string())
+        .arg("--body-bytes")
+        .arg(body.to_string())
+        .arg("--warmup")
+        .arg("1");
+    let (report, before, after) = run_measured(cmd, broker);
+    let rate = number(&report, "rate");
+    let cpu = cpu_per_message(
+        &before,
+        &after,
+        &[("raw publisher", report["cpu_seconds"].as_f64())],
+        number(&report, "confirmed"),
+        args.seconds,
+    );
+    (rate, cpu)
 }
 
-fn cpu_now() -> (BTreeMap<String, f64>, Option<f64>) {
-    (thread_cpu(), broker_cpu())
+fn http_round(
+    args: &Args,
+    target: SocketAddr,
+    watched: &[(&'static str, u32)],
+    rate: Option<f64>,
+) -> (Value, Value) {
+    let (report, before, after) = run_measured(loadgen(args, target, rate, args.seconds), watched);
+    let cpu = cpu_per_message(
+        &before,
+        &after,
+        &[("load generator", report["cpu_seconds"].as_f64())],
+        number(&report, "completed"),
+        args.seconds,
+    );
+    (report, cpu)
 }
 
-/// CPU microseconds per message, per group.
-fn per_message(spent: &BTreeMap<String, f64>, messages: u64) -> serde_json::Value {
-    let n = messages.max(1) as f64;
-    spent
-        .iter()
-        .map(|(k, v)| (k.clone(), serde_json::json!((v * 1e6 / n).round())))
-        .collect::<serde_json::Map<_, _>>()
-        .into()
+fn bare_round(args: &Args, broker: &[(&'static str, u32)]) -> (Value, Value) {
+    let mut cmd = command(&args.loadgen, args.pin.then_some(Cpu::Server));
+    let mut bare = cmd
+        .arg("bare")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("the bare server");
+    let mut line = String::new();
+    BufReader::new(bare.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr: SocketAddr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .expect("listening on ADDR")
+        .parse()
+        .unwrap();
+    let mut watched = broker.to_vec();
+    watched.push(("bare server", bare.id()));
+    let result = http_round(args, addr, &watched, None);
+    let _ = bare.kill();
+    let _ = bare.wait();
+    result
 }
 
 fn main() {
     let args = args();
-    // Two runtimes, so the CPU of the receiver (and the queue client) and
-    // of the load generator can be told apart by thread name.
-    let server = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("receiver")
-        .enable_all()
-        .build()
-        .unwrap();
-    let loadgen = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("loadgen")
-        .enable_all()
-        .build()
-        .unwrap();
-    loadgen.block_on(bench(args, server.handle().clone()));
-}
-
-async fn bench(args: Args, server: Handle) {
-    let mut env = TestQueue::new(args.backend).unwrap();
-    // Its own names, deleted from RabbitMQ when `env` drops.
-    env.prefix = format!("bench-{}", uuid::Uuid::new_v4().simple());
-    let mut config = env.config();
-    config.confirm_timeout = Duration::from_secs(5);
-    let prefix = config.prefix.clone();
-    let queue = server.spawn(Queue::start(config)).await.unwrap().unwrap();
-    let window = Duration::from_secs(args.seconds);
-
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let shutdown = CancellationToken::new();
-    let receiver = server.spawn(paysettle_receiver::run(
-        listener,
-        Arc::new(settings()),
-        queue.clone(),
-        shutdown.clone(),
-    ));
-    let requests = Requests::build(3_000);
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = format!("bench-{}", uuid::Uuid::new_v4().simple());
+    let port = free_port();
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let config = write_config(dir.path(), port, Some((&args.amqp_url, &prefix)));
+    let body = message_bytes();
     let load_before = load_average();
 
-    // Warm the broker connection, the file and the connections first.
-    let _ = raw_publishes(
-        &server,
-        &queue,
-        args.connections,
-        Duration::from_millis(500),
-    )
-    .await;
-    let _ = max_rate(
-        addr,
-        requests.clone(),
-        args.connections,
-        Duration::from_millis(500),
-    )
-    .await;
-    // Alternate the two, so a change in background load hits both alike;
-    // report medians.
-    let (mut raw_rates, mut max_rates, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-    let mut max_failed = 0;
-    let (mut raw_cpu, mut http_cpu) = (BTreeMap::new(), BTreeMap::new());
-    let (mut raw_total, mut http_total) = (0, 0);
+    let (mut receiver, spawned) = spawn_receiver(&args, &config);
+    let ready_rabbit = wait_ready(&mut receiver, addr, spawned);
+    wait_broker(addr);
+    std::thread::sleep(Duration::from_secs(5));
+    let idle_rss = memory_mb(receiver.id(), "VmRSS:");
+
+    let broker: Vec<(&'static str, u32)> =
+        broker_pid().map(|p| ("broker", p)).into_iter().collect();
+    let mut with_receiver = broker.clone();
+    with_receiver.push(("receiver", receiver.id()));
+
+    // Warm the receiver's connection and the broker's queue first.
+    let _ = http_round(&args, addr, &with_receiver, None);
+    purge(&args, &prefix);
+    let spooled_before = metric(addr, SPOOLED);
+
+    let (mut raw_rates, mut ingest_rates, mut bare_rates, mut ratios) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut rounds = Vec::new();
     for _ in 0..args.rounds {
-        let before = cpu_now();
-        let (raw_n, raw_took) = raw_publishes(&server, &queue, args.connections, window).await;
-        let middle = cpu_now();
-        let raw_rate = raw_n as f64 / raw_took.as_secs_f64();
-        let (ok, failed, took) = max_rate(addr, requests.clone(), args.connections, window).await;
-        let after = cpu_now();
-        for (k, v) in cpu_between(&before, &middle) {
-            *raw_cpu.entry(k).or_insert(0.0) += v;
-        }
-        for (k, v) in cpu_between(&middle, &after) {
-            *http_cpu.entry(k).or_insert(0.0) += v;
-        }
-        raw_total += raw_n;
-        http_total += ok;
-        let max = ok as f64 / took.as_secs_f64();
-        max_failed += failed;
-        raw_rates.push(raw_rate);
-        max_rates.push(max);
-        ratios.push(max / raw_rate);
+        let (raw, raw_cpu) = raw_round(&args, &broker, body);
+        wait_broker(addr);
+        let (ingest, ingest_cpu) = http_round(&args, addr, &with_receiver, None);
+        purge(&args, &prefix);
+        let (bare, bare_cpu) = bare_round(&args, &broker);
+        let ingest_rate = number(&ingest, "ok_per_sec");
+        let bare_rate = number(&bare, "ok_per_sec");
+        raw_rates.push(raw);
+        ingest_rates.push(ingest_rate);
+        bare_rates.push(bare_rate);
+        ratios.push(ingest_rate / raw);
+        rounds.push(json!({
+            "raw_publishes_per_sec": raw,
+            "callbacks_per_sec": ingest_rate,
+            "bare_http_per_sec": bare_rate,
+            "ingest_failed": ingest["failed"],
+            "ingest_connection_errors": ingest["connection_errors"],
+            "ingest_latency_ms": ingest["latency_ms"],
+            "cpu_us_per_message": {"raw": raw_cpu, "ingest": ingest_cpu, "bare": bare_cpu},
+        }));
     }
-    let raw_rate = median(&mut raw_rates.clone());
-    let max_rate_per_sec = median(&mut max_rates.clone());
-    let ratio = median(&mut ratios.clone());
+    let (raw, ingest, bare) = (
+        median(raw_rates),
+        median(ingest_rates.clone()),
+        median(bare_rates),
+    );
 
-    let half = max_rate_per_sec / 2.0;
-    let (histogram, sent, half_failed) =
-        fixed_rate(addr, requests, args.connections, half, window).await;
-    let raw_histogram = raw_fixed_rate(&server, &queue, args.connections, half, window).await;
-    let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
-    let load_after = load_average();
-
-    shutdown.cancel();
-    receiver.await.unwrap().unwrap();
-    queue.shutdown(Duration::from_secs(5)).await;
-    let peak_rss_mb = peak_rss_kib().map(|k| k as f64 / 1024.0);
-    let backend = match args.backend {
-        BackendKind::RabbitMq => "rabbitmq",
-        BackendKind::Embedded => "embedded",
+    // Latency at half the maximum, `rounds` times, each beside the broker's
+    // own latency at the same rate with no HTTP (the floor): a stall of the
+    // broker shows in both, and one round cannot decide the verdict alone.
+    let half = ingest / 2.0;
+    let mut half_rounds = Vec::new();
+    let (mut p50s, mut p99s) = (Vec::new(), Vec::new());
+    for _ in 0..args.rounds {
+        wait_broker(addr);
+        let (fixed, fixed_cpu) = http_round(&args, addr, &with_receiver, Some(half));
+        let mut raw_fixed = publish_tool(&args);
+        raw_fixed
+            .arg("--raw-seconds")
+            .arg(args.seconds.to_string())
+            .arg("--publishers")
+            .arg(args.connections.to_string())
+            .arg("--body-bytes")
+            .arg(body.to_string())
+            .arg("--warmup")
+            .arg("1")
+            .arg("--rate")
+            .arg(format!("{half:.0}"));
+        let (raw_fixed, _, _) = run_measured(raw_fixed, &broker);
+        p50s.push(number(&fixed["latency_ms"], "p50"));
+        p99s.push(number(&fixed["latency_ms"], "p99"));
+        half_rounds.push(json!({
+            "ok_per_sec": fixed["ok_per_sec"],
+            "failed": fixed["failed"],
+            "connection_errors": fixed["connection_errors"],
+            "latency_ms": fixed["latency_ms"],
+            "cpu_us_per_message": fixed_cpu,
+            "raw_publish_latency_ms": raw_fixed["latency_ms"],
+        }));
+    }
+    purge(&args, &prefix);
+    let spooled = match (spooled_before, metric(addr, SPOOLED)) {
+        (Some(before), Some(after)) => Some(after - before),
+        _ => None,
     };
-    let report = serde_json::json!({
-        "backend": backend,
+    let peak_rss = memory_mb(receiver.id(), "VmHWM:");
+    let load_after = load_average();
+    terminate(receiver);
+    let _ = publish_tool(&args)
+        .arg("--delete-prefix")
+        .arg(&prefix)
+        .stdout(Stdio::null())
+        .status();
+
+    // Start-up to ready: the embedded queue in a fresh directory each time.
+    let mut startups = Vec::new();
+    for _ in 0..args.startups {
+        let fresh = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let config = write_config(fresh.path(), port, None);
+        let (mut child, spawned) = spawn_receiver(&args, &config);
+        let took = wait_ready(&mut child, ([127, 0, 0, 1], port).into(), spawned);
+        startups.push(took.as_secs_f64() * 1000.0);
+        terminate(child);
+    }
+    let startup_each: Vec<f64> = startups
+        .iter()
+        .map(|ms| (ms * 10.0).round() / 10.0)
+        .collect();
+    let binary_bytes = std::fs::metadata(&args.paysettle).map(|m| m.len()).ok();
+
+    let report = json!({
         "queue_prefix": prefix,
         "connections": args.connections,
         "seconds_per_phase": args.seconds,
         "rounds": args.rounds,
-        "raw_publishes_per_sec": raw_rate.round(),
-        "raw_publishes_per_sec_each_round": raw_rates.iter().map(|r| r.round()).collect::<Vec<_>>(),
-        "raw_note": "Queue::publish from `connections` concurrent tasks, no HTTP, same process and queue type (lapin is not used outside the queue crate)",
-        "callbacks_durable_per_sec": max_rate_per_sec.round(),
-        "callbacks_durable_per_sec_each_round": max_rates.iter().map(|r| r.round()).collect::<Vec<_>>(),
-        "callbacks_vs_raw": (ratio * 1000.0).round() / 1000.0,
-        "max_phase_failed": max_failed,
-        "half_rate_target_per_sec": half.round(),
-        "half_rate_sent": sent,
-        "half_rate_failed": half_failed,
-        "latency_ms_at_half_rate": {
-            "p50": ms(&histogram, 0.50), "p90": ms(&histogram, 0.90), "p99": ms(&histogram, 0.99),
-            "p999": ms(&histogram, 0.999), "max": histogram.max() as f64 / 1000.0,
+        "pinned": args.pin,
+        "message_bytes": body,
+        "raw_publishes_per_sec": raw.round(),
+        "callbacks_durable_per_sec": ingest.round(),
+        "callbacks_durable_per_sec_each_round": ingest_rates.iter().map(|r| r.round()).collect::<Vec<_>>(),
+        "callbacks_vs_raw": (median(ratios) * 1000.0).round() / 1000.0,
+        "bare_http_per_sec": bare.round(),
+        "callbacks_vs_bare": ((ingest / bare) * 1000.0).round() / 1000.0,
+        "each_round": rounds,
+        "half_rate": {
+            "offered_per_sec": half.round(),
+            "p50_ms_median": median(p50s),
+            "p99_ms_median": median(p99s),
+            "failed": half_rounds.iter().map(|r| r["failed"].as_u64().unwrap_or(0)).sum::<u64>(),
+            "each_round": half_rounds,
         },
-        "raw_publish_latency_ms_at_half_rate": {
-            "p50": ms(&raw_histogram, 0.50), "p99": ms(&raw_histogram, 0.99),
+        "spooled_during_run": spooled,
+        "receiver_rss_mb": {"idle_after_5s": idle_rss, "peak": peak_rss},
+        "startup_to_ready_ms": {
+            "median": (median(startups.clone()) * 10.0).round() / 10.0,
+            "each": startup_each,
+            "rabbitmq_backend": (ready_rabbit.as_secs_f64() * 10000.0).round() / 10.0,
         },
+        "binary_bytes": binary_bytes,
         "load_average_before_after": [load_before, load_after],
-        "cpu_us_per_message": {
-            "raw_publish": per_message(&raw_cpu, raw_total),
-            "http_callback": per_message(&http_cpu, http_total),
-            "note": "CPU per message by thread group during the throughput phases: `receiver` = the receiver's runtime (HTTP, verification, publishing), `loadgen` = the load generator's, `paysettle` = the queue's own threads, broker = RabbitMQ's process",
-        },
-        "peak_rss_mb": peak_rss_mb.map(|m| (m * 10.0).round() / 10.0),
-        "peak_rss_note": "VmHWM of this process: receiver, queue client and load generator together",
         "targets": {
             "callbacks_vs_raw_at_least": 0.8,
             "p99_ms_below": 10.0,
             "peak_rss_mb_below": 50.0,
+            "startup_ms_below": 200.0,
         },
     });
     println!("{report}");
-    // `env` drops here: the benchmark's queues are deleted from RabbitMQ.
-    drop(env);
 }

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use http::HeaderMap;
 use http::header::CONTENT_LENGTH;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 
 use crate::answer::Refusal;
 
@@ -25,6 +25,11 @@ pub(crate) async fn read(
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(Refusal::BodyTooLarge { limit });
+    }
+    // A request without a body (the providers' GET callbacks) has nothing
+    // to wait for: no timer, no collecting.
+    if body.is_end_stream() {
+        return Ok(Bytes::new());
     }
     match tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await {
         Err(_) => Err(Refusal::BodyTimeout),

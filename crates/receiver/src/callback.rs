@@ -240,6 +240,9 @@ pub(crate) struct Origin {
     pub(crate) client: IpAddr,
 }
 
+/// The buffer a message is serialised into, at first.
+const MESSAGE_CAPACITY: usize = 1536;
+
 /// The inbound callback and its queue message (id = the callback's uuid v7,
 /// so the worker dedupes a message the spool may deliver twice).
 pub(crate) fn message(
@@ -258,7 +261,11 @@ pub(crate) fn message(
         payload,
         raw,
     };
-    let body = Bytes::from(serde_json::to_vec(&inbound)?);
+    // Sized for a typical message (about 800 bytes, more with a JSON body),
+    // so serialising does not grow the buffer step by step.
+    let mut json = Vec::with_capacity(MESSAGE_CAPACITY);
+    serde_json::to_writer(&mut json, &inbound)?;
+    let body = Bytes::from(json);
     let message = Message::json(inbound.id.clone(), body)
         .with_header("provider", inbound.provider.as_str())
         .with_header("account", inbound.account.as_str())
