@@ -483,8 +483,11 @@ pub async fn reconcile(args: ReconcileArgs) -> anyhow::Result<Exit> {
         name.push(".reconcile.jsonl");
         PathBuf::from(name)
     });
-    let (mut journal, batch) = if args.resume {
-        Journal::resume(&journal_path)?
+    // Each way fails on its own input (journal, report) before the ledger
+    // is opened, and the ledger is opened once.
+    let (mut journal, batch, ledger) = if args.resume {
+        let (journal, batch) = Journal::resume(&journal_path)?;
+        (journal, batch, open_ledger(&resolved)?)
     } else {
         let against = match &args.against {
             Some(path) => {
@@ -521,11 +524,10 @@ pub async fn reconcile(args: ReconcileArgs) -> anyhow::Result<Exit> {
                 &spec.mapping,
             )?;
         }
-        open_ledger(&resolved)?;
+        let ledger = open_ledger(&resolved)?;
         let journal = Journal::start(&journal_path, &batch, args.fresh)?;
-        (journal, batch)
+        (journal, batch, ledger)
     };
-    let ledger = open_ledger(&resolved)?;
     let client = paysettle_worker::StatusClient::new(Arc::new(resolved.worker.clone()))
         .context("starting the HTTP client")?;
     let reconciler = Reconciler::new(ledger.clone(), client, args.concurrency);

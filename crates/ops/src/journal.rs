@@ -32,7 +32,7 @@ enum Line {
 #[derive(Debug)]
 pub struct Journal {
     path: PathBuf,
-    file: Option<File>,
+    file: File,
     findings: Vec<Finding>,
     done: BTreeSet<String>,
     applied: HashMap<String, String>,
@@ -51,7 +51,7 @@ impl Journal {
         let file = File::create(path).map_err(|e| journal_error(path, &e))?;
         let mut journal = Journal {
             path: path.to_path_buf(),
-            file: Some(file),
+            file,
             findings: Vec::new(),
             done: BTreeSet::new(),
             applied: HashMap::new(),
@@ -88,28 +88,12 @@ impl Journal {
             .map_err(|e| journal_error(path, &e))?;
         let journal = Journal {
             path: path.to_path_buf(),
-            file: Some(file),
+            file,
             done: read.findings.iter().map(|f| f.key.clone()).collect(),
             findings: read.findings,
             applied: read.applied,
         };
         Ok((journal, batch))
-    }
-
-    /// A journal that keeps nothing (a batch that need not be resumable).
-    pub fn in_memory() -> Journal {
-        Journal {
-            path: PathBuf::new(),
-            file: None,
-            findings: Vec::new(),
-            done: BTreeSet::new(),
-            applied: HashMap::new(),
-        }
-    }
-
-    /// Where it is.
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// The findings of an earlier run of this batch.
@@ -151,15 +135,13 @@ impl Journal {
     }
 
     fn write(&mut self, line: &Line) -> Result<(), OpsError> {
-        let Some(file) = &mut self.file else {
-            return Ok(());
-        };
         let mut text = serde_json::to_string(line).map_err(|e| OpsError::Journal {
             path: self.path.display().to_string(),
             message: e.to_string(),
         })?;
         text.push('\n');
-        file.write_all(text.as_bytes())
+        self.file
+            .write_all(text.as_bytes())
             .map_err(|e| journal_error(&self.path, &e))
     }
 

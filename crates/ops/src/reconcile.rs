@@ -184,15 +184,6 @@ pub trait Progress: Send + Sync {
     fn advance(&self, payments: u64);
 }
 
-/// Progress nobody watches.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Quiet;
-
-impl Progress for Quiet {
-    fn total(&self, _: u64) {}
-    fn advance(&self, _: u64) {}
-}
-
 /// What a run produced.
 #[derive(Debug)]
 pub struct RunOutcome {

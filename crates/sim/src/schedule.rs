@@ -53,9 +53,11 @@ impl Clock {
         self.start + at.saturating_sub(offset)
     }
 
-    /// Moves the clock forward.
+    /// Moves the clock forward by at least `by`. The offset is kept in whole
+    /// milliseconds, so a fraction is rounded up: rounding down would leave
+    /// an event due a fraction of a millisecond ahead not yet due.
     pub fn advance(&self, by: Duration) {
-        let ms = u64::try_from(by.as_millis()).unwrap_or(u64::MAX / 2);
+        let ms = u64::try_from(by.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX / 2);
         self.offset_ms.fetch_add(ms, Ordering::AcqRel);
     }
 }
