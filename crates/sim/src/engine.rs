@@ -60,6 +60,7 @@ struct Counters {
     garbage: AtomicU64,
     too_many_requests: AtomicU64,
     delayed: AtomicU64,
+    delayed_micros: AtomicU64,
 }
 
 /// What one provider's API has answered so far, so a test can see that an
@@ -78,6 +79,12 @@ pub struct ProviderStats {
     pub too_many_requests: u64,
     /// Answered after an injected non-zero latency.
     pub delayed: u64,
+    /// The real time those waits took, summed, in microseconds. A timer is
+    /// never early and usually a little late (tokio's rounds up to the next
+    /// millisecond tick), so a benchmark divides by this, not by the set
+    /// latency, to know what latency the provider really had.
+    #[serde(default)]
+    pub delayed_micros: u64,
 }
 
 /// [`ProviderStats`] of every provider.
@@ -316,6 +323,14 @@ impl Engine {
     // ----- draws from the shared RNG ---------------------------------------
 
     /// Draws latency and fault for one provider API request and counts them.
+    /// Counts the real time an injected latency took.
+    pub(crate) fn record_delay(&self, provider: Provider, took: Duration) {
+        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        self.counters[provider.index()]
+            .delayed_micros
+            .fetch_add(micros, Ordering::Relaxed);
+    }
+
     pub fn plan_request(&self, provider: Provider) -> RequestPlan {
         let scenario = self.scenario(provider);
         let (latency, fault) = {
@@ -370,6 +385,7 @@ impl Engine {
                 garbage: c.garbage.load(Ordering::Relaxed),
                 too_many_requests: c.too_many_requests.load(Ordering::Relaxed),
                 delayed: c.delayed.load(Ordering::Relaxed),
+                delayed_micros: c.delayed_micros.load(Ordering::Relaxed),
             }
         };
         Stats {

@@ -258,10 +258,12 @@ where
 {
     let plan = engine.plan_request(provider);
     if !plan.latency.is_zero() {
+        let started = tokio::time::Instant::now();
         tokio::select! {
             () = tokio::time::sleep(plan.latency) => {}
             () = engine.cancel.cancelled() => return Err(Dropped),
         }
+        engine.record_delay(provider, started.elapsed());
     }
     match plan.fault {
         None => Ok(handler(engine, req)),

@@ -13,8 +13,17 @@
 //! - A message that cannot be read, or names an account nobody configured,
 //!   is dead-lettered with the reason; a ledger that is busy gets the message
 //!   back for later, never dropped.
+//!
+//! Under load the stages overlap: while one batch is committed to the ledger,
+//! the previous batch's acknowledgements finish and the next batch is taken
+//! from the queue (only what is already there; the wait for new messages
+//! happens between batches). A message is still acknowledged only after its
+//! commit, and when the queue runs dry a step returns only once everything it
+//! took is settled. With RabbitMQ this needs `queue.prefetch` of at least
+//! twice `worker.batch_size`, or the next batch finds nothing delivered yet.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use paysettle_core::inbound::{FORMAT_VERSION, InboundCallback, Payload};
 use paysettle_core::portmanat::ReturnHint;
@@ -22,6 +31,7 @@ use paysettle_core::{ObservedStatus, Provider};
 use paysettle_queue::{Consumer, Delivery, Message, Queue, QueueKind};
 use paysettle_store::{ApplyRequest, Ledger, PaymentKey};
 use tokio::sync::Notify;
+use tokio::task::JoinSet;
 
 use crate::error::WorkerError;
 use crate::settings::WorkerSettings;
@@ -53,6 +63,11 @@ pub struct Applier {
     client: StatusClient,
     settings: Arc<WorkerSettings>,
     relay_wake: Arc<Notify>,
+    /// The next batch, taken while the one before it was being committed.
+    ahead: Vec<Delivery>,
+    /// The last batch's acknowledgements, finishing while the next batch is
+    /// committed.
+    settling: JoinSet<()>,
 }
 
 /// What becomes of a delivery.
@@ -87,7 +102,19 @@ impl Applier {
             client,
             settings,
             relay_wake,
+            ahead: Vec::new(),
+            settling: JoinSet::new(),
         })
+    }
+
+    /// Waits for every acknowledgement still in flight and hands back the
+    /// batch taken ahead, unprocessed, for redelivery. For shutdown: after
+    /// it, nothing this applier took is left unsettled.
+    pub async fn finish(&mut self) {
+        while self.settling.join_next().await.is_some() {}
+        for delivery in std::mem::take(&mut self.ahead) {
+            settle(delivery.nack_requeue().await);
+        }
     }
 
     fn decode(&self, delivery: &Delivery) -> Result<Work, String> {
@@ -142,17 +169,22 @@ impl Applier {
         }
     }
 
-    /// Takes one batch, applies it, settles every message.
+    /// Takes one batch, applies it, settles every message. When no further
+    /// batch was waiting, it returns only after every settlement is done.
     pub async fn run_once(&mut self) -> Result<ApplyRound, WorkerError> {
-        let batch = self
-            .consumer
-            .next_batch(self.settings.batch_size, self.settings.batch_wait)
-            .await?;
+        let batch = if self.ahead.is_empty() {
+            self.consumer
+                .next_batch(self.settings.batch_size, self.settings.batch_wait)
+                .await?
+        } else {
+            std::mem::take(&mut self.ahead)
+        };
         let mut round = ApplyRound {
             received: batch.len(),
             ..ApplyRound::default()
         };
         if batch.is_empty() {
+            while self.settling.join_next().await.is_some() {}
             return Ok(round);
         }
         // What becomes of each delivery, decided first and carried out after
@@ -180,9 +212,35 @@ impl Applier {
             }
         }
 
+        // The commit, and beside it the last batch's settlements and then
+        // the next batch (only what is already there).
+        let committed = async {
+            if requests.is_empty() {
+                None
+            } else {
+                Some(self.ledger.apply_batch(requests).await)
+            }
+        };
+        let settling = &mut self.settling;
+        let consumer = &mut self.consumer;
+        let batch_size = self.settings.batch_size;
+        let take_ahead = async move {
+            while settling.join_next().await.is_some() {}
+            match consumer.next_batch(batch_size, Duration::ZERO).await {
+                Ok(batch) => batch,
+                Err(err) => {
+                    // The next step's own wait meets the same error and reports it.
+                    tracing::debug!(error = %err, "could not take the next batch ahead");
+                    Vec::new()
+                }
+            }
+        };
+        let (committed, ahead) = tokio::join!(committed, take_ahead);
+        self.ahead = ahead;
+
         let mut failure = None;
-        if !requests.is_empty() {
-            match self.ledger.apply_batch(requests).await {
+        if let Some(committed) = committed {
+            match committed {
                 Ok(outcomes) => {
                     let mut wrote_events = false;
                     for (outcome, index) in outcomes.into_iter().zip(owners) {
@@ -258,14 +316,13 @@ impl Applier {
             };
         }
 
-        let mut settles = tokio::task::JoinSet::new();
         for (delivery, settlement) in batch.into_iter().zip(fate) {
             match &settlement {
                 Settlement::Requeue => round.requeued += 1,
                 Settlement::DeadLetter(_) => round.dead_lettered += 1,
                 Settlement::Ack => {}
             }
-            settles.spawn(async move {
+            self.settling.spawn(async move {
                 let result = match &settlement {
                     Settlement::Ack => delivery.ack().await,
                     Settlement::Requeue => delivery.nack_requeue().await,
@@ -274,7 +331,9 @@ impl Applier {
                 settle(result);
             });
         }
-        while settles.join_next().await.is_some() {}
+        if self.ahead.is_empty() {
+            while self.settling.join_next().await.is_some() {}
+        }
         match failure {
             Some(err) => Err(err.into()),
             None => Ok(round),

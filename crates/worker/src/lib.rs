@@ -111,6 +111,7 @@ pub async fn run(
                 }
             }
         }
+        applier.finish().await;
     });
 
     let poll_stop = shutdown.clone();

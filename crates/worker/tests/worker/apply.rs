@@ -345,3 +345,102 @@ async fn a_card_registration_reaches_the_shop_queue_and_never_the_ledger_or_fina
         "the token never reaches the ledger file"
     );
 }
+
+fn succeeded_callback(reference: &str) -> InboundCallback {
+    inbound(
+        Provider::Plutu,
+        "default",
+        Payload::Observation(observation(
+            Provider::Plutu,
+            reference,
+            ObservedStatus::Succeeded,
+            Some(money(Provider::Plutu, 1250)),
+        )),
+    )
+}
+
+#[tokio::test]
+async fn under_load_the_next_batch_is_taken_while_one_commits_and_every_message_is_settled() {
+    let w = world_with(Duration::from_secs(20), |s| s.batch_size = 2).await;
+    let relay = w.relay();
+    let mut applier = w.applier(&relay);
+    for i in 0..5 {
+        let reference = format!("PIPE-{i}");
+        w.register(Provider::Plutu, &reference, 1250, None).await;
+        publish(&w.queue, &succeeded_callback(&reference)).await;
+    }
+    let mut rounds = Vec::new();
+    loop {
+        let round = applier.run_once().await.unwrap();
+        if round.received == 0 {
+            break;
+        }
+        rounds.push((round.received, round.applied));
+    }
+    // Batches of two, in order; the last step found nothing ahead and
+    // returned only once its acks were done.
+    assert_eq!(rounds, [(2, 2), (2, 2), (1, 1)]);
+    assert_eq!(
+        w.queue.message_count(QueueKind::Callbacks).await.unwrap(),
+        0
+    );
+    relay.run_until_idle().await.unwrap();
+    let mut references: Vec<String> = w
+        .events()
+        .await
+        .iter()
+        .map(|e| e["reference"].as_str().unwrap().to_owned())
+        .collect();
+    references.sort();
+    assert_eq!(
+        references,
+        ["PIPE-0", "PIPE-1", "PIPE-2", "PIPE-3", "PIPE-4"],
+        "one event per payment, none lost or doubled"
+    );
+}
+
+#[tokio::test]
+async fn finishing_hands_back_the_batch_taken_ahead_at_once() {
+    let w = world_with(Duration::from_secs(20), |s| s.batch_size = 2).await;
+    let relay = w.relay();
+    let mut applier = w.applier(&relay);
+    for i in 0..3 {
+        let reference = format!("AHEAD-{i}");
+        w.register(Provider::Plutu, &reference, 1250, None).await;
+        publish(&w.queue, &succeeded_callback(&reference)).await;
+    }
+    let round = applier.run_once().await.unwrap();
+    assert_eq!((round.received, round.applied), (2, 2));
+    applier.finish().await;
+    drop(applier);
+    // The one taken ahead is back and deliverable now, not after its lease
+    // (5 s here) runs out.
+    assert_eq!(
+        w.queue.message_count(QueueKind::Callbacks).await.unwrap(),
+        1
+    );
+    let mut next = w.applier(&relay);
+    let started = std::time::Instant::now();
+    let round = next.run_once().await.unwrap();
+    assert_eq!((round.received, round.applied), (1, 1));
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(
+        w.queue.message_count(QueueKind::Callbacks).await.unwrap(),
+        0
+    );
+    for i in 0..3 {
+        let payment = w
+            .ledger
+            .find(
+                Provider::Plutu,
+                Account::default(),
+                paysettle_store::PaymentKey::Reference(
+                    Reference::parse(&format!("AHEAD-{i}")).unwrap(),
+                ),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(payment.status, PaymentStatus::Succeeded, "AHEAD-{i}");
+    }
+}
