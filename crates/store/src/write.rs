@@ -99,11 +99,20 @@ pub(crate) fn register(
             if let Some(expected) = payment.expected
                 && expected != r.money
             {
-                return Err(conflict(
-                    "amount",
-                    expected.to_string(),
-                    r.money.to_string(),
-                ));
+                if !payment.registered {
+                    // The provider reported this payment before the shop
+                    // registered it, with another amount: the shop's order
+                    // is the expectation, so the payment is flagged.
+                    return adopt_with_mismatch(tx, r, &payment, expected);
+                }
+                if registered_money(tx, r)? != Some(r.money) {
+                    return Err(conflict(
+                        "amount",
+                        expected.to_string(),
+                        r.money.to_string(),
+                    ));
+                }
+                return Ok(RegisterOutcome::AlreadyRegistered(payment.id));
             }
             if let (Some(have), Some(want)) = (&payment.provider_txn_id, &r.provider_txn_id)
                 && have != want
@@ -145,7 +154,7 @@ pub(crate) fn register(
     .execute((
         payment.id.0,
         r.provider.as_str(),
-        format!("shop|{}|{}", r.account, r.reference),
+        registration_key(r),
         r.money.currency().code(),
         r.money.minor(),
         ms(now),
@@ -159,6 +168,147 @@ pub(crate) fn register(
         ensure_scheduled(tx, &payment, policies, now)?;
     }
     Ok(outcome)
+}
+
+/// The money of the shop's registration row, if the shop registered it.
+fn registered_money(tx: &Transaction<'_>, r: &Registration) -> Result<Option<Money>, StoreError> {
+    let row: Option<(Option<String>, Option<i64>)> = tx
+        .prepare_cached(
+            "SELECT currency, minor FROM history WHERE provider = ?1 AND dedupe_key = ?2",
+        )?
+        .query_row((r.provider.as_str(), registration_key(r)), |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
+        .optional()?;
+    Ok(match row {
+        Some((Some(code), Some(minor))) => paysettle_core::Currency::from_code(&code)
+            .ok()
+            .and_then(|c| Money::from_minor(minor, c).ok()),
+        _ => None,
+    })
+}
+
+fn registration_key(r: &Registration) -> String {
+    format!("shop|{}|{}", r.account, r.reference)
+}
+
+/// The shop registers a payment the provider already reported with another
+/// amount or currency. The registration is recorded, the payment flagged
+/// and taken off the check schedule (it waits for ops, as any mismatch),
+/// and finance hears of it with a `payment.mismatch` event whose `source`
+/// is that of the observation that reported the provider's amount. A
+/// different amount in the same currency becomes the payment's expected
+/// amount; a different currency is kept in the history only, as the
+/// payment's amounts share one currency.
+fn adopt_with_mismatch(
+    tx: &Transaction<'_>,
+    r: &Registration,
+    payment: &PaymentRecord,
+    reported: Money,
+) -> Result<RegisterOutcome, StoreError> {
+    let now = r.registered_at;
+    let refusal = if reported.currency() != r.money.currency() {
+        TransitionError::CurrencyMismatch {
+            expected: r.money.currency(),
+            observed: reported.currency(),
+        }
+    } else {
+        TransitionError::AmountMismatch {
+            expected: r.money,
+            observed: reported,
+        }
+    };
+    let flag = format!("{}: {refusal}", refusal.code());
+    let version = payment.version + 1;
+    let expected = match refusal {
+        TransitionError::AmountMismatch { .. } => Some(r.money.minor()),
+        _ => payment.expected.map(Money::minor),
+    };
+    tx.prepare_cached(
+        "UPDATE payments SET registered = 1, expected_minor = ?2, provider_txn_id = coalesce(provider_txn_id, ?3), \
+         mismatch = ?4, version = ?5, updated_at_ms = ?6 WHERE id = ?1",
+    )?
+    .execute((
+        payment.id.0,
+        expected,
+        r.provider_txn_id.as_ref().map(|t| t.as_str()),
+        &flag,
+        version,
+        ms(now),
+    ))?;
+    tx.prepare_cached(
+        "INSERT INTO history (payment_id, provider, dedupe_key, source, observed_status, provider_status, currency, minor, \
+         observed_at_ms, recorded_at_ms, outcome, to_status, reason, version) \
+         VALUES (?1, ?2, ?3, 'shop', 'registered', '', ?4, ?5, ?6, ?6, 'mismatch', ?7, ?8, ?9)",
+    )?
+    .execute((
+        payment.id.0,
+        r.provider.as_str(),
+        registration_key(r),
+        r.money.currency().code(),
+        r.money.minor(),
+        ms(now),
+        payment.status.as_str(),
+        refusal.code(),
+        version,
+    ))?;
+    let history_id = tx.last_insert_rowid();
+    let reported_by: Option<String> = tx
+        .prepare_cached(
+            "SELECT source FROM history WHERE payment_id = ?1 AND source <> 'shop' AND minor IS NOT NULL \
+             ORDER BY id DESC LIMIT 1",
+        )?
+        .query_row([payment.id.0], |row| row.get(0))
+        .optional()?;
+    let source = match reported_by.as_deref() {
+        Some("check") => paysettle_core::Source::Check,
+        Some("reconcile") => paysettle_core::Source::Reconcile,
+        _ => paysettle_core::Source::Callback,
+    };
+    let provider_txn_id = payment
+        .provider_txn_id
+        .as_ref()
+        .or(r.provider_txn_id.as_ref())
+        .map(|t| t.as_str().to_owned());
+    let observation = paysettle_core::Observation {
+        provider: r.provider,
+        account: r.account.clone(),
+        reference: r.reference.clone(),
+        provider_txn_id: None,
+        status: ObservedStatus::Pending,
+        money: Some(reported),
+        provider_status: String::new(),
+        provider_time: None,
+        observed_at: now,
+        source,
+    };
+    insert_event(
+        tx,
+        payment.id,
+        history_id,
+        &EventInput {
+            event_id: &new_event_id(),
+            event_type: EventType::Mismatch,
+            observation: &observation,
+            provider_txn_id: provider_txn_id.as_deref(),
+            amount: Some(reported),
+            status: payment.status,
+            previous_status: payment.status,
+            version,
+            expected: Some(r.money),
+            mismatch: Some(refusal.code()),
+        },
+        now,
+    )?;
+    unschedule(tx, payment.id)?;
+    tracing::warn!(
+        payment.id = payment.id.0,
+        payment.provider = %r.provider,
+        payment.reference = %r.reference,
+        mismatch = refusal.code(),
+        "registered payment disagrees with what the provider reported; flagged"
+    );
+    Ok(RegisterOutcome::Adopted(payment.id))
 }
 
 /// What one history row records.

@@ -839,3 +839,121 @@ async fn a_reconciliation_selection_takes_the_unsettled_and_the_final_ones_in_it
         .unwrap();
     assert_eq!(many, all);
 }
+
+#[tokio::test]
+async fn a_registration_disagreeing_with_what_the_provider_already_reported_is_flagged_and_announced()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(&dir);
+    // The provider's callback arrives before the shop registers the order.
+    ledger
+        .apply(observation(
+            "ORDER-7",
+            ObservedStatus::Succeeded,
+            Some(usd(250)),
+            Source::Callback,
+        ))
+        .await
+        .unwrap();
+    let before = ledger.unpublished(10).await.unwrap().len();
+    // The shop expected 3.00, the customer paid 2.50.
+    let outcome = ledger.register(registration("ORDER-7", 300)).await.unwrap();
+    assert!(
+        matches!(outcome, RegisterOutcome::Adopted(_)),
+        "{outcome:?}"
+    );
+    let payment = ledger
+        .payment_by_id(outcome.payment_id())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(payment.registered);
+    assert_eq!(payment.status, PaymentStatus::Succeeded);
+    assert_eq!(payment.expected, Some(usd(300)));
+    assert_eq!(payment.paid, Some(usd(250)));
+    assert!(
+        payment
+            .mismatch
+            .as_deref()
+            .is_some_and(|m| m.starts_with("amount_mismatch")),
+        "{payment:?}"
+    );
+    let events = event_bodies(&ledger.unpublished(10).await.unwrap());
+    assert_eq!(events.len(), before + 1);
+    let mismatch = events.last().unwrap();
+    assert_eq!(mismatch["type"], "payment.mismatch");
+    assert_eq!(mismatch["amount"], 250);
+    assert_eq!(mismatch["currency"], "USD");
+    assert_eq!(mismatch["expected_amount"], 300);
+    assert_eq!(mismatch["mismatch"], "amount_mismatch");
+    assert_eq!(mismatch["source"], "callback", "who reported the 2.50");
+    assert_eq!(mismatch["ledger_version"], payment.version);
+    // The same registration again is a no-op; another amount is refused.
+    assert!(matches!(
+        ledger.register(registration("ORDER-7", 300)).await.unwrap(),
+        RegisterOutcome::AlreadyRegistered(_)
+    ));
+    assert!(matches!(
+        ledger.register(registration("ORDER-7", 400)).await,
+        Err(StoreError::Conflict {
+            field: "amount",
+            ..
+        })
+    ));
+    assert_eq!(
+        event_bodies(&ledger.unpublished(10).await.unwrap()).len(),
+        before + 1
+    );
+    assert!(ledger.integrity_problems().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_registration_in_another_currency_than_the_provider_reported_is_flagged_and_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(&dir);
+    ledger
+        .apply(observation(
+            "ORDER-8",
+            ObservedStatus::Pending,
+            Some(usd(500)),
+            Source::Check,
+        ))
+        .await
+        .unwrap();
+    let mut in_euros = registration("ORDER-8", 500);
+    in_euros.money = Money::from_minor(500, Currency::Eur).unwrap();
+    let outcome = ledger.register(in_euros.clone()).await.unwrap();
+    let payment = ledger
+        .payment_by_id(outcome.payment_id())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        payment
+            .mismatch
+            .as_deref()
+            .is_some_and(|m| m.starts_with("currency_mismatch")),
+        "{payment:?}"
+    );
+    // The payment's amounts keep the one currency they share.
+    assert_eq!(payment.paid.or(payment.expected), Some(usd(500)));
+    let events = event_bodies(&ledger.unpublished(10).await.unwrap());
+    let mismatch = events.last().unwrap();
+    assert_eq!(mismatch["type"], "payment.mismatch");
+    assert_eq!(mismatch["currency"], "USD");
+    assert_eq!(mismatch["expected_currency"], "EUR");
+    assert_eq!(mismatch["source"], "check");
+    // Flagged payments wait for ops: no more checks.
+    assert!(
+        ledger
+            .due_checks(Timestamp::MAX, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(matches!(
+        ledger.register(in_euros).await.unwrap(),
+        RegisterOutcome::AlreadyRegistered(_)
+    ));
+    assert!(ledger.integrity_problems().await.unwrap().is_empty());
+}
