@@ -46,6 +46,7 @@ struct Args {
     warmup: f64,
     purge_prefix: Option<String>,
     delete_prefix: Option<String>,
+    raw_queue: Option<String>,
 }
 
 fn args() -> Result<Args, BoxError> {
@@ -61,6 +62,7 @@ fn args() -> Result<Args, BoxError> {
         warmup: 0.5,
         purge_prefix: None,
         delete_prefix: None,
+        raw_queue: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -76,6 +78,7 @@ fn args() -> Result<Args, BoxError> {
             "--warmup" => parsed.warmup = value.parse()?,
             "--purge-prefix" => parsed.purge_prefix = Some(value),
             "--delete-prefix" => parsed.delete_prefix = Some(value),
+            "--raw-queue" => parsed.raw_queue = Some(value),
             other => return Err(format!("unknown flag {other}").into()),
         }
     }
@@ -393,7 +396,15 @@ async fn cleanup(conn: &Connection, prefix: &str, raw_queue: &str) {
 async fn main() -> Result<(), BoxError> {
     let args = args()?;
     let prefix = format!("bench-{}", uuid::Uuid::new_v4().simple());
-    let raw_queue = format!("{prefix}.raw");
+    // A named raw queue is kept (emptied first) for the caller to delete
+    // at its end: deleting a quorum queue mid-benchmark can crash RabbitMQ
+    // 3.10's segment writer, which restarts every quorum queue (a stall of
+    // hundreds of milliseconds in whatever is measured next).
+    let keep_raw_queue = args.raw_queue.is_some();
+    let raw_queue = args
+        .raw_queue
+        .clone()
+        .unwrap_or_else(|| format!("{prefix}.raw"));
     let dir = tempfile::tempdir()?;
     let conn = Connection::connect(&args.url, ConnectionProperties::default()).await?;
     if let Some(target) = &args.purge_prefix {
@@ -425,10 +436,17 @@ async fn main() -> Result<(), BoxError> {
         )
         .await?;
     if let Some(seconds) = args.raw_seconds {
+        if keep_raw_queue {
+            setup
+                .queue_purge(raw_queue.as_str().into(), QueuePurgeOptions::default())
+                .await?;
+        }
         let result = raw_publishers(&conn, &raw_queue, &args, seconds).await;
-        let _ = setup
-            .queue_delete(raw_queue.as_str().into(), QueueDeleteOptions::default())
-            .await;
+        if !keep_raw_queue {
+            let _ = setup
+                .queue_delete(raw_queue.as_str().into(), QueueDeleteOptions::default())
+                .await;
+        }
         let _ = conn.close(200, "OK".into()).await;
         return result;
     }

@@ -522,9 +522,16 @@ fn purge(args: &Args, prefix: &str) {
     assert!(status.success(), "purging {prefix} failed");
 }
 
-fn raw_round(args: &Args, broker: &[(&'static str, u32)], body: usize) -> (f64, Value) {
+fn raw_round(
+    args: &Args,
+    broker: &[(&'static str, u32)],
+    body: usize,
+    raw_queue: &str,
+) -> (f64, Value) {
     let mut cmd = publish_tool(args);
-    cmd.arg("--raw-seconds")
+    cmd.arg("--raw-queue")
+        .arg(raw_queue)
+        .arg("--raw-seconds")
         .arg(args.seconds.to_string())
         .arg("--publishers")
         .arg(args.connections.to_string())
@@ -590,6 +597,10 @@ fn main() {
     let args = args();
     let dir = tempfile::tempdir().unwrap();
     let prefix = format!("bench-{}", uuid::Uuid::new_v4().simple());
+    // One raw queue for every raw round, deleted with the rest at the end:
+    // deleting a quorum queue mid-run can crash RabbitMQ 3.10's segment
+    // writer and stall every quorum queue, the receiver's included.
+    let raw_queue = format!("{prefix}.raw");
     let port = free_port();
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     let config = write_config(dir.path(), port, Some((&args.amqp_url, &prefix)));
@@ -616,7 +627,7 @@ fn main() {
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut rounds = Vec::new();
     for _ in 0..args.rounds {
-        let (raw, raw_cpu) = raw_round(&args, &broker, body);
+        let (raw, raw_cpu) = raw_round(&args, &broker, body, &raw_queue);
         wait_broker(addr);
         let (ingest, ingest_cpu) = http_round(&args, addr, &with_receiver, None);
         purge(&args, &prefix);
@@ -654,6 +665,8 @@ fn main() {
         let (fixed, fixed_cpu) = http_round(&args, addr, &with_receiver, Some(half));
         let mut raw_fixed = publish_tool(&args);
         raw_fixed
+            .arg("--raw-queue")
+            .arg(&raw_queue)
             .arg("--raw-seconds")
             .arg(args.seconds.to_string())
             .arg("--publishers")

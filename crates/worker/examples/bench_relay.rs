@@ -108,7 +108,7 @@ async fn relay(ledger: &Ledger, queue: &Queue, batch: usize, events: usize) -> f
 async fn main() {
     let events = arg(1, 20_000);
     let rounds = arg(2, 3);
-    let batch = arg(3, 256);
+    let batch = arg(3, paysettle_worker::WorkerSettings::default().relay_batch);
     let dir = tempfile::tempdir().unwrap();
     let prefix = format!("bench-{}", uuid::Uuid::new_v4().simple());
     let queue = Queue::start(QueueConfig {

@@ -84,7 +84,7 @@ impl Default for WorkerSettings {
             batch_size: 256,
             batch_wait: Duration::from_millis(20),
             paysys_confirm: true,
-            relay_batch: 256,
+            relay_batch: 1024,
             relay_interval: Duration::from_millis(500),
             poll_idle: Duration::from_secs(1),
             shutdown_grace: Duration::from_secs(10),
