@@ -146,21 +146,7 @@ pub(crate) fn register(
     };
     let payment = rows::payment_by_id(tx, outcome.payment_id())?
         .ok_or_else(|| StoreError::corrupt("payment", "vanished while registering"))?;
-    tx.prepare_cached(
-        "INSERT INTO history (payment_id, provider, dedupe_key, source, observed_status, provider_status, currency, minor, \
-         observed_at_ms, recorded_at_ms, outcome, to_status, version) \
-         VALUES (?1, ?2, ?3, 'shop', 'registered', '', ?4, ?5, ?6, ?6, 'registered', ?7, ?8)",
-    )?
-    .execute((
-        payment.id.0,
-        r.provider.as_str(),
-        registration_key(r),
-        r.money.currency().code(),
-        r.money.minor(),
-        ms(now),
-        payment.status.as_str(),
-        payment.version,
-    ))?;
+    insert_registration(tx, r, &payment, None, payment.version)?;
     if !payment.status.is_final()
         && payment.status != PaymentStatus::Stale
         && payment.mismatch.is_none()
@@ -186,6 +172,35 @@ fn registered_money(tx: &Transaction<'_>, r: &Registration) -> Result<Option<Mon
             .and_then(|c| Money::from_minor(minor, c).ok()),
         _ => None,
     })
+}
+
+/// The history row of the shop's registration: outcome `registered`, or
+/// `mismatch` with the reason when it disagrees with the provider's report.
+fn insert_registration(
+    tx: &Transaction<'_>,
+    r: &Registration,
+    payment: &PaymentRecord,
+    mismatch: Option<&str>,
+    version: i64,
+) -> Result<i64, StoreError> {
+    tx.prepare_cached(
+        "INSERT INTO history (payment_id, provider, dedupe_key, source, observed_status, provider_status, currency, minor, \
+         observed_at_ms, recorded_at_ms, outcome, to_status, reason, version) \
+         VALUES (?1, ?2, ?3, 'shop', 'registered', '', ?4, ?5, ?6, ?6, ?7, ?8, ?9, ?10)",
+    )?
+    .execute(rusqlite::params![
+        payment.id.0,
+        r.provider.as_str(),
+        registration_key(r),
+        r.money.currency().code(),
+        r.money.minor(),
+        ms(r.registered_at),
+        if mismatch.is_some() { "mismatch" } else { "registered" },
+        payment.status.as_str(),
+        mismatch,
+        version,
+    ])?;
+    Ok(tx.last_insert_rowid())
 }
 
 fn registration_key(r: &Registration) -> String {
@@ -236,23 +251,7 @@ fn adopt_with_mismatch(
         version,
         ms(now),
     ))?;
-    tx.prepare_cached(
-        "INSERT INTO history (payment_id, provider, dedupe_key, source, observed_status, provider_status, currency, minor, \
-         observed_at_ms, recorded_at_ms, outcome, to_status, reason, version) \
-         VALUES (?1, ?2, ?3, 'shop', 'registered', '', ?4, ?5, ?6, ?6, 'mismatch', ?7, ?8, ?9)",
-    )?
-    .execute((
-        payment.id.0,
-        r.provider.as_str(),
-        registration_key(r),
-        r.money.currency().code(),
-        r.money.minor(),
-        ms(now),
-        payment.status.as_str(),
-        refusal.code(),
-        version,
-    ))?;
-    let history_id = tx.last_insert_rowid();
+    let history_id = insert_registration(tx, r, payment, Some(refusal.code()), version)?;
     let reported_by: Option<String> = tx
         .prepare_cached(
             "SELECT source FROM history WHERE payment_id = ?1 AND source <> 'shop' AND minor IS NOT NULL \
