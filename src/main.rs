@@ -216,6 +216,15 @@ enum Roles {
 async fn run(arg: ConfigArg, roles: Roles) -> anyhow::Result<()> {
     let (_, resolved) = resolve(&arg)?;
     init_logging(resolved.log_json, &resolved.log_level, LogTo::Stdout);
+    // Claimed before anything starts and held until the process ends: one
+    // worker per ledger.
+    let _claim = if roles != Roles::Receiver {
+        Some(paysettle_store::WorkerClaim::acquire(
+            &resolved.ledger_path,
+        )?)
+    } else {
+        None
+    };
     let queue = paysettle_queue::Queue::start(resolved.queue.clone())
         .await
         .context("starting the queue")?;

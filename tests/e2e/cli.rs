@@ -221,3 +221,79 @@ fn the_broker_address_may_come_from_a_file_alone() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn a_second_worker_on_the_same_ledger_is_refused_and_may_start_once_the_first_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger.sqlite");
+    let env = |command: &mut Command| {
+        command
+            .env_remove("PAYSETTLE_CONFIG")
+            .env("PAYSETTLE__LEDGER__PATH", &ledger)
+            .env(
+                "PAYSETTLE__QUEUE__EMBEDDED_PATH",
+                dir.path().join("queue.sqlite"),
+            )
+            .env("PAYSETTLE__SHOP_API__LISTEN", "127.0.0.1:0")
+            .env("PAYSETTLE__RECEIVER__LISTEN", "127.0.0.1:0");
+    };
+    let start = || {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_paysettle"));
+        command
+            .arg("work")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        env(&mut command);
+        command.spawn().unwrap()
+    };
+    let mut first = start();
+    // Wait until the first worker has claimed the ledger and started.
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(first.stdout.take().unwrap()));
+    assert!(
+        lines.any(|l| l.is_ok_and(|l| l.contains("worker starting"))),
+        "the first worker did not start"
+    );
+
+    for role in ["work", "serve"] {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_paysettle"));
+        command.arg(role);
+        env(&mut command);
+        let out = command.output().unwrap();
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{role}: {err}");
+        assert!(
+            err.contains("another paysettle worker is already running on the ledger")
+                && err.contains("ledger.sqlite.worker.lock"),
+            "{role}: {err}"
+        );
+        assert_eq!(err.trim().lines().count(), 1, "{role}: one line: {err}");
+    }
+    // The receiver alone does not touch the ledger and is not refused.
+    let mut receiver = Command::new(env!("CARGO_BIN_EXE_paysettle"));
+    receiver
+        .arg("receive")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    env(&mut receiver);
+    let mut receiver = receiver.spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(
+        receiver.try_wait().unwrap().is_none(),
+        "the receiver kept running beside the worker"
+    );
+    receiver.kill().unwrap();
+    receiver.wait().unwrap();
+
+    // However the first one ends, the kernel releases its claim.
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let mut second = start();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(second.stdout.take().unwrap()));
+    assert!(
+        lines.any(|l| l.is_ok_and(|l| l.contains("worker starting"))),
+        "a worker could not start after the first was killed"
+    );
+    second.kill().unwrap();
+    second.wait().unwrap();
+}

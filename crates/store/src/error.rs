@@ -42,6 +42,11 @@ pub enum StoreError {
     /// Opening or creating the ledger's directory or file failed.
     #[error("cannot open the ledger at {path}: {error}")]
     Open { path: String, error: std::io::Error },
+    /// Another process's worker holds the ledger.
+    #[error(
+        "another paysettle worker is already running on the ledger {ledger} (it holds {lock}); run one worker per ledger"
+    )]
+    Claimed { ledger: String, lock: String },
 }
 
 impl From<rusqlite::Error> for StoreError {

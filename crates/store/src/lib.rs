@@ -14,7 +14,9 @@
 //! - `migrate`: versioned, embedded schema migrations.
 //! - `integrity`: the invariants `paysettle ledger check` verifies.
 //! - [`fifo`]: the durable, leased FIFO behind the embedded queue and the spool.
+//! - [`WorkerClaim`]: one worker per ledger.
 
+mod claim;
 mod error;
 pub mod event;
 pub mod fifo;
@@ -25,6 +27,7 @@ pub mod model;
 mod rows;
 mod write;
 
+pub use claim::WorkerClaim;
 pub use error::StoreError;
 pub use ledger::{Ledger, LedgerOptions, Synchronous};
 pub use migrate::SCHEMA_VERSION;
