@@ -147,7 +147,9 @@ impl Queue {
             Ok(()) => bump(&self.inner.stats.events_published, 1),
             Err(e) => {
                 bump(&self.inner.stats.events_failed, 1);
-                tracing::warn!(routing_key, message_id = %message.message_id, error = %e, "event not published");
+                // The caller (the relay) reports failures once per round, not
+                // once per event: a broker away would otherwise flood the log.
+                tracing::debug!(routing_key, message_id = %message.message_id, error = %e, "event not published");
             }
         }
         result

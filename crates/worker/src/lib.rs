@@ -156,10 +156,11 @@ pub async fn run(
                 }
                 Ok(round) if round.failed > 0 => {
                     let wait = backoff.failed();
-                    tracing::warn!(
+                    // The relay has said what failed; this says when it retries.
+                    tracing::info!(
                         failed = round.failed,
                         retry_in_ms = wait.as_millis() as u64,
-                        "events not confirmed; retrying"
+                        "relay retrying"
                     );
                     wait
                 }

@@ -64,18 +64,30 @@ impl Relay {
         }
         let mut confirmed = Vec::new();
         let mut failed = 0;
+        // One line per round, however many events failed: with the broker
+        // away every event of the round fails the same way.
+        let mut first_failure: Option<(String, String)> = None;
         while let Some(done) = publishes.join_next().await {
             match done {
                 Ok((seq, _, Ok(()))) => confirmed.push(seq),
                 Ok((_, event_id, Err(err))) => {
                     failed += 1;
-                    tracing::warn!(event.id = %event_id, error = %err, "event not confirmed; it will be sent again");
+                    first_failure.get_or_insert_with(|| (event_id, err.to_string()));
                 }
                 Err(err) => {
                     failed += 1;
                     tracing::error!(error = %err, "an event publish task failed");
                 }
             }
+        }
+        if let Some((event_id, error)) = first_failure {
+            tracing::warn!(
+                failed,
+                confirmed = confirmed.len(),
+                first.event.id = %event_id,
+                first.error = %error,
+                "events not confirmed; they stay in the outbox and will be sent again"
+            );
         }
         confirmed.sort_unstable();
         let published = self.ledger.mark_published(confirmed).await?;
