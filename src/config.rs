@@ -268,6 +268,26 @@ fn secret(
     }
 }
 
+/// A secret that must be there: "is required" only when neither key is set
+/// (an unreadable or empty file has already been named by [`secret`]).
+fn required_secret(
+    key: &str,
+    inline: &Option<SecretString>,
+    file: &Option<PathBuf>,
+    problems: &mut Vec<Problem>,
+) -> Option<SecretString> {
+    let unset = inline.as_ref().is_none_or(|s| s.expose_secret().is_empty()) && file.is_none();
+    if unset {
+        let name = key.rsplit('.').next().unwrap_or(key);
+        problems.push(Problem {
+            key: key.to_owned(),
+            message: format!("is required (or {name}_file)"),
+        });
+        return None;
+    }
+    secret(key, inline, file, problems)
+}
+
 /// Everything the roles need, checked.
 pub struct Resolved {
     pub ledger_path: PathBuf,
@@ -511,40 +531,36 @@ impl Config {
             if section.service_id.is_empty() {
                 push(p, &format!("{key}.service_id"), "is required".into());
             }
-            let secret_key = secret(
+            let secret_key = required_secret(
                 &format!("{key}.secret_key"),
                 &section.secret_key,
                 &section.secret_key_file,
                 p,
             );
-            if secret_key.is_none() {
-                push(
-                    p,
-                    &format!("{key}.secret_key"),
-                    "is required (or secret_key_file)".into(),
-                );
-            }
             let mut pairs = Vec::new();
             for (i, credential) in section.notify_credentials.iter().enumerate() {
                 let at = format!("{key}.notify_credentials[{i}]");
-                let user = secret(
+                let user = required_secret(
                     &format!("{at}.user"),
                     &credential.user,
                     &credential.user_file,
                     p,
                 );
-                let password = secret(
+                let password = required_secret(
                     &format!("{at}.password"),
                     &credential.password,
                     &credential.password_file,
                     p,
                 );
-                match (user, password) {
-                    (Some(user), Some(password)) => pairs.push((user, password)),
-                    _ => push(p, &at, "needs a user and a password".into()),
+                if let (Some(user), Some(password)) = (user, password) {
+                    pairs.push((user, password));
                 }
             }
-            if let Err(e) = paysettle_core::paysys::NotificationAuth::new(&pairs) {
+            // Checked only when every credential was read: one already
+            // reported as missing or unreadable is not reported twice.
+            if pairs.len() == section.notify_credentials.len()
+                && let Err(e) = paysettle_core::paysys::NotificationAuth::new(&pairs)
+            {
                 push(p, &format!("{key}.notify_credentials"), e.to_string());
             }
             paysys_auth.insert(acct.clone(), pairs);
@@ -563,11 +579,9 @@ impl Config {
                 continue;
             };
             let key = format!("plutu.{name}.secret_key");
-            match secret(&key, &section.secret_key, &section.secret_key_file, p) {
-                Some(k) => {
-                    plutu_keys.insert(acct.clone(), k);
-                }
-                None => push(p, &key, "is required (or secret_key_file)".into()),
+            if let Some(k) = required_secret(&key, &section.secret_key, &section.secret_key_file, p)
+            {
+                plutu_keys.insert(acct.clone(), k);
             }
             page(p, Provider::Plutu, &acct, &section.result_page);
             worker.plutu.push(acct);

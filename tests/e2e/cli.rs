@@ -147,6 +147,46 @@ fn secrets_can_come_from_files_but_not_from_both_places() {
         "{}",
         text(&out.stderr)
     );
+    // Named once: not also "is required", which it was set.
+    assert!(
+        !text(&out.stderr).contains("is required"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(text(&out.stderr).matches("plutu.default").count(), 1);
+}
+
+#[test]
+fn an_unset_secret_is_required_once_and_a_credential_names_its_missing_half() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("paysettle.toml");
+    std::fs::write(
+        &config,
+        "[paysys.default]
+gateway_url = \"http://127.0.0.1:9/gateway\"
+service_id = \"2001\"
+\
+         [[paysys.default.notify_credentials]]
+user = \"shop\"
+\
+         [plutu.default]
+",
+    )
+    .unwrap();
+    let out = paysettle(
+        &["config", "check", "--config", config.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    for line in [
+        "paysys.default.secret_key: is required (or secret_key_file)",
+        "paysys.default.notify_credentials[0].password: is required (or password_file)",
+        "plutu.default.secret_key: is required (or secret_key_file)",
+    ] {
+        assert_eq!(err.matches(line).count(), 1, "{line} once in:\n{err}");
+    }
+    assert!(!err.contains("notify_credentials:"), "{err}");
 }
 
 #[test]
