@@ -267,12 +267,15 @@ fn authorized(state: &State, request: &Request<Incoming>) -> bool {
     let (Some(value), None) = (values.next(), values.next()) else {
         return false;
     };
-    let presented = value
-        .to_str()
-        .ok()
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
+    let presented = value.to_str().ok().and_then(bearer_token).unwrap_or("");
     bool::from(presented.as_bytes().ct_eq(token.expose_secret().as_bytes()))
+}
+
+/// The token of an `Authorization: Bearer <token>` value. The scheme is
+/// case-insensitive (RFC 9110, section 11.1); the token is taken as sent.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(token)
 }
 
 async fn route(state: &State, request: Request<Incoming>) -> Result<Answer, ApiError> {
@@ -622,6 +625,17 @@ fn history_view(h: &HistoryEntry) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive_and_the_token_exact() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("BEARER abc"), Some("abc"));
+        assert_eq!(bearer_token("Bearer  abc"), Some(" abc"), "not trimmed");
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bearerabc"), None);
+        assert_eq!(bearer_token("Bearer"), None);
+    }
 
     #[test]
     fn a_top_level_key_given_twice_is_found() {
