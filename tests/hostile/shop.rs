@@ -282,6 +282,11 @@ pub fn cases() -> Vec<Case> {
         Case::shop("shop: unknown provider in the path", read("/v1/payments/paypal/X-1"))
             .answers(404, "not_found"),
         Case::shop(
+            "shop: a doubled leading slash",
+            read("//v1/payments/plutu/HOSTILE-INV-1"),
+        )
+        .answers(404, "not_found"),
+        Case::shop(
             "shop: account with a path trick",
             read("/v1/payments/plutu/HOSTILE-INV-1?account=..%2Fdefault"),
         )

@@ -280,7 +280,8 @@ fn bearer_token(value: &str) -> Option<&str> {
 
 async fn route(state: &State, request: Request<Incoming>) -> Result<Answer, ApiError> {
     let path = request.uri().path().to_owned();
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    // One leading slash: `//v1/payments` is another path, not this one.
+    let segments: Vec<&str> = path.strip_prefix('/').unwrap_or(&path).split('/').collect();
     match segments.as_slice() {
         ["healthz"] => Ok(json_answer(StatusCode::OK, &json!({"status": "ok"}))),
         ["v1", "payments", ..] if !authorized(state, &request) => Err(ApiError::Unauthorized),
