@@ -69,21 +69,8 @@ relay_interval_ms = 50
 poll_idle_ms = 25
 
 {portmanat}{paysys}{plutu}
-[portmanat.default]
-base_url = "{base}/portmanat"
-
-[paysys.default]
-gateway_url = "{base}/paysys/gateway"
-service_id = "2001"
-secret_key = "demo-paysys-secret"
-
-[[paysys.default.notify_credentials]]
-user = "demo-vendor"
-password = "demo-vendor-secret"
-
-[plutu.default]
-secret_key = "sk_demo_plutu_secret"
-"#,
+{accounts}"#,
+        accounts = paysettle_testkit::config::sim_accounts(&base),
         ledger = dir.join("ledger.sqlite").display(),
         url = amqp_url,
         prefix = prefix,

@@ -102,28 +102,14 @@ format = "text"
 level = "info"
 
 {portmanat}{paysys}{plutu}
-[portmanat.default]
-base_url = "{base}/portmanat"
-
-[paysys.default]
-gateway_url = "{base}/paysys/gateway"
-service_id = "2001"
-secret_key = "demo-paysys-secret"
-
-[[paysys.default.notify_credentials]]
-user = "demo-vendor"
-password = "demo-vendor-secret"
-
-[plutu.default]
-secret_key = "sk_demo_plutu_secret"
-"#,
+{accounts}"#,
+        accounts = paysettle_testkit::config::sim_accounts(setup.sim_base),
         ledger = dir.join("ledger.sqlite").display(),
         url = setup.amqp_url,
         prefix = setup.prefix,
         spool = dir.join(format!("{}-spool.sqlite", role.name())).display(),
         receiver_port = setup.receiver_port,
         shop_port = setup.shop_port,
-        base = setup.sim_base.trim_end_matches('/'),
         portmanat = polling("portmanat", setup.deadline),
         paysys = polling("paysys", setup.deadline),
         plutu = polling("plutu", setup.plutu_deadline),

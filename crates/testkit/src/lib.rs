@@ -15,10 +15,13 @@
 //!   the test ends, passed or failed.
 //! - [`logs`]: [`capture_logs`], the test binary's tracing output kept in a
 //!   buffer so a test can read everything the code under test logged.
+//! - [`config`]: [`config::sim_accounts`], the provider accounts of a product
+//!   configuration that talks to the simulator.
 //! - [`scan`]: [`SecretScanner`], which finds secrets, Authorization headers,
 //!   card tokens and full card numbers in text such as those logs.
 
 pub mod amqp;
+pub mod config;
 pub mod logs;
 pub mod proxy;
 pub mod queue;

@@ -1,0 +1,26 @@
+//! The provider accounts of the product's configuration, pointed at the
+//! provider simulator with its demo credentials (`crates/sim/sim.toml`), for
+//! the tests that run the real binary against it.
+
+/// `[portmanat.default]`, `[paysys.default]` with one notify credential and
+/// `[plutu.default]`, every API under `sim_base` (the simulator's URL).
+pub fn sim_accounts(sim_base: &str) -> String {
+    let base = sim_base.trim_end_matches('/');
+    format!(
+        r#"[portmanat.default]
+base_url = "{base}/portmanat"
+
+[paysys.default]
+gateway_url = "{base}/paysys/gateway"
+service_id = "2001"
+secret_key = "demo-paysys-secret"
+
+[[paysys.default.notify_credentials]]
+user = "demo-vendor"
+password = "demo-vendor-secret"
+
+[plutu.default]
+secret_key = "sk_demo_plutu_secret"
+"#
+    )
+}
