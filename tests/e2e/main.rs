@@ -189,6 +189,7 @@ async fn spawn_app(options: Options) -> App {
         test_queue.dir.path().join("ledger.sqlite"),
         LedgerOptions {
             policies: worker.policies(),
+            rules: worker.ledger_rules(),
             ..LedgerOptions::default()
         },
     )

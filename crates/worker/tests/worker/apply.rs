@@ -125,6 +125,8 @@ async fn a_paysys_success_notification_is_held_until_check_payment_agrees() {
         Some(money(Provider::Paysys, 250_000)),
     );
     notified.provider_status = "2".into();
+    // The provider's own transaction id (another one would be flagged).
+    notified.provider_txn_id = payment.provider_txn_id.clone();
     publish(
         &w.queue,
         &inbound(Provider::Paysys, "default", Payload::Observation(notified)),
