@@ -1137,3 +1137,466 @@ fn forced(mut state: PaymentState, claim: ObservedStatus) -> (PaymentState, Opti
     state.status = to;
     (state, amount)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{Account, Reference};
+    use crate::money::Currency;
+
+    fn usd(minor: i64) -> Money {
+        Money::from_minor(minor, Currency::Usd).unwrap()
+    }
+
+    fn at(second: i64) -> Timestamp {
+        Timestamp::from_second(1_700_000_000 + second).unwrap()
+    }
+
+    fn registered(provider: Provider, status: PaymentStatus) -> Payment {
+        let paid =
+            matches!(status, PaymentStatus::Succeeded | PaymentStatus::Refunded).then(|| usd(1000));
+        Payment {
+            provider,
+            state: PaymentState {
+                status,
+                expected: Some(usd(1000)),
+                paid,
+                refunded: (status == PaymentStatus::Refunded).then(|| usd(300)),
+            },
+            registered: true,
+            provider_txn_id: Some(ProviderTxnId::parse("T-1").unwrap()),
+            flag: None,
+            version: 3,
+            created_at: at(0),
+        }
+    }
+
+    fn seen(
+        provider: Provider,
+        status: ObservedStatus,
+        money: Option<Money>,
+        source: Source,
+    ) -> Observation {
+        Observation {
+            provider,
+            account: Account::default(),
+            reference: Reference::parse("ORDER-1").unwrap(),
+            provider_txn_id: Some(ProviderTxnId::parse("T-1").unwrap()),
+            status,
+            money,
+            provider_status: format!("{status:?}"),
+            provider_time: None,
+            observed_at: at(10),
+            source,
+        }
+    }
+
+    fn policy() -> Policy {
+        Policy {
+            hold_success_until_checked: false,
+            ..Policy::default()
+        }
+    }
+
+    fn flag_of(kind: FlagKind, awaiting_recheck: bool) -> Flag {
+        Flag {
+            kind,
+            claim: Claim {
+                status: ObservedStatus::Succeeded,
+                money: Some(usd(999)),
+                provider_txn_id: None,
+                source: Source::Callback,
+            },
+            detail: "test".into(),
+            awaiting_recheck,
+        }
+    }
+
+    fn observed_kinds() -> [ObservedStatus; 7] {
+        [
+            ObservedStatus::Pending,
+            ObservedStatus::Succeeded,
+            ObservedStatus::Failed,
+            ObservedStatus::Canceled,
+            ObservedStatus::Refunded { total: None },
+            ObservedStatus::Stale,
+            ObservedStatus::Refunded {
+                total: Some(usd(500)),
+            },
+        ]
+    }
+
+    /// Every (status, flag, observation kind, source, provider): the
+    /// decision keeps the rules whatever the combination.
+    #[test]
+    fn every_status_flag_and_observation_keeps_the_rules() {
+        let mut flags: Vec<Option<Flag>> = vec![None];
+        for kind in FlagKind::ALL {
+            flags.push(Some(flag_of(kind, false)));
+        }
+        flags.push(Some(flag_of(FlagKind::Conflict, true)));
+        let mut cases = 0;
+        for provider in Provider::ALL {
+            for status in PaymentStatus::ALL {
+                for flag in &flags {
+                    for observed in observed_kinds() {
+                        for source in [Source::Callback, Source::Check, Source::Reconcile] {
+                            for money in [None, Some(usd(1000)), Some(usd(10))] {
+                                cases += 1;
+                                let mut payment = registered(provider, status);
+                                payment.flag = flag.clone();
+                                let o = seen(provider, observed, money, source);
+                                let d = decide(Some(&payment), &o, &policy(), at(20));
+                                let why = format!(
+                                    "{provider} {status} {flag:?} {observed:?} {source} {money:?} -> {d:?}"
+                                );
+                                // A standing flag holds: nothing moves, nobody is told.
+                                if flag.as_ref().is_some_and(|f| f.holds()) {
+                                    assert_eq!(d.record.outcome, Outcome::Held, "{why}");
+                                    assert!(!d.changed && d.events.is_empty(), "{why}");
+                                    assert_eq!(d.payment, payment, "{why}");
+                                    assert!(
+                                        !d.keep_dedupe,
+                                        "{why}: judged again after the resolution"
+                                    );
+                                    continue;
+                                }
+                                // Money never changes without a move.
+                                if d.payment.state.status == status {
+                                    assert_eq!(d.payment.state.paid, payment.state.paid, "{why}");
+                                }
+                                // Every move is in the table, or an announced flag.
+                                if d.record.outcome == Outcome::Applied {
+                                    let to = d.payment.state.status;
+                                    assert!(to == status || allowed_path(status, to), "{why}");
+                                    if status == PaymentStatus::Succeeded
+                                        && to == PaymentStatus::Canceled
+                                    {
+                                        assert!(
+                                            has_reversal(provider),
+                                            "{why}: a reversal only where one exists"
+                                        );
+                                    }
+                                    for event in &d.events {
+                                        assert!(event.status.is_announced(), "{why}");
+                                    }
+                                }
+                                if d.record.outcome == Outcome::Flagged {
+                                    assert_eq!(d.events.len(), 1, "{why}: each flag is one event");
+                                    assert!(
+                                        d.payment.flag.as_ref().is_some_and(|f| f.holds()),
+                                        "{why}"
+                                    );
+                                    assert_eq!(d.payment.state, payment.state, "{why}");
+                                    assert_eq!(d.schedule, Schedule::Remove, "{why}");
+                                }
+                                if d.record.outcome == Outcome::Recheck {
+                                    assert!(provider.can_be_polled(), "{why}");
+                                    assert!(
+                                        d.events.is_empty(),
+                                        "{why}: not announced before the re-check"
+                                    );
+                                    assert!(
+                                        matches!(d.schedule, Schedule::Now { recheck: true, .. }),
+                                        "{why}"
+                                    );
+                                }
+                                // A final state never goes back.
+                                if status.is_final() {
+                                    assert!(d.payment.state.status.is_final(), "{why}");
+                                }
+                                // A conflict of a final answer is never silently ignored.
+                                if status.is_final()
+                                    && observed.target().is_final()
+                                    && matches!(
+                                        state::apply(&payment.state, observed, money),
+                                        Err(TransitionError::ConflictsWithFinal { .. })
+                                    )
+                                {
+                                    assert!(
+                                        matches!(
+                                            d.record.outcome,
+                                            Outcome::Flagged | Outcome::Recheck
+                                        ) || flag.as_ref().is_some_and(|f| f.awaiting_recheck),
+                                        "{why}"
+                                    );
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(cases > 3000, "{cases}");
+    }
+
+    fn allowed_path(from: PaymentStatus, to: PaymentStatus) -> bool {
+        state::allowed(from, to)
+            || (state::allowed(from, PaymentStatus::Succeeded)
+                && state::allowed(PaymentStatus::Succeeded, to))
+    }
+
+    #[test]
+    fn declined_then_approved_is_a_conflict_announced_for_plutu_and_rechecked_for_paysys() {
+        let failed = registered(Provider::Plutu, PaymentStatus::Failed);
+        let approval = seen(
+            Provider::Plutu,
+            ObservedStatus::Succeeded,
+            Some(usd(1000)),
+            Source::Callback,
+        );
+        let d = decide(Some(&failed), &approval, &policy(), at(20));
+        assert_eq!(d.record.outcome, Outcome::Flagged);
+        assert_eq!(d.events[0].kind, EventKind::Conflict);
+        assert_eq!(d.payment.state.status, PaymentStatus::Failed);
+
+        let failed = registered(Provider::Paysys, PaymentStatus::Failed);
+        let approval = seen(
+            Provider::Paysys,
+            ObservedStatus::Succeeded,
+            Some(usd(1000)),
+            Source::Callback,
+        );
+        let d = decide(Some(&failed), &approval, &policy(), at(20));
+        assert_eq!(d.record.outcome, Outcome::Recheck);
+        assert!(d.events.is_empty());
+        // The check agrees with the callback: announced.
+        let check = seen(
+            Provider::Paysys,
+            ObservedStatus::Succeeded,
+            None,
+            Source::Check,
+        );
+        let confirmed = decide(Some(&d.payment), &check, &policy(), at(30));
+        assert_eq!(confirmed.record.outcome, Outcome::Flagged);
+        assert_eq!(confirmed.events[0].kind, EventKind::Conflict);
+        // The check agrees with the ledger: dismissed, nobody told.
+        let check = seen(
+            Provider::Paysys,
+            ObservedStatus::Failed,
+            None,
+            Source::Check,
+        );
+        let dismissed = decide(Some(&d.payment), &check, &policy(), at(30));
+        assert_eq!(dismissed.record.reason, Some("conflict_not_confirmed"));
+        assert!(dismissed.payment.flag.is_none() && dismissed.events.is_empty());
+        // No answer before the re-check's deadline: announced anyway.
+        let stale = seen(Provider::Paysys, ObservedStatus::Stale, None, Source::Check);
+        let unanswered = decide(Some(&d.payment), &stale, &policy(), at(30));
+        assert_eq!(unanswered.events[0].kind, EventKind::Conflict);
+    }
+
+    #[test]
+    fn success_to_canceled_is_a_reversal_only_for_paysys() {
+        for provider in Provider::ALL {
+            let paid = registered(provider, PaymentStatus::Succeeded);
+            let cancel = seen(provider, ObservedStatus::Canceled, None, Source::Check);
+            let d = decide(Some(&paid), &cancel, &policy(), at(20));
+            if provider == Provider::Paysys {
+                assert_eq!(d.payment.state.status, PaymentStatus::Canceled);
+            } else {
+                assert_eq!(
+                    d.payment.state.status,
+                    PaymentStatus::Succeeded,
+                    "{provider}"
+                );
+                assert_eq!(d.payment.state.paid, Some(usd(1000)), "{provider}");
+                if provider.can_be_polled() {
+                    assert_eq!(d.record.outcome, Outcome::Recheck, "{provider}");
+                } else {
+                    assert_eq!(d.events.len(), 1);
+                    assert_eq!(d.events[0].kind, EventKind::Conflict);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_flagged_payment_never_settles_from_an_answer_without_an_amount() {
+        let created = registered(Provider::Paysys, PaymentStatus::Created);
+        let wrong = seen(
+            Provider::Paysys,
+            ObservedStatus::Succeeded,
+            Some(usd(10)),
+            Source::Callback,
+        );
+        let flagged = decide(Some(&created), &wrong, &policy(), at(20));
+        assert_eq!(flagged.events[0].flag, Some(FlagKind::AmountMismatch));
+        let amountless = seen(
+            Provider::Paysys,
+            ObservedStatus::Succeeded,
+            None,
+            Source::Check,
+        );
+        let d = decide(Some(&flagged.payment), &amountless, &policy(), at(30));
+        assert_eq!(d.record.outcome, Outcome::Held);
+        assert_eq!(d.payment.state.status, PaymentStatus::Created);
+    }
+
+    #[test]
+    fn another_transaction_id_is_flagged() {
+        let created = registered(Provider::Plutu, PaymentStatus::Created);
+        let mut other = seen(
+            Provider::Plutu,
+            ObservedStatus::Succeeded,
+            Some(usd(1000)),
+            Source::Callback,
+        );
+        other.provider_txn_id = Some(ProviderTxnId::parse("T-2").unwrap());
+        let d = decide(Some(&created), &other, &policy(), at(20));
+        assert_eq!(d.events[0].flag, Some(FlagKind::TxnMismatch));
+        assert_eq!(d.payment.state.status, PaymentStatus::Created);
+    }
+
+    #[test]
+    fn stale_is_not_the_end() {
+        let stale = registered(Provider::Paysys, PaymentStatus::Stale);
+        let late = seen(
+            Provider::Plutu,
+            ObservedStatus::Succeeded,
+            Some(usd(1000)),
+            Source::Callback,
+        );
+        let d = decide(Some(&stale), &late, &policy(), at(20));
+        assert_eq!(d.payment.state.status, PaymentStatus::Succeeded);
+        // A held PaySys success and a hint make the check due again.
+        let held = Policy {
+            hold_success_until_checked: true,
+            ..Policy::default()
+        };
+        let completed = seen(
+            Provider::Paysys,
+            ObservedStatus::Succeeded,
+            Some(usd(1000)),
+            Source::Callback,
+        );
+        let d = decide(Some(&stale), &completed, &held, at(20));
+        assert!(
+            matches!(d.schedule, Schedule::Now { recheck: true, .. }),
+            "{d:?}"
+        );
+        assert!(matches!(
+            check_now(&stale, &held, at(20)),
+            Some(Schedule::Now { recheck: true, .. })
+        ));
+        let mut flagged = stale.clone();
+        flagged.flag = Some(flag_of(FlagKind::AmountMismatch, false));
+        assert_eq!(check_now(&flagged, &held, at(20)), None);
+    }
+
+    #[test]
+    fn a_refusal_that_depended_on_the_state_is_judged_again() {
+        let unregistered = Payment::unregistered(Provider::Paysys, at(0));
+        let no_amount = seen(
+            Provider::Paysys,
+            ObservedStatus::Succeeded,
+            None,
+            Source::Check,
+        );
+        let d = decide(Some(&unregistered), &no_amount, &policy(), at(20));
+        assert_eq!(d.record.reason, Some("unknown_amount"));
+        assert!(!d.keep_dedupe);
+    }
+
+    #[test]
+    fn a_registration_that_disagrees_with_the_provider_flags_and_keeps_the_shops_money() {
+        let mut first = Payment::unregistered(Provider::Portmanat, at(0));
+        first.state.status = PaymentStatus::Pending;
+        first.state.expected = Some(Money::from_minor(500, Currency::Azn).unwrap());
+        let shop = Expectation {
+            provider: Provider::Portmanat,
+            money: usd(500),
+            provider_txn_id: None,
+        };
+        let d = decide_registration(Some(&first), &shop, None, &policy(), at(5))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            d.payment.state.expected,
+            Some(usd(500)),
+            "the shop's money, as registered"
+        );
+        assert_eq!(d.events[0].flag, Some(FlagKind::CurrencyMismatch));
+        assert_eq!(
+            d.payment.flag.as_ref().unwrap().claim.money,
+            Some(Money::from_minor(500, Currency::Azn).unwrap())
+        );
+    }
+
+    #[test]
+    fn resolutions_clear_the_flag_and_are_announced() {
+        let created = registered(Provider::Paysys, PaymentStatus::Created);
+        let wrong = seen(
+            Provider::Paysys,
+            ObservedStatus::Succeeded,
+            Some(usd(900)),
+            Source::Check,
+        );
+        let flagged = decide(Some(&created), &wrong, &policy(), at(20)).payment;
+        assert_eq!(
+            decide_resolution(&created, Resolution::KeepLedger, "x", &policy(), at(30)),
+            Err(ResolveError::NotFlagged)
+        );
+        assert_eq!(
+            decide_resolution(&flagged, Resolution::KeepLedger, " ", &policy(), at(30)),
+            Err(ResolveError::NoReason)
+        );
+        let kept = decide_resolution(
+            &flagged,
+            Resolution::KeepLedger,
+            "shop confirms",
+            &policy(),
+            at(30),
+        )
+        .unwrap();
+        assert!(kept.payment.flag.is_none());
+        assert_eq!(kept.payment.state.status, PaymentStatus::Created);
+        assert_eq!(kept.events.len(), 1);
+        assert_eq!(kept.events[0].kind, EventKind::Resolved);
+        assert!(matches!(kept.schedule, Schedule::Ensure { .. }));
+
+        let accepted = decide_resolution(
+            &flagged,
+            Resolution::AcceptProvider,
+            "bank statement",
+            &policy(),
+            at(30),
+        )
+        .unwrap();
+        assert_eq!(accepted.payment.state.status, PaymentStatus::Succeeded);
+        assert_eq!(accepted.payment.state.paid, Some(usd(900)));
+        let kinds: Vec<_> = accepted.events.iter().map(|e| e.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                EventKind::Resolved,
+                EventKind::Status(PaymentStatus::Succeeded)
+            ]
+        );
+        assert_eq!(accepted.events[1].amount, Some(usd(900)));
+
+        // Accepting a conflict moves a final state, as the operator said.
+        let failed = registered(Provider::Plutu, PaymentStatus::Failed);
+        let approval = seen(
+            Provider::Plutu,
+            ObservedStatus::Succeeded,
+            Some(usd(1000)),
+            Source::Callback,
+        );
+        let conflict = decide(Some(&failed), &approval, &policy(), at(20)).payment;
+        let accepted = decide_resolution(
+            &conflict,
+            Resolution::AcceptProvider,
+            "captured",
+            &policy(),
+            at(30),
+        )
+        .unwrap();
+        assert_eq!(accepted.payment.state.status, PaymentStatus::Succeeded);
+        assert_eq!(accepted.payment.state.paid, Some(usd(1000)));
+        assert_eq!(
+            accepted.events.last().unwrap().previous_status,
+            PaymentStatus::Failed
+        );
+    }
+}
