@@ -29,6 +29,7 @@ mod cli;
 mod crash;
 mod ops;
 mod settle;
+mod truth;
 
 /// A configuration file for the `paysettle` binary run by a test: the
 /// ledger in `dir`, RabbitMQ under `prefix`, every provider account at the
