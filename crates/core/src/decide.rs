@@ -1600,3 +1600,170 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use crate::ids::{Account, Reference};
+    use crate::money::Currency;
+    use proptest::prelude::*;
+
+    fn usd(minor: i64) -> Money {
+        Money::from_minor(minor, Currency::Usd).unwrap()
+    }
+
+    fn at(second: i64) -> Timestamp {
+        Timestamp::from_second(1_700_000_000 + second).unwrap()
+    }
+
+    fn observation(
+        provider: Provider,
+        status: ObservedStatus,
+        money: Option<Money>,
+        check: bool,
+    ) -> Observation {
+        Observation {
+            provider,
+            account: Account::default(),
+            reference: Reference::parse("ORDER-1").unwrap(),
+            provider_txn_id: None,
+            status,
+            money,
+            provider_status: format!("{status:?}"),
+            provider_time: None,
+            observed_at: at(1),
+            source: if check {
+                Source::Check
+            } else {
+                Source::Callback
+            },
+        }
+    }
+
+    /// Runs observations through `decide` as the ledger would: a repeat of
+    /// an observation whose key was kept changes nothing.
+    fn run(provider: Provider, seq: &[(ObservedStatus, Option<Money>, bool)]) -> Payment {
+        let policy = Policy {
+            hold_success_until_checked: false,
+            ..Policy::default()
+        };
+        let mut payment = Payment::unregistered(provider, at(0));
+        payment.state = PaymentState::registered(usd(1000));
+        payment.registered = true;
+        let mut seen = Vec::new();
+        for (status, money, check) in seq {
+            let o = observation(provider, *status, *money, *check);
+            let key = o.dedupe_key();
+            if seen.contains(&key) {
+                continue;
+            }
+            let d = decide(Some(&payment), &o, &policy, at(2));
+            if d.keep_dedupe {
+                seen.push(key);
+            }
+            // Nothing moves money while a flag stands.
+            if payment.flag.as_ref().is_some_and(|f| f.holds()) {
+                assert_eq!(d.payment.state, payment.state);
+            }
+            payment = d.payment;
+        }
+        payment
+    }
+
+    fn lifecycle() -> impl Strategy<Value = (Provider, Vec<(ObservedStatus, Option<Money>, bool)>)>
+    {
+        let amount = Some(usd(1000));
+        let provider = prop::sample::select(Provider::ALL.to_vec());
+        let ending = prop_oneof![
+            Just(vec![(ObservedStatus::Succeeded, amount)]),
+            Just(vec![(ObservedStatus::Failed, amount)]),
+            Just(vec![(ObservedStatus::Canceled, amount)]),
+            prop::collection::vec(1i64..=1000, 1..4).prop_map(move |mut totals| {
+                totals.sort_unstable();
+                let mut seq = vec![(ObservedStatus::Succeeded, amount)];
+                seq.extend(totals.into_iter().map(|t| {
+                    (
+                        ObservedStatus::Refunded {
+                            total: Some(usd(t)),
+                        },
+                        None,
+                    )
+                }));
+                // A refund answer without an amount (PaySys check_payment).
+                seq.push((ObservedStatus::Refunded { total: None }, None));
+                seq
+            }),
+            Just(vec![]),
+        ];
+        (
+            provider,
+            0usize..3,
+            any::<bool>(),
+            ending,
+            prop::collection::vec(any::<bool>(), 8),
+        )
+            .prop_map(move |(provider, pendings, stale, ending, checks)| {
+                let mut seq = vec![(ObservedStatus::Pending, amount); pendings];
+                if stale {
+                    seq.push((ObservedStatus::Stale, None));
+                }
+                seq.extend(ending);
+                let seq = seq
+                    .into_iter()
+                    .zip(checks)
+                    .map(|((s, m), c)| (s, m, c && provider.can_be_polled()))
+                    .collect();
+                (provider, seq)
+            })
+    }
+
+    proptest! {
+        /// One real payment's life, with duplicates and in any order,
+        /// including stale verdicts, late answers and partial refunds:
+        /// the same status and money as in order, and never a standing flag
+        /// (nothing in a genuine life disagrees; an answer that crossed a
+        /// newer one is at most re-checked, which announces nothing).
+        #[test]
+        fn a_genuine_life_converges_in_any_order(
+            (provider, seq) in lifecycle(),
+            duplicates in prop::collection::vec(any::<prop::sample::Index>(), 0..6),
+            order in any::<u64>(),
+        ) {
+            let in_order = run(provider, &seq);
+            let mut noisy = seq.clone();
+            for pick in &duplicates {
+                if !seq.is_empty() {
+                    noisy.push(seq[pick.index(seq.len())]);
+                }
+            }
+            let mut key = order;
+            noisy.sort_by_cached_key(|_| { key = key.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407); key >> 33 });
+            let shuffled = run(provider, &noisy);
+            let stale_and_final = in_order.state.status.is_final();
+            prop_assert_eq!(shuffled.state.status, in_order.state.status, "{:?}", noisy);
+            prop_assert_eq!(shuffled.state.paid, in_order.state.paid);
+            if stale_and_final {
+                prop_assert!(shuffled.flag.as_ref().is_none_or(|f| f.awaiting_recheck), "{:?}", shuffled.flag);
+            }
+        }
+
+        /// A provider that reports another amount, anywhere in a life,
+        /// flags the payment, and no money is booked after it.
+        #[test]
+        fn another_amount_anywhere_flags_and_books_nothing_after(
+            (provider, seq) in lifecycle(),
+            at_index in any::<prop::sample::Index>(),
+        ) {
+            let mut seq = seq;
+            let wrong = (ObservedStatus::Succeeded, Some(usd(999)), false);
+            let index = at_index.index(seq.len() + 1);
+            seq.insert(index, wrong);
+            let before = run(provider, &seq[..index]);
+            let end = run(provider, &seq);
+            if before.flag.is_none() && before.state.status != PaymentStatus::Failed && before.state.status != PaymentStatus::Canceled {
+                prop_assert!(end.flag.as_ref().is_some_and(|f| f.holds()), "{:?}", end);
+                prop_assert_eq!(end.state, before.state, "nothing booked after the flag");
+            }
+        }
+    }
+}
