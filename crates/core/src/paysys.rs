@@ -144,12 +144,7 @@ fn parse_notification(
     account: &Account,
     received_at: Timestamp,
 ) -> Result<CallbackKind, VerifyError> {
-    let doc: Value = serde_json::from_slice(body).map_err(|e| {
-        VerifyError::malformed(format!(
-            "body is not JSON: {}",
-            answer::bounded(&e.to_string())
-        ))
-    })?;
+    let doc = crate::json::parse_callback(body)?;
     let object = doc
         .as_object()
         .ok_or_else(|| VerifyError::malformed("body is not a JSON object"))?;
@@ -678,6 +673,34 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn a_key_given_twice_is_refused_naming_the_key() {
+        let verify = |body: &str| {
+            auth()
+                .verify(
+                    &basic("vendor-method", "vendor-secret"),
+                    body.as_bytes(),
+                    &Account::default(),
+                    Timestamp::UNIX_EPOCH,
+                )
+                .map(|_| ())
+        };
+        let twice = DOCUMENT_NOTIFICATION.replacen("\"status\"", "\"status\": 2, \"status\"", 1);
+        assert_eq!(
+            verify(&twice),
+            Err(VerifyError::Malformed(
+                "status is given more than once".into()
+            ))
+        );
+        let nested = r#"{"method":"partner.notify","params":{"stat":"SUCCESS","id":"d5","token":"a","token":"b","pan":"222222******2222"}}"#;
+        assert_eq!(
+            verify(nested),
+            Err(VerifyError::Malformed(
+                "params.token is given more than once".into()
+            ))
+        );
     }
 
     #[test]

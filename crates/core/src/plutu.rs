@@ -154,12 +154,7 @@ impl CallbackVerifier {
         account: &Account,
         received_at: Timestamp,
     ) -> Result<VerifiedCallback, VerifyError> {
-        let doc: Value = serde_json::from_slice(body).map_err(|e| {
-            VerifyError::malformed(format!(
-                "body is not JSON: {}",
-                answer::bounded(&e.to_string())
-            ))
-        })?;
+        let doc = crate::json::parse_callback(body)?;
         let object = doc
             .as_object()
             .ok_or_else(|| VerifyError::malformed("body is not a JSON object"))?;
@@ -534,6 +529,13 @@ mod tests {
             ),
             Err(VerifyError::Malformed(_))
         ));
+        let twice = body.replacen(r#""approved":1"#, r#""approved":1,"approved":0"#, 1);
+        assert_eq!(
+            verifier()
+                .verify_json(twice.as_bytes(), &Account::default(), Timestamp::UNIX_EPOCH)
+                .unwrap_err(),
+            VerifyError::Malformed("approved is given more than once".into())
+        );
         let deep = format!("{}1{}", "[".repeat(10_000), "]".repeat(10_000));
         assert!(matches!(
             verifier().verify_json(deep.as_bytes(), &Account::default(), Timestamp::UNIX_EPOCH),

@@ -111,6 +111,15 @@ async fn bad_requests(backend: BackendKind) {
             .unwrap()
             .contains("account is missing")
     );
+    // A key given twice is refused, not read last-wins: a genuine failure
+    // with a second "status" must not become anything else.
+    let twice = r#"{"id":"44114543","account":"931111111","amount":1000,"currency":840,"status":-1,"date":"24.06.2022 07:49:16","status":2}"#;
+    let twice = post_paysys(&paysys, twice).await;
+    expect(&twice, 400, "malformed");
+    assert_eq!(
+        twice.json()["error"]["message"],
+        "status is given more than once"
+    );
 
     // Plutu signatures.
     let genuine = plutu_query(&MPGS, PlutuGateway::Mpgs, PLUTU_SECRET);
