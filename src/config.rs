@@ -152,6 +152,13 @@ pub struct PaysysAccount {
     /// Basic-auth pairs PaySys notifications may carry (several, to rotate).
     #[serde(default)]
     pub notify_credentials: Vec<Credential>,
+    /// The IANA zone PaySys's `date` fields are read in (PaySys does not say).
+    #[serde(default = "paysys_time_zone")]
+    pub time_zone: String,
+}
+
+fn paysys_time_zone() -> String {
+    paysettle_core::paysys::NOTIFICATION_ZONE.to_owned()
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -563,6 +570,12 @@ impl Config {
             {
                 push(p, &format!("{key}.notify_credentials"), e.to_string());
             }
+            let rules = paysettle_core::paysys::Rules {
+                time_zone: section.time_zone.clone(),
+            };
+            if let Err(e) = rules.validate() {
+                push(p, &format!("{key}.time_zone"), e.to_string());
+            }
             paysys_auth.insert(acct.clone(), pairs);
             worker.paysys.insert(
                 acct,
@@ -570,6 +583,7 @@ impl Config {
                     gateway_url: section.gateway_url.clone(),
                     service_id: section.service_id.clone(),
                     secret_key: secret_key.unwrap_or_else(|| SecretString::from("")),
+                    rules,
                 },
             );
         }

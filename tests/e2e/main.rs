@@ -165,6 +165,7 @@ async fn spawn_app(options: Options) -> App {
             gateway_url: format!("{base}/paysys/gateway"),
             service_id: "2001".into(),
             secret_key: SecretString::from("demo-paysys-secret"),
+            rules: Default::default(),
         },
     );
     worker.plutu.push(Account::default());

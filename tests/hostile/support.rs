@@ -333,6 +333,7 @@ impl Product {
                     gateway_url: "http://127.0.0.1:9/paysys/gateway".into(),
                     service_id: "2001".into(),
                     secret_key: secrecy::SecretString::from("hostile-paysys-api-secret"),
+                    rules: Default::default(),
                 },
             );
         }

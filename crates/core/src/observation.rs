@@ -7,15 +7,21 @@ use crate::ids::{Account, Provider, ProviderTxnId, Reference, Source};
 use crate::money::Money;
 use crate::state::ObservedStatus;
 
-/// A time as the provider wrote it, with its UTC reading. The raw text is kept
-/// because the provider's zone is an inference for PaySys (Asia/Tashkent).
+/// A time as the provider wrote it, with its UTC reading where it could be
+/// read. The raw text is kept because the provider's zone is an inference for
+/// PaySys (an account setting, Asia/Tashkent by default), and because a time
+/// in a format or zone paysettle cannot read is still the provider's word:
+/// it never costs the observation it came with.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProviderTime {
-    /// The instant, in UTC.
-    pub utc: Timestamp,
+    /// The instant, in UTC; `None` when the raw text or its zone could not
+    /// be read with certainty.
+    #[serde(default)]
+    pub utc: Option<Timestamp>,
     /// Exactly what the provider sent.
     pub raw: String,
-    /// The IANA zone the raw text was read in.
+    /// The zone the raw text was read in (or was said to be in): an IANA
+    /// name, an offset such as `+04:00`, or an abbreviation as sent.
     pub zone: String,
 }
 

@@ -247,25 +247,34 @@ fn read_body(
         .get("created_at")
         .or_else(|| body.get("date"))
         .filter(|d| !d.is_null());
-    let provider_time = match date {
-        None => None,
-        Some(date) => {
-            let raw = date
-                .get("date")
-                .and_then(Value::as_str)
-                .ok_or_else(|| ParseError::invalid("created_at", "no date text"))?;
-            let zone = date
-                .get("timezone")
-                .and_then(Value::as_str)
-                .unwrap_or(DEFAULT_ZONE);
-            Some(
-                localtime::read(raw, "%Y-%m-%d %H:%M:%S%.f", zone)
-                    .map_err(|e| ParseError::invalid("created_at", e))?,
-            )
-        }
-    };
+    let provider_time = date.map(read_date);
     Ok((money, provider_time))
 }
+
+/// A PHP `DateTime` as `json_encode` writes it: `{"date": "2017-05-19
+/// 17:15:26.000000", "timezone_type": 3, "timezone": "Asia/Baku"}`. What
+/// cannot be read with certainty (an unknown format, an ambiguous zone
+/// abbreviation) is kept as sent with no UTC reading, never an error: the
+/// answer's status and amount do not depend on it.
+fn read_date(date: &Value) -> ProviderTime {
+    let zone = date
+        .get("timezone")
+        .and_then(Value::as_str)
+        .unwrap_or(DEFAULT_ZONE);
+    let Some(raw) = date.get("date").and_then(Value::as_str) else {
+        return localtime::unread(&date.to_string(), zone);
+    };
+    let timezone_type = date.get("timezone_type").and_then(answer::integer);
+    let utc = localtime::php_zone(timezone_type, zone)
+        .and_then(|tz| localtime::read_in(raw, DATE_FORMAT, &tz).ok());
+    ProviderTime {
+        utc,
+        ..localtime::unread(raw, zone)
+    }
+}
+
+/// The `date` text of Portmanat's date objects.
+const DATE_FORMAT: &str = "%Y-%m-%d %H:%M:%S%.f";
 
 #[cfg(test)]
 mod tests {
@@ -397,7 +406,7 @@ mod tests {
         assert_eq!(o.source, Source::Check);
         assert_eq!(o.observed_at, now);
         let time = o.provider_time.unwrap();
-        assert_eq!(time.utc.to_string(), "2016-08-22T07:37:23Z");
+        assert_eq!(time.utc.unwrap().to_string(), "2016-08-22T07:37:23Z");
         assert_eq!(time.raw, "2016-08-22 11:37:23.000000");
     }
 
@@ -420,7 +429,7 @@ mod tests {
         assert_eq!(o.status, ObservedStatus::Succeeded);
         assert_eq!(o.money.unwrap().minor(), 523);
         assert_eq!(
-            o.provider_time.unwrap().utc.to_string(),
+            o.provider_time.unwrap().utc.unwrap().to_string(),
             "2017-05-19T13:15:26Z"
         );
         let pending = r#"{"status":"OK","code":"1","description":"Pending"}"#;
@@ -526,16 +535,70 @@ mod tests {
                 ..
             })
         ));
-        assert!(matches!(
-            parse_check(
-                br#"{"status":"OK","code":0,"body":{"date":{"date":"yesterday"}}}"#,
-                c,
-                t
-            ),
-            Err(ParseError::Invalid {
-                field: "created_at",
-                ..
-            })
-        ));
+    }
+
+    /// The time of a `/check` answer whose date object is `date`.
+    fn time_of(date: &str) -> Result<ProviderTime, ParseError> {
+        let (account, reference, psp) = (
+            Account::default(),
+            Reference::parse("ORDER-42").unwrap(),
+            ProviderTxnId::parse("P-1").unwrap(),
+        );
+        let answer = format!(
+            r#"{{"status":"OK","code":0,"body":{{"amount":"5.23","client_rrn":"ORDER-42","psp_rrn":"P-1","created_at":{date}}}}}"#
+        );
+        match parse_check(
+            answer.as_bytes(),
+            ctx(&account, &reference, &psp),
+            Timestamp::UNIX_EPOCH,
+        )? {
+            CheckAnswer::Status(o) => {
+                assert_eq!(o.status, ObservedStatus::Succeeded);
+                assert_eq!(o.money.unwrap().minor(), 523);
+                Ok(o.provider_time.unwrap())
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn dates_with_an_offset_or_an_abbreviation_are_read_where_certain() {
+        let utc = |date: &str| time_of(date).unwrap().utc.map(|t| t.to_string());
+        let baku = Some("2017-05-19T13:15:26Z".to_owned());
+        assert_eq!(
+            utc(r#"{"date":"2017-05-19 17:15:26.000000","timezone_type":1,"timezone":"+04:00"}"#),
+            baku
+        );
+        assert_eq!(
+            utc(r#"{"date":"2017-05-19 17:15:26.000000","timezone_type":"2","timezone":"AZT"}"#),
+            baku
+        );
+        assert_eq!(
+            utc(r#"{"date":"2017-05-19 17:15:26.000000","timezone_type":2,"timezone":"+04"}"#),
+            baku
+        );
+        let kept =
+            time_of(r#"{"date":"2017-05-19 17:15:26.000000","timezone_type":2,"timezone":"IST"}"#)
+                .unwrap();
+        assert_eq!(kept.utc, None, "IST is three different offsets");
+        assert_eq!(
+            (kept.raw.as_str(), kept.zone.as_str()),
+            ("2017-05-19 17:15:26.000000", "IST")
+        );
+    }
+
+    #[test]
+    fn an_unreadable_date_keeps_the_answer_and_the_raw_text() {
+        let kept =
+            time_of(r#"{"date":"yesterday","timezone_type":3,"timezone":"Asia/Baku"}"#).unwrap();
+        assert_eq!((kept.utc, kept.raw.as_str()), (None, "yesterday"));
+        let kept = time_of(
+            r#"{"date":"2017-05-19 17:15:26.000000","timezone_type":3,"timezone":"Mars/Olympus"}"#,
+        )
+        .unwrap();
+        assert_eq!((kept.utc, kept.zone.as_str()), (None, "Mars/Olympus"));
+        let kept = time_of(r#"{"timezone":"Asia/Baku"}"#).unwrap();
+        assert_eq!(kept.utc, None);
+        assert_eq!(kept.raw, r#"{"timezone":"Asia/Baku"}"#);
     }
 }

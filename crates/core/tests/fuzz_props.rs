@@ -306,7 +306,8 @@ proptest! {
         let account = Account::default();
         let reference = Reference::parse("ORDER-42").unwrap();
         let bytes = mutate(PAYSYS_CHECK, &edits);
-        let context = paysys::CheckContext { account: &account, reference: &reference };
+        let rules = paysys::Rules::default();
+        let context = paysys::CheckContext { account: &account, reference: &reference, rules: &rules };
         if let Ok(paysys::CheckAnswer::Status { observation, .. }) = paysys::parse_check_payment(&bytes, context, Timestamp::UNIX_EPOCH) {
             prop_assert_eq!(&observation.reference, &reference);
         }

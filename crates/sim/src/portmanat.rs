@@ -28,7 +28,7 @@ use secrecy::ExposeSecret;
 use serde_json::{Map, Value, json};
 use sha2::Sha256;
 
-use crate::config::{CallbackMethod, DateField};
+use crate::config::{CallbackMethod, DateField, TimezoneStyle};
 use crate::engine::{Creation, Engine};
 use crate::error::{SimError, VerifyError};
 use crate::form;
@@ -274,12 +274,18 @@ pub(crate) fn check(engine: &Engine, req: &Req) -> Answer {
     body.insert("client_rrn".to_owned(), Value::String(client_rrn));
     body.insert("psp_rrn".to_owned(), Value::String(psp_rrn.to_owned()));
     body.insert("bank_rrn".to_owned(), Value::String(bank_rrn));
+    let (timezone_type, timezone) = match engine.config.portmanat.timezone_style {
+        TimezoneStyle::Name => (3, "Asia/Baku".to_owned()),
+        TimezoneStyle::Offset => (1, local.strftime("%:z").to_string()),
+        // Baku is a whole number of hours from UTC.
+        TimezoneStyle::Abbreviation => (2, format!("{:+03}", local.offset().seconds() / 3600)),
+    };
     body.insert(
         date_name.to_owned(),
         json!({
             "date": format!("{}.000000", local.strftime("%Y-%m-%d %H:%M:%S")),
-            "timezone_type": 3,
-            "timezone": "Asia/Baku",
+            "timezone_type": timezone_type,
+            "timezone": timezone,
         }),
     );
     json(

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use paysettle_core::schedule::CheckPolicy;
-use paysettle_core::{Account, Provider};
+use paysettle_core::{Account, Provider, paysys};
 use secrecy::SecretString;
 
 /// How to reach Portmanat's `/check` for one service.
@@ -22,6 +22,9 @@ pub struct PaysysAccess {
     pub gateway_url: String,
     pub service_id: String,
     pub secret_key: SecretString,
+    /// How the account's answers and notifications are read (its time
+    /// zone).
+    pub rules: paysys::Rules,
 }
 
 /// How hard the worker may press one provider.

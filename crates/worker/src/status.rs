@@ -269,6 +269,7 @@ impl StatusClient {
         let context = paysys::CheckContext {
             account: &payment.account,
             reference: &payment.reference,
+            rules: &access.rules,
         };
         match paysys::parse_check_payment(&body, context, observed_at) {
             Ok(paysys::CheckAnswer::Status { observation, .. }) => CheckResult::Answer {

@@ -387,3 +387,52 @@ async fn each_provider_gets_the_answer_it_expects() {
     );
     receiver.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paysys_date_in_another_format_keeps_the_notification() {
+    let receiver = spawn_receiver(BackendKind::Embedded).await;
+    let notification = json!({"id": "44114544", "account": "931111112", "amount": 1000,
+        "currency": 840, "status": 2, "date": "2022-06-24T07:49:16+05:00"});
+    let answer = post_paysys(&receiver.url("/callbacks/paysys"), notification.to_string()).await;
+    assert_eq!(
+        (answer.status.as_u16(), answer.json()),
+        (200, json!({"error": null})),
+        "{:?}",
+        answer.body
+    );
+    // shop2's account reads PaySys dates in Baku time.
+    let shop2 = format!(
+        "Basic {}",
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("{PAYSYS_USER}:{SHOP2_PAYSYS_SECRET}")
+        )
+    );
+    let documented = json!({"id": "44114545", "account": "931111113", "amount": 1000,
+        "currency": 840, "status": 2, "date": "24.06.2022 07:49:16"});
+    let answer = send(
+        Method::POST,
+        &receiver.url("/callbacks/paysys/shop2"),
+        &[("authorization", &shop2)],
+        documented.to_string(),
+    )
+    .await;
+    assert_eq!(answer.status, 200);
+    let queued = receiver.drain(2).await;
+    let time = |i: usize| {
+        let Payload::Observation(observation) = &queued[i].callback.payload else {
+            panic!("{queued:?}")
+        };
+        assert_eq!(observation.status, ObservedStatus::Succeeded);
+        serde_json::to_value(observation).unwrap()["provider_time"].clone()
+    };
+    assert_eq!(
+        time(0),
+        json!({"utc": null, "raw": "2022-06-24T07:49:16+05:00", "zone": "Asia/Tashkent"})
+    );
+    assert_eq!(
+        time(1),
+        json!({"utc": "2022-06-24T03:49:16Z", "raw": "24.06.2022 07:49:16", "zone": "Asia/Baku"})
+    );
+    receiver.stop().await;
+}

@@ -191,3 +191,45 @@ async fn a_payment_that_never_settles_goes_stale_and_finance_hears_of_it() {
     );
     assert_eq!(w.sim.stats().plutu.requests, 0, "Plutu is never polled");
 }
+
+#[tokio::test]
+async fn a_portmanat_date_with_an_offset_or_an_abbreviation_still_settles() {
+    use paysettle_sim::config::TimezoneStyle;
+    for (style, reference) in [
+        (TimezoneStyle::Offset, "PM-TZ1"),
+        (TimezoneStyle::Abbreviation, "PM-TZ2"),
+    ] {
+        let mut config = SimConfig::for_tests();
+        config.portmanat.timezone_style = style;
+        let w = world_where(Duration::from_secs(20), config, |_| {}).await;
+        let payment = w
+            .payment(
+                Provider::Portmanat,
+                reference,
+                1990,
+                Outcome::Success,
+                Duration::from_millis(50),
+            )
+            .await;
+        let mut poller = w.poller();
+        assert_eq!(
+            w.settle(&mut poller, payment.id).await,
+            PaymentStatus::Succeeded,
+            "{style:?}"
+        );
+        let history = w.ledger.history(payment.id).await.unwrap();
+        let answer = history
+            .iter()
+            .find(|h| h.source == "check" && h.to_status.as_deref() == Some("succeeded"))
+            .unwrap();
+        let raw = answer.provider_time_raw.as_deref().unwrap();
+        let utc = answer.provider_time.unwrap();
+        // The raw text is Baku time, four hours ahead of its UTC reading.
+        let civil = jiff::civil::DateTime::strptime("%Y-%m-%d %H:%M:%S%.f", raw).unwrap();
+        assert_eq!(
+            civil.to_zoned(jiff::tz::TimeZone::UTC).unwrap().timestamp(),
+            utc + jiff::SignedDuration::from_hours(4),
+            "{style:?}"
+        );
+    }
+}
