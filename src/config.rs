@@ -123,6 +123,9 @@ pub struct PortmanatAccount {
     /// Where the customer's browser is sent after its return ("" = a plain 200).
     #[serde(default)]
     pub result_page: String,
+    /// Whether `/check` answers from a service in test mode count as money.
+    #[serde(default)]
+    pub accept_test_payments: bool,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -525,6 +528,7 @@ impl Config {
                 acct,
                 paysettle_worker::PortmanatAccess {
                     base_url: section.base_url.clone(),
+                    accept_test_payments: section.accept_test_payments,
                 },
             );
         }

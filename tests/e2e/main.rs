@@ -157,6 +157,7 @@ async fn spawn_app(options: Options) -> App {
         Account::default(),
         PortmanatAccess {
             base_url: format!("{base}/portmanat"),
+            accept_test_payments: false,
         },
     );
     worker.paysys.insert(

@@ -341,6 +341,7 @@ impl Product {
             Account::default(),
             paysettle_worker::PortmanatAccess {
                 base_url: "http://127.0.0.1:9/portmanat".into(),
+                accept_test_payments: false,
             },
         );
         settings

@@ -45,6 +45,17 @@ pub struct Observation {
     /// When paysettle received the callback or the answer.
     pub observed_at: Timestamp,
     pub source: Source,
+    /// The provider said this is a test payment (a Portmanat `/check` body
+    /// whose `service` is in test mode). Never real money on an account not
+    /// configured for test payments.
+    #[serde(default)]
+    pub test: bool,
+    /// This refund's own amount, where the account's provider reports each
+    /// refund rather than the total so far (PaySys `refund_amount =
+    /// "this_refund"`); the status then says `Refunded { total: None }`,
+    /// and the total is the ledger's to work out.
+    #[serde(default)]
+    pub refund_part: Option<Money>,
 }
 
 impl Observation {
@@ -64,7 +75,7 @@ impl Observation {
             ObservedStatus::Refunded { total } => money(total),
             _ => "-".to_owned(),
         };
-        format!(
+        let mut key = format!(
             "{}|{}|{}|{}|{}|{}|{}|{}",
             self.source,
             self.account,
@@ -76,7 +87,18 @@ impl Observation {
             self.status.target(),
             money(self.money),
             refund,
-        )
+        );
+        // Appended only when present, so every key written before these
+        // fields existed reads the same. Two refunds of the same amount
+        // reported as "this refund" are indistinguishable from a resent
+        // notification: a reason to prefer `refund_amount = "total"`.
+        if let Some(part) = self.refund_part {
+            key.push_str(&format!("|part:{}", money(Some(part))));
+        }
+        if self.test {
+            key.push_str("|test");
+        }
+        key
     }
 }
 
@@ -97,6 +119,8 @@ mod tests {
             provider_time: None,
             observed_at: Timestamp::UNIX_EPOCH,
             source: Source::Callback,
+            test: false,
+            refund_part: None,
         }
     }
 
@@ -125,6 +149,22 @@ mod tests {
             total: Some(Money::from_minor(2, Currency::Usd).unwrap()),
         };
         assert_ne!(refund_a.dedupe_key(), refund_b.dedupe_key());
+
+        // Keys of observations without the newer fields are unchanged.
+        assert_eq!(
+            a.dedupe_key(),
+            "callback|default|931111111|44114543|2|failed|1000USD|-"
+                .replace("failed", a.status.target().as_str())
+        );
+        let mut test = a.clone();
+        test.test = true;
+        assert_ne!(a.dedupe_key(), test.dedupe_key());
+        let mut part_a = refund_a.clone();
+        part_a.status = ObservedStatus::Refunded { total: None };
+        part_a.refund_part = Some(Money::from_minor(1, Currency::Usd).unwrap());
+        let mut part_b = part_a.clone();
+        part_b.refund_part = Some(Money::from_minor(2, Currency::Usd).unwrap());
+        assert_ne!(part_a.dedupe_key(), part_b.dedupe_key());
     }
 
     #[test]

@@ -257,6 +257,8 @@ fn parse_status_notification(
         provider_time,
         observed_at: received_at,
         source: Source::Callback,
+        test: false,
+        refund_part: None,
     })
 }
 
@@ -458,6 +460,8 @@ pub fn parse_check_payment(
                 .and_then(|r| provider_time(r, context.rules)),
             observed_at,
             source: Source::Check,
+            test: false,
+            refund_part: None,
         }),
         error,
     })

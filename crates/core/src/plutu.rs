@@ -260,6 +260,8 @@ impl CallbackVerifier {
             provider_time: None,
             observed_at: received_at,
             source: Source::Callback,
+            test: false,
+            refund_part: None,
         })))
     }
 }

@@ -139,7 +139,12 @@ pub fn check_request_body(psp_rrn: &ProviderTxnId) -> String {
 pub struct CheckContext<'a> {
     pub account: &'a Account,
     pub reference: &'a Reference,
+    /// The `psp_rrn` asked about.
     pub psp_rrn: &'a ProviderTxnId,
+    /// Whether `psp_rrn` is the ledger's own (registered by the shop or
+    /// proven by an earlier answer) rather than taken from an unsigned
+    /// return: then the answer must name it too.
+    pub psp_rrn_known: bool,
 }
 
 /// What `/check` answered.
@@ -155,6 +160,13 @@ pub enum CheckAnswer {
 
 /// Parses a `/check` answer. `code` may be a number or a string; the date
 /// object may be named `created_at` (live) or `date` (the document).
+///
+/// `/check` is unsigned and takes only a `psp_rrn`, so an `OK` answer is
+/// evidence only about the payment it provably names: it must have a body
+/// with the asked payment's `client_rrn` (and its `psp_rrn` when the ledger
+/// knows one) and an `amount`. Anything less is an error (a failed check),
+/// never an observation. A body whose `service` is in test mode gives an
+/// observation marked [`Observation::test`].
 pub fn parse_check(
     bytes: &[u8],
     context: CheckContext<'_>,
@@ -186,22 +198,28 @@ pub fn parse_check(
                 -1 => ObservedStatus::Failed,
                 other => return Err(ParseError::invalid("code", format!("unknown code {other}"))),
             };
-            let body = doc.get("body").filter(|b| !b.is_null());
-            let (money, provider_time) = match body {
-                Some(body) => read_body(body, context)?,
-                None => (None, None),
-            };
+            let body = doc
+                .get("body")
+                .filter(|b| !b.is_null())
+                .ok_or(ParseError::Missing("body"))?;
+            let Evidence {
+                money,
+                provider_time,
+                test,
+            } = read_body(body, context)?;
             Ok(CheckAnswer::Status(Observation {
                 provider: Provider::Portmanat,
                 account: context.account.clone(),
                 reference: context.reference.clone(),
                 provider_txn_id: Some(context.psp_rrn.clone()),
                 status: observed,
-                money,
+                money: Some(money),
                 provider_status: code.to_string(),
                 provider_time,
                 observed_at,
                 source: Source::Check,
+                test,
+                refund_part: None,
             }))
         }
         other => Err(ParseError::invalid(
@@ -211,44 +229,77 @@ pub fn parse_check(
     }
 }
 
-fn read_body(
-    body: &Value,
-    context: CheckContext<'_>,
-) -> Result<(Option<Money>, Option<ProviderTime>), ParseError> {
+/// What an `OK` answer's body proves about the payment asked.
+struct Evidence {
+    money: Money,
+    provider_time: Option<ProviderTime>,
+    test: bool,
+}
+
+fn read_body(body: &Value, context: CheckContext<'_>) -> Result<Evidence, ParseError> {
     if !body.is_object() {
         return Err(ParseError::invalid("body", "not an object"));
     }
-    for (field, expected) in [
-        ("psp_rrn", context.psp_rrn.as_str()),
-        ("client_rrn", context.reference.as_str()),
-    ] {
-        if let Some(found) = body.get(field).and_then(answer::text_or_number)
-            && found != expected
-        {
-            return Err(ParseError::OtherPayment {
-                field,
-                expected: expected.to_owned(),
-                found: answer::bounded(&found),
-            });
-        }
-    }
-    let money = match body.get("amount") {
-        None | Some(Value::Null) => None,
-        Some(amount) => {
-            let text = answer::text_or_number(amount)
-                .ok_or_else(|| ParseError::invalid("amount", "not a decimal"))?;
-            Some(
-                Money::parse_decimal(&text, CURRENCY)
-                    .map_err(|e| ParseError::invalid("amount", e))?,
-            )
-        }
+    let named = |field: &'static str, expected: &str, required: bool| match body
+        .get(field)
+        .and_then(answer::text_or_number)
+    {
+        Some(found) if found != expected => Err(ParseError::OtherPayment {
+            field,
+            expected: answer::bounded(expected),
+            found: answer::bounded(&found),
+        }),
+        Some(_) => Ok(()),
+        None if required => Err(ParseError::Missing(match field {
+            "psp_rrn" => "body.psp_rrn",
+            _ => "body.client_rrn",
+        })),
+        None => Ok(()),
     };
+    named("client_rrn", context.reference.as_str(), true)?;
+    named("psp_rrn", context.psp_rrn.as_str(), context.psp_rrn_known)?;
+    let amount = body
+        .get("amount")
+        .filter(|a| !a.is_null())
+        .ok_or(ParseError::Missing("body.amount"))?;
+    let text = answer::text_or_number(amount)
+        .ok_or_else(|| ParseError::invalid("amount", "not a decimal"))?;
+    let money =
+        Money::parse_decimal(&text, CURRENCY).map_err(|e| ParseError::invalid("amount", e))?;
     let date = body
         .get("created_at")
         .or_else(|| body.get("date"))
         .filter(|d| !d.is_null());
     let provider_time = date.map(read_date);
-    Ok((money, provider_time))
+    Ok(Evidence {
+        money,
+        provider_time,
+        test: test_service(body)?,
+    })
+}
+
+/// Whether the body's `service` object marks the merchant's test mode
+/// (`"test": 1`, `"1"` or `true`). A value that is neither clearly on nor
+/// clearly off makes the answer unreadable rather than guessed either way.
+fn test_service(body: &Value) -> Result<bool, ParseError> {
+    let Some(flag) = body.get("service").and_then(|s| s.get("test")) else {
+        return Ok(false);
+    };
+    match flag {
+        Value::Null | Value::Bool(false) => Ok(false),
+        Value::Bool(true) => Ok(true),
+        other => match answer::integer(other) {
+            Some(0) => Ok(false),
+            Some(1) => Ok(true),
+            _ => Err(ParseError::invalid(
+                "service.test",
+                format!(
+                    "neither on nor off: {}",
+                    answer::bounded(&other.to_string())
+                ),
+            )),
+        },
+    }
 }
 
 /// A PHP `DateTime` as `json_encode` writes it: `{"date": "2017-05-19
@@ -289,6 +340,7 @@ mod tests {
             account,
             reference,
             psp_rrn: psp,
+            psp_rrn_known: true,
         }
     }
 
@@ -432,7 +484,7 @@ mod tests {
             o.provider_time.unwrap().utc.unwrap().to_string(),
             "2017-05-19T13:15:26Z"
         );
-        let pending = r#"{"status":"OK","code":"1","description":"Pending"}"#;
+        let pending = r#"{"status":"OK","code":"1","description":"Pending","body":{"amount":"5.23","client_rrn":"ORDER-42","psp_rrn":"P-1"}}"#;
         let CheckAnswer::Status(o) = parse_check(
             pending.as_bytes(),
             ctx(&account, &reference, &psp),
@@ -442,7 +494,7 @@ mod tests {
             panic!()
         };
         assert_eq!(o.status, ObservedStatus::Pending);
-        assert_eq!(o.money, None);
+        assert_eq!(o.money.unwrap().minor(), 523);
     }
 
     #[test]
@@ -504,7 +556,7 @@ mod tests {
         ));
         assert!(matches!(
             parse_check(
-                br#"{"status":"OK","code":0,"body":{"psp_rrn":"OTHER"}}"#,
+                br#"{"status":"OK","code":0,"body":{"client_rrn":"R","psp_rrn":"OTHER","amount":"1.00"}}"#,
                 c,
                 t
             ),
@@ -515,7 +567,7 @@ mod tests {
         ));
         assert!(matches!(
             parse_check(
-                br#"{"status":"OK","code":0,"body":{"amount":"1.234"}}"#,
+                br#"{"status":"OK","code":0,"body":{"client_rrn":"R","psp_rrn":"P","amount":"1.234"}}"#,
                 c,
                 t
             ),
@@ -526,7 +578,7 @@ mod tests {
         ));
         assert!(matches!(
             parse_check(
-                br#"{"status":"OK","code":0,"body":{"amount":"-1.00"}}"#,
+                br#"{"status":"OK","code":0,"body":{"client_rrn":"R","psp_rrn":"P","amount":"-1.00"}}"#,
                 c,
                 t
             ),
@@ -600,5 +652,135 @@ mod tests {
         let kept = time_of(r#"{"timezone":"Asia/Baku"}"#).unwrap();
         assert_eq!(kept.utc, None);
         assert_eq!(kept.raw, r#"{"timezone":"Asia/Baku"}"#);
+    }
+
+    #[test]
+    fn an_ok_answer_counts_only_for_the_payment_it_provably_names() {
+        let (account, reference, psp) = (
+            Account::default(),
+            Reference::parse("ORDER-42").unwrap(),
+            ProviderTxnId::parse("P-1").unwrap(),
+        );
+        let known = ctx(&account, &reference, &psp);
+        let hinted = CheckContext {
+            psp_rrn_known: false,
+            ..known
+        };
+        let t = Timestamp::UNIX_EPOCH;
+        let check = |c: CheckContext<'_>, answer: &str| parse_check(answer.as_bytes(), c, t);
+        // What the issue saw: OK/0 with no body booked a victim's order.
+        for (answer, missing) in [
+            (
+                r#"{"status":"OK","code":0,"description":"Success"}"#,
+                "body",
+            ),
+            (r#"{"status":"OK","code":0,"body":null}"#, "body"),
+            (
+                r#"{"status":"OK","code":0,"body":{"amount":"1990.00","psp_rrn":"P-1"}}"#,
+                "body.client_rrn",
+            ),
+            (
+                r#"{"status":"OK","code":0,"body":{"client_rrn":"ORDER-42","psp_rrn":"P-1"}}"#,
+                "body.amount",
+            ),
+            (
+                r#"{"status":"OK","code":-1,"body":{"client_rrn":"ORDER-42","psp_rrn":"P-1","amount":null}}"#,
+                "body.amount",
+            ),
+            (
+                r#"{"status":"OK","code":0,"body":{"client_rrn":"ORDER-42","amount":"1990.00"}}"#,
+                "body.psp_rrn",
+            ),
+        ] {
+            assert_eq!(
+                check(known, answer),
+                Err(ParseError::Missing(missing)),
+                "{answer}"
+            );
+        }
+        assert!(matches!(
+            check(
+                known,
+                r#"{"status":"OK","code":0,"body":{"client_rrn":"VICTIM-1","psp_rrn":"P-1","amount":"1990.00"}}"#
+            ),
+            Err(ParseError::OtherPayment {
+                field: "client_rrn",
+                ..
+            })
+        ));
+        // A psp_rrn from an unsigned return need not be repeated, but the
+        // reference and the amount must be there.
+        let no_psp =
+            r#"{"status":"OK","code":0,"body":{"client_rrn":"ORDER-42","amount":"1990.00"}}"#;
+        let Ok(CheckAnswer::Status(o)) = check(hinted, no_psp) else {
+            panic!()
+        };
+        assert_eq!(o.money.unwrap().minor(), 199_000);
+        assert_eq!(o.provider_txn_id.unwrap(), psp);
+        assert!(matches!(
+            check(
+                hinted,
+                r#"{"status":"OK","code":0,"body":{"client_rrn":"ORDER-42","psp_rrn":"P-2","amount":"1.00"}}"#
+            ),
+            Err(ParseError::OtherPayment {
+                field: "psp_rrn",
+                ..
+            })
+        ));
+        assert_eq!(
+            check(hinted, r#"{"status":"OK","code":0}"#),
+            Err(ParseError::Missing("body"))
+        );
+    }
+
+    #[test]
+    fn a_service_in_test_mode_marks_the_observation() {
+        let (account, reference, psp) = (
+            Account::default(),
+            Reference::parse("ORDER-42").unwrap(),
+            ProviderTxnId::parse("P-1").unwrap(),
+        );
+        let test_of = |service: &str| {
+            let answer = format!(
+                r#"{{"status":"OK","code":0,"body":{{"amount":"5.00","client_rrn":"ORDER-42","psp_rrn":"P-1","service":{service}}}}}"#
+            );
+            parse_check(
+                answer.as_bytes(),
+                ctx(&account, &reference, &psp),
+                Timestamp::UNIX_EPOCH,
+            )
+            .map(|a| match a {
+                CheckAnswer::Status(o) => o.test,
+                other => panic!("{other:?}"),
+            })
+        };
+        for on in [
+            r#"{"id":7,"title":"Shop","test":1,"status":1}"#,
+            r#"{"test":"1"}"#,
+            r#"{"test":true}"#,
+        ] {
+            assert_eq!(test_of(on), Ok(true), "{on}");
+        }
+        for off in [
+            r#"{"id":7,"test":0}"#,
+            r#"{"test":"0"}"#,
+            r#"{"test":false}"#,
+            r#"{"test":null}"#,
+            r#"{"id":7}"#,
+            "null",
+        ] {
+            assert_eq!(test_of(off), Ok(false), "{off}");
+        }
+        assert!(matches!(
+            test_of(r#"{"test":"yes"}"#),
+            Err(ParseError::Invalid {
+                field: "service.test",
+                ..
+            })
+        ));
+        assert!(matches!(
+            test_of(r#"{"test":2}"#),
+            Err(ParseError::Invalid { .. })
+        ));
     }
 }

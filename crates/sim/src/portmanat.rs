@@ -24,6 +24,7 @@ use std::sync::LazyLock;
 use hmac::{Hmac, Mac};
 use http::{Method, StatusCode};
 use jiff::tz::{Offset, TimeZone};
+use rand::Rng as _;
 use secrecy::ExposeSecret;
 use serde_json::{Map, Value, json};
 use sha2::Sha256;
@@ -264,6 +265,13 @@ pub(crate) fn check(engine: &Engine, req: &Req) -> Answer {
         return json(StatusCode::OK, &body);
     };
     let (code, description) = code_of(status);
+    let answers = engine.scenario(Provider::Portmanat).answers;
+    if answers.without_body > 0.0 && engine.with_rng(|rng| rng.random_bool(answers.without_body)) {
+        return json(
+            StatusCode::OK,
+            &json!({"status": "OK", "code": code_value(engine, code), "description": description}),
+        );
+    }
     let date_name = match engine.config.portmanat.date_field {
         DateField::CreatedAt => "created_at",
         DateField::Date => "date",
@@ -274,6 +282,16 @@ pub(crate) fn check(engine: &Engine, req: &Req) -> Answer {
     body.insert("client_rrn".to_owned(), Value::String(client_rrn));
     body.insert("psp_rrn".to_owned(), Value::String(psp_rrn.to_owned()));
     body.insert("bank_rrn".to_owned(), Value::String(bank_rrn));
+    // Live answers carry the merchant's service; `test` 1 is its test mode.
+    body.insert(
+        "service".to_owned(),
+        json!({
+            "id": engine.config.portmanat.service_id,
+            "title": "Simulated shop",
+            "test": i32::from(answers.test_service),
+            "status": 1,
+        }),
+    );
     let (timezone_type, timezone) = match engine.config.portmanat.timezone_style {
         TimezoneStyle::Name => (3, "Asia/Baku".to_owned()),
         TimezoneStyle::Offset => (1, local.strftime("%:z").to_string()),

@@ -280,6 +280,8 @@ fn adopt_with_mismatch(
         provider_time: None,
         observed_at: now,
         source,
+        test: false,
+        refund_part: None,
     };
     insert_event(
         tx,

@@ -13,6 +13,9 @@ use secrecy::SecretString;
 pub struct PortmanatAccess {
     /// `https://psp.mps.az` (paths `/check` and `/process` hang below it).
     pub base_url: String,
+    /// Whether `/check` answers from a service in test mode may count as
+    /// money on this account (a staging shop); off in production.
+    pub accept_test_payments: bool,
 }
 
 /// How to reach the PaySys gateway for one service.
@@ -115,6 +118,19 @@ impl WorkerSettings {
             Provider::Portmanat => self.portmanat.contains_key(account),
             Provider::Paysys => self.paysys.contains_key(account),
             Provider::Plutu => self.plutu.contains(account),
+        }
+    }
+
+    /// Whether a payment the provider marks as a test counts as money on
+    /// this account. Only Portmanat marks test payments; an account not
+    /// configured accepts none.
+    pub fn accepts_test(&self, provider: Provider, account: &Account) -> bool {
+        match provider {
+            Provider::Portmanat => self
+                .portmanat
+                .get(account)
+                .is_some_and(|a| a.accept_test_payments),
+            Provider::Paysys | Provider::Plutu => false,
         }
     }
 

@@ -359,6 +359,7 @@ async fn check_dates_name_their_zone_as_configured() {
         let date = &answer["body"]["created_at"];
         assert_eq!(date["timezone_type"], kind, "{style:?}");
         assert_eq!(date["timezone"], zone, "{style:?}");
+        assert_eq!(answer["body"]["service"]["test"], 0, "live mode by default");
         sim.shutdown().await;
     }
 }

@@ -71,6 +71,7 @@ async fn world_where(
         Account::default(),
         PortmanatAccess {
             base_url: format!("{base}/portmanat"),
+            accept_test_payments: false,
         },
     );
     settings.paysys.insert(
@@ -311,6 +312,8 @@ fn observation(
         provider_time: None,
         observed_at: Timestamp::now(),
         source: Source::Callback,
+        test: false,
+        refund_part: None,
     }
 }
 
