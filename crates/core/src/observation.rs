@@ -79,11 +79,13 @@ impl Observation {
             "{}|{}|{}|{}|{}|{}|{}|{}",
             self.source,
             self.account,
-            self.reference,
-            self.provider_txn_id
-                .as_ref()
-                .map_or("-", ProviderTxnId::as_str),
-            self.provider_status,
+            escape(self.reference.as_str()),
+            escape(
+                self.provider_txn_id
+                    .as_ref()
+                    .map_or("-", ProviderTxnId::as_str)
+            ),
+            escape(&self.provider_status),
             self.status.target(),
             money(self.money),
             refund,
@@ -99,6 +101,19 @@ impl Observation {
             key.push_str("|test");
         }
         key
+    }
+}
+
+/// A field of the dedupe key, with the separator (and the escape itself)
+/// percent-encoded: references and provider ids are the providers' text and
+/// may hold a `|`, which would otherwise let two different observations
+/// share a key. Text without `|` or `%` (every id of the old alphabet) is
+/// unchanged, so keys already in a ledger still match.
+fn escape(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains(['|', '%']) {
+        std::borrow::Cow::Owned(text.replace('%', "%25").replace('|', "%7C"))
+    } else {
+        std::borrow::Cow::Borrowed(text)
     }
 }
 
@@ -149,6 +164,16 @@ mod tests {
             total: Some(Money::from_minor(2, Currency::Usd).unwrap()),
         };
         assert_ne!(refund_a.dedupe_key(), refund_b.dedupe_key());
+
+        // A separator inside the providers' text cannot make two
+        // observations of different payments share a key.
+        let mut left = a.clone();
+        left.reference = Reference::parse("R|T1").unwrap();
+        left.provider_txn_id = Some(ProviderTxnId::parse("X").unwrap());
+        let mut right = a.clone();
+        right.reference = Reference::parse("R").unwrap();
+        right.provider_txn_id = Some(ProviderTxnId::parse("T1|X").unwrap());
+        assert_ne!(left.dedupe_key(), right.dedupe_key());
 
         // Keys of observations without the newer fields are unchanged.
         assert_eq!(

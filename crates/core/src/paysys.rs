@@ -722,7 +722,8 @@ mod tests {
             serde_json::json!({"amount": 10.5}),
             serde_json::json!({"amount": "1e3"}),
             serde_json::json!({"amount": 99999999999999999999u128.to_string()}),
-            serde_json::json!({"account": "../../etc"}),
+            serde_json::json!({"account": "a\nb"}),
+            serde_json::json!({"id": "1\u{202E}2"}),
             serde_json::json!({"account": null}),
             serde_json::json!({"id": {"nested": true}}),
             serde_json::json!({"status": "two"}),
@@ -902,6 +903,14 @@ mod tests {
             header,
             "100381-fad234ae82044198e3039745b42cb764af50ed8e-1656407767123"
         );
+    }
+
+    #[test]
+    fn an_odd_reference_is_sent_back_as_json_exactly() {
+        let reference = Reference::parse("PS/2 +=:\"Зк\"").unwrap();
+        let body = check_payment_body(&reference, "r1");
+        let doc: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(doc["params"]["partner_trans_id"], reference.as_str());
     }
 
     #[test]

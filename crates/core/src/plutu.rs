@@ -451,7 +451,7 @@ mod tests {
         for (amount, invoice) in [
             ("-5.00", "INV-1"),
             ("5.001", "INV-1"),
-            ("5.00", "../x"),
+            ("5.00", "x\ny"),
             ("abc", "INV-1"),
         ] {
             let pairs = [

@@ -396,7 +396,7 @@ mod tests {
         );
         assert!(parse_return(b"psp_rrn=a", Some(b"psp_rrn=a")).is_ok());
         assert!(matches!(
-            parse_return(b"client_rrn=../x", None),
+            parse_return(b"client_rrn=%0Ax", None),
             Err(HintError::Invalid {
                 field: "client_rrn",
                 ..
@@ -413,6 +413,15 @@ mod tests {
         assert_eq!(
             check_request_body(&ProviderTxnId::parse("1471851442-lfI7yG+x=").unwrap()),
             "psp_rrn=1471851442-lfI7yG%2Bx%3D"
+        );
+        // The provider's text, whatever its alphabet, is encoded exactly and
+        // reads back the same.
+        let odd = ProviderTxnId::parse("gV1P/wg+z6 H=:ü&x").unwrap();
+        let body = check_request_body(&odd);
+        assert_eq!(body, "psp_rrn=gV1P%2Fwg%2Bz6+H%3D%3A%C3%BC%26x");
+        assert_eq!(
+            form::parse_pairs(body.as_bytes()).unwrap(),
+            [("psp_rrn".to_owned(), odd.as_str().to_owned())]
         );
     }
 

@@ -7,7 +7,9 @@
 //!   on a conflicting re-registration, 413 over the size limit, 408 when the
 //!   body does not arrive in time.
 //! - `GET /v1/payments/{provider}/{reference}[?account=]` → the payment and
-//!   its history, or 404.
+//!   its history, or 404. The reference is percent-encoded (it is the shop's
+//!   text: `/`, `+`, spaces and non-ASCII letters occur); 400 when it does
+//!   not decode to UTF-8.
 //! - `GET /v1/payments?status=&provider=&account=&since=&until=&limit=` → a list.
 //!   Only `status` may be given more than once; any other parameter twice is
 //!   a 400.
@@ -424,7 +426,12 @@ async fn show(
     query: &str,
 ) -> Result<Answer, ApiError> {
     let provider: Provider = provider.parse().map_err(|_| ApiError::NotFound)?;
-    let reference = Reference::parse(reference).map_err(|_| ApiError::NotFound)?;
+    // The reference is the shop's own text, percent-encoded in the path
+    // (`/` as `%2F`); one that is not UTF-8 is refused, one that no payment
+    // could have (a control character) is simply not found.
+    let reference = form::decode_path_segment(reference)
+        .map_err(|_| ApiError::invalid("reference", "is not percent-encoded UTF-8"))?;
+    let reference = Reference::parse(&reference).map_err(|_| ApiError::NotFound)?;
     let pairs = query_pairs(query, &["account"])?;
     let account = match pairs.iter().find(|(k, _)| k == "account") {
         Some((_, a)) => Account::parse(a).map_err(|e| ApiError::invalid("account", e))?,
