@@ -132,6 +132,11 @@ async fn bad_requests(backend: BackendKind) {
     expect(&get(&plutu(&reordered)).await, 401, "bad_signature");
     let added = genuine.replace("&hashed=", "&canceled=1&hashed=");
     expect(&get(&plutu(&added)).await, 401, "bad_signature");
+    // Plutu's SDK compares with hash_equals against uppercase hex: the
+    // same signature in lowercase is not Plutu's.
+    let lowercase = genuine.replace(&hashed, &hashed.to_ascii_lowercase());
+    assert_ne!(lowercase, genuine);
+    expect(&get(&plutu(&lowercase)).await, 401, "bad_signature");
     let unsigned = paysettle_sim::form::http_build_query(&MPGS);
     let missing_signature = get(&plutu(&unsigned)).await;
     expect(&missing_signature, 401, "missing_signature");
