@@ -158,6 +158,10 @@ pub struct PaysysAccount {
     /// The IANA zone PaySys's `date` fields are read in (PaySys does not say).
     #[serde(default = "paysys_time_zone")]
     pub time_zone: String,
+    /// What a refund notification's `amount` is: "total" (refunded so far,
+    /// the default) or "this_refund" (PaySys does not say).
+    #[serde(default)]
+    pub refund_amount: paysettle_core::paysys::RefundAmount,
 }
 
 fn paysys_time_zone() -> String {
@@ -576,6 +580,7 @@ impl Config {
             }
             let rules = paysettle_core::paysys::Rules {
                 time_zone: section.time_zone.clone(),
+                refund_amount: section.refund_amount,
             };
             if let Err(e) = rules.validate() {
                 push(p, &format!("{key}.time_zone"), e.to_string());

@@ -26,18 +26,36 @@ use crate::verify::{CallbackKind, VerifiedCallback, VerifyError};
 /// recorded in NOTES.md).
 pub const NOTIFICATION_ZONE: &str = "Asia/Tashkent";
 
+/// What the `amount` of a refund notification (status 6) is. PaySys allows
+/// any number of partial refunds and does not document which it sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefundAmount {
+    /// The total refunded so far: the observation says
+    /// `Refunded { total: Some(amount) }`.
+    #[default]
+    Total,
+    /// This refund alone: the observation says `Refunded { total: None }`
+    /// and carries the amount as [`Observation::refund_part`]; the ledger
+    /// adds it up.
+    ThisRefund,
+}
+
 /// How one PaySys account's notifications and answers are read, where
 /// PaySys's documents leave it open.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rules {
     /// The IANA zone of the account's `date` fields (default Asia/Tashkent).
     pub time_zone: String,
+    /// What a refund notification's `amount` is (default the total).
+    pub refund_amount: RefundAmount,
 }
 
 impl Default for Rules {
     fn default() -> Self {
         Rules {
             time_zone: NOTIFICATION_ZONE.to_owned(),
+            refund_amount: RefundAmount::Total,
         }
     }
 }
@@ -245,7 +263,23 @@ fn parse_status_notification(
     let observed = status_from_code(status_code, Some(amount))
         .ok_or_else(|| VerifyError::malformed(format!("unknown status {status_code}")))?;
     let provider_time = provider_time(object, rules);
-    let money = (!matches!(observed, ObservedStatus::Refunded { .. })).then_some(amount);
+    // A refund's amount is the refund, not the payment: the total so far or
+    // this refund alone, as the account says.
+    let (observed, money, refund_part) = match observed {
+        ObservedStatus::Refunded { .. } => match rules.refund_amount {
+            RefundAmount::Total => (
+                ObservedStatus::Refunded {
+                    total: Some(amount),
+                },
+                None,
+                None,
+            ),
+            RefundAmount::ThisRefund => {
+                (ObservedStatus::Refunded { total: None }, None, Some(amount))
+            }
+        },
+        other => (other, Some(amount), None),
+    };
     Ok(Observation {
         provider: Provider::Paysys,
         account: account.clone(),
@@ -258,7 +292,7 @@ fn parse_status_notification(
         observed_at: received_at,
         source: Source::Callback,
         test: false,
-        refund_part: None,
+        refund_part,
     })
 }
 
@@ -299,7 +333,8 @@ fn currency(object: &Map<String, Value>) -> Result<Currency, VerifyError> {
 
 /// PaySys status codes: 6 refund, 3 canceled, 2 completed, 1 awaiting,
 /// 0 created, any negative an error. A refund's amount, where one is given, is
-/// taken as the total refunded.
+/// taken as the total refunded (notifications then apply the account's
+/// [`RefundAmount`]); `check_payment` gives none.
 fn status_from_code(code: i64, amount: Option<Money>) -> Option<ObservedStatus> {
     match code {
         6 => Some(ObservedStatus::Refunded { total: amount }),
@@ -789,6 +824,7 @@ mod tests {
     fn the_accounts_time_zone_reads_the_date() {
         let rules = Rules {
             time_zone: "Asia/Baku".into(),
+            ..Rules::default()
         };
         assert_eq!(rules.validate(), Ok(()));
         let verified = auth()
@@ -810,7 +846,8 @@ mod tests {
         assert_eq!(time.zone, "Asia/Baku");
         assert!(
             Rules {
-                time_zone: "Mars/Olympus".into()
+                time_zone: "Mars/Olympus".into(),
+                ..Rules::default()
             }
             .validate()
             .is_err()
@@ -911,6 +948,46 @@ mod tests {
         let body = check_payment_body(&reference, "r1");
         let doc: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(doc["params"]["partner_trans_id"], reference.as_str());
+    }
+
+    #[test]
+    fn a_refunds_amount_means_what_the_account_says() {
+        let usd = |m| Money::from_minor(m, Currency::Usd).unwrap();
+        let body = DOCUMENT_NOTIFICATION
+            .replace("\"status\": -1", "\"status\": 6")
+            .replace("\"amount\": 1000", "\"amount\": 300");
+        let read = |refund_amount| {
+            let verified = auth()
+                .with_rules(Rules {
+                    refund_amount,
+                    ..Rules::default()
+                })
+                .verify(
+                    &basic("vendor-method", "vendor-secret"),
+                    body.as_bytes(),
+                    &Account::default(),
+                    Timestamp::UNIX_EPOCH,
+                )
+                .unwrap();
+            verified.observation().unwrap().clone()
+        };
+        let total = read(RefundAmount::Total);
+        assert_eq!(
+            total.status,
+            ObservedStatus::Refunded {
+                total: Some(usd(300))
+            }
+        );
+        assert_eq!((total.money, total.refund_part), (None, None));
+        let part = read(RefundAmount::ThisRefund);
+        assert_eq!(part.status, ObservedStatus::Refunded { total: None });
+        assert_eq!((part.money, part.refund_part), (None, Some(usd(300))));
+        assert_ne!(total.dedupe_key(), part.dedupe_key());
+        assert_eq!(RefundAmount::default(), RefundAmount::Total);
+        assert_eq!(
+            serde_json::from_str::<RefundAmount>(r#""this_refund""#).unwrap(),
+            RefundAmount::ThisRefund
+        );
     }
 
     #[test]

@@ -274,6 +274,18 @@ impl Default for PortmanatConfig {
     }
 }
 
+/// What the `amount` of a PaySys refund notification is (PaySys does not
+/// document it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefundAmount {
+    /// The total refunded so far.
+    #[default]
+    Total,
+    /// This refund's own amount.
+    ThisRefund,
+}
+
 /// PaySys's side: the partner account.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -298,6 +310,8 @@ pub struct PaysysConfig {
     pub notify_pending: bool,
     /// How `status` is written in RPC results.
     pub status_style: NumberStyle,
+    /// What a refund notification's `amount` is.
+    pub refund_amount: RefundAmount,
     /// Sections replacing the global scenario's for PaySys.
     pub scenario: ScenarioPatch,
 }
@@ -315,6 +329,7 @@ impl Default for PaysysConfig {
             partner_notify_url: String::new(),
             notify_pending: true,
             status_style: NumberStyle::Mixed,
+            refund_amount: RefundAmount::Total,
             scenario: ScenarioPatch::default(),
         }
     }

@@ -167,6 +167,7 @@ pub fn settings() -> ReceiverSettings {
                 let mut shop2 = paysys(&[(PAYSYS_USER, SHOP2_PAYSYS_SECRET)]);
                 shop2.auth = shop2.auth.with_rules(paysys::Rules {
                     time_zone: "Asia/Baku".into(),
+                    ..paysys::Rules::default()
                 });
                 shop2
             }),
