@@ -123,6 +123,9 @@ pub struct PortmanatAccount {
     /// Where the customer's browser is sent after its return ("" = a plain 200).
     #[serde(default)]
     pub result_page: String,
+    /// Whether `/check` answers from a service in test mode count as money.
+    #[serde(default)]
+    pub accept_test_payments: bool,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -152,6 +155,17 @@ pub struct PaysysAccount {
     /// Basic-auth pairs PaySys notifications may carry (several, to rotate).
     #[serde(default)]
     pub notify_credentials: Vec<Credential>,
+    /// The IANA zone PaySys's `date` fields are read in (PaySys does not say).
+    #[serde(default = "paysys_time_zone")]
+    pub time_zone: String,
+    /// What a refund notification's `amount` is: "total" (refunded so far,
+    /// the default) or "this_refund" (PaySys does not say).
+    #[serde(default)]
+    pub refund_amount: paysettle_core::paysys::RefundAmount,
+}
+
+fn paysys_time_zone() -> String {
+    paysettle_core::paysys::NOTIFICATION_ZONE.to_owned()
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -518,6 +532,7 @@ impl Config {
                 acct,
                 paysettle_worker::PortmanatAccess {
                     base_url: section.base_url.clone(),
+                    accept_test_payments: section.accept_test_payments,
                 },
             );
         }
@@ -563,6 +578,13 @@ impl Config {
             {
                 push(p, &format!("{key}.notify_credentials"), e.to_string());
             }
+            let rules = paysettle_core::paysys::Rules {
+                time_zone: section.time_zone.clone(),
+                refund_amount: section.refund_amount,
+            };
+            if let Err(e) = rules.validate() {
+                push(p, &format!("{key}.time_zone"), e.to_string());
+            }
             paysys_auth.insert(acct.clone(), pairs);
             worker.paysys.insert(
                 acct,
@@ -570,6 +592,7 @@ impl Config {
                     gateway_url: section.gateway_url.clone(),
                     service_id: section.service_id.clone(),
                     secret_key: secret_key.unwrap_or_else(|| SecretString::from("")),
+                    rules,
                 },
             );
         }

@@ -177,8 +177,15 @@ fn receiver_settings(
             .map_err(Into::into)
     };
     for (account, pairs) in &resolved.paysys_auth {
+        let rules = resolved
+            .worker
+            .paysys
+            .get(account)
+            .map(|access| access.rules.clone())
+            .unwrap_or_default();
         let auth = paysettle_core::paysys::NotificationAuth::new(pairs)
-            .with_context(|| format!("paysys.{account}.notify_credentials"))?;
+            .with_context(|| format!("paysys.{account}.notify_credentials"))?
+            .with_rules(rules);
         settings
             .paysys
             .insert(account.clone(), PaysysAccount { auth });

@@ -1,5 +1,6 @@
 //! Portmanat `/check` answers, as the poller reads them: never a panic, and
-//! a status is always about the payment asked, in manat.
+//! a status is always about the payment asked, names it, and carries an
+//! amount in manat.
 #![no_main]
 
 use jiff::Timestamp;
@@ -15,13 +16,13 @@ fuzz_target!(|data: &[u8]| {
         account: &account,
         reference: &reference,
         psp_rrn: &psp_rrn,
+        psp_rrn_known: true,
     };
     if let Ok(CheckAnswer::Status(observation)) = parse_check(data, context, Timestamp::UNIX_EPOCH)
     {
         assert_eq!(observation.reference, reference);
         assert_eq!(observation.provider_txn_id.as_ref(), Some(&psp_rrn));
-        if let Some(money) = observation.money {
-            assert_eq!(money.currency(), CURRENCY);
-        }
+        let money = observation.money.expect("an OK answer always carries an amount");
+        assert_eq!(money.currency(), CURRENCY);
     }
 });

@@ -158,6 +158,7 @@ async fn spawn_app(options: Options) -> App {
         Account::default(),
         PortmanatAccess {
             base_url: format!("{base}/portmanat"),
+            accept_test_payments: false,
         },
     );
     worker.paysys.insert(
@@ -166,6 +167,7 @@ async fn spawn_app(options: Options) -> App {
             gateway_url: format!("{base}/paysys/gateway"),
             service_id: "2001".into(),
             secret_key: SecretString::from("demo-paysys-secret"),
+            rules: Default::default(),
         },
     );
     worker.plutu.push(Account::default());

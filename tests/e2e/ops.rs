@@ -132,6 +132,8 @@ impl OpsEnv {
                     provider_time: None,
                     observed_at: Timestamp::now(),
                     source: Source::Check,
+                    test: false,
+                    refund_part: None,
                 },
                 raw: None,
             })

@@ -422,3 +422,66 @@ async fn payments_that_never_settle_go_stale_and_finance_hears_of_it() {
     );
     app.stop().await;
 }
+
+/// A path segment percent-encoded: everything but RFC 3986's unreserved
+/// characters.
+fn path_segment(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn identifiers_of_any_alphabet_settle_end_to_end_and_read_back_through_the_shop_api() {
+    let mut app = spawn_app(Options::default()).await;
+    // The shop's and the providers' own text: slashes, plus, equals, colon,
+    // spaces, non-ASCII letters. (Plutu itself allows only
+    // `[A-Za-z0-9._-]` in `invoice_no`, which the simulator enforces.)
+    let payments = [
+        (Provider::Portmanat, "PM/1 +=:ü", 1990),
+        (Provider::Paysys, "PS/2 +=:Зк", 1_139_000),
+        (Provider::Plutu, "PL_3.x-y", 1250),
+    ];
+    for (provider, reference, minor) in payments {
+        app.pay(Pay::new(provider, reference, minor, Outcome::Success))
+            .await;
+    }
+    let named: Vec<(Provider, &str)> = payments.iter().map(|(p, r, _)| (*p, *r)).collect();
+    app.settled(&named, Duration::from_secs(30)).await;
+    for (provider, reference, minor) in payments {
+        let url = format!(
+            "http://{}/v1/payments/{provider}/{}",
+            app.shop,
+            path_segment(reference)
+        );
+        let response = app.http.get(&url).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{url}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["payment"]["reference"], reference);
+        assert_eq!(body["payment"]["status"], "succeeded", "{body:#}");
+        assert_eq!(body["payment"]["paid"], minor);
+    }
+    // A reference that is not UTF-8 once decoded is refused, not guessed.
+    let response = app
+        .http
+        .get(format!("http://{}/v1/payments/paysys/%FF", app.shop))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let events = app.events().await;
+    assert_eq!(
+        by_reference(&events),
+        expect(&[
+            ("PL_3.x-y", &["payment.succeeded"]),
+            ("PM/1 +=:ü", &["payment.succeeded"]),
+            ("PS/2 +=:Зк", &["payment.succeeded"]),
+        ])
+    );
+    app.stop().await;
+}

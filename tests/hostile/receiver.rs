@@ -264,8 +264,8 @@ pub fn cases() -> Vec<Case> {
         )
         .answers(400, "status is not an integer"),
         Case::receiver(
-            "paysys: reference with a path trick",
-            paysys_with("account", json!("../../etc/passwd")),
+            "paysys: reference with a control character (a path trick is just text)",
+            paysys_with("account", json!("ORDER\n42")),
         )
         .answers(400, "account: reference"),
         Case::receiver(
@@ -427,8 +427,8 @@ pub fn cases() -> Vec<Case> {
         )
         .answers(400, "unknown currency"),
         Case::receiver(
-            "plutu: signed, invoice_no with a path trick",
-            plutu(&signed_with("invoice_no", "../../admin")),
+            "plutu: signed, invoice_no with a control character",
+            plutu(&signed_with("invoice_no", "INV\u{1b}[2J")),
         )
         .answers(400, "invoice_no: reference"),
         Case::receiver(
@@ -525,8 +525,8 @@ pub fn cases() -> Vec<Case> {
         )
         .answers(415, "unsupported_media_type"),
         Case::receiver(
-            "portmanat: client_rrn with a path trick",
-            get("/callbacks/portmanat?client_rrn=..%2F..%2Fetc%2Fpasswd", &[]),
+            "portmanat: client_rrn with a control character",
+            get("/callbacks/portmanat?client_rrn=ORDER%0D%0A42", &[]),
         )
         .answers(400, "client_rrn is invalid"),
         Case::receiver(

@@ -186,8 +186,8 @@ pub fn cases() -> Vec<Case> {
         )
         .answers(400, "must be a string"),
         Case::shop(
-            "shop: reference with a path trick",
-            register_with("reference", json!("../../etc/passwd")),
+            "shop: reference with a bidirectional override",
+            register_with("reference", json!("ORDER-\u{202E}24")),
         )
         .answers(400, r#""field":"reference""#),
         Case::shop(
@@ -206,8 +206,8 @@ pub fn cases() -> Vec<Case> {
         )
         .answers(400, "no plutu account shop9"),
         Case::shop(
-            "shop: a provider transaction id with spaces",
-            register_with("provider_transaction_id", json!("a b")),
+            "shop: a provider transaction id with a line break",
+            register_with("provider_transaction_id", json!("a\nb")),
         )
         .answers(400, r#""field":"provider_transaction_id""#),
         Case::shop(

@@ -333,6 +333,7 @@ impl Product {
                     gateway_url: "http://127.0.0.1:9/paysys/gateway".into(),
                     service_id: "2001".into(),
                     secret_key: secrecy::SecretString::from("hostile-paysys-api-secret"),
+                    rules: Default::default(),
                 },
             );
         }
@@ -340,6 +341,7 @@ impl Product {
             Account::default(),
             paysettle_worker::PortmanatAccess {
                 base_url: "http://127.0.0.1:9/portmanat".into(),
+                accept_test_payments: false,
             },
         );
         settings

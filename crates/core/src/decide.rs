@@ -547,7 +547,7 @@ pub fn decide(
         return flag(payment, confirmed, reported);
     }
 
-    if is_test(o) && !policy.accepts_test {
+    if o.test && !policy.accepts_test {
         let detail = format!(
             "the provider reports a test-mode payment ({} {}) on a live account",
             o.status.target(),
@@ -766,7 +766,7 @@ fn with_refund_part(
     o: &Observation,
     state: &PaymentState,
 ) -> ObservedStatus {
-    match (observed, refund_part(o)) {
+    match (observed, o.refund_part) {
         (ObservedStatus::Refunded { total: None }, Some(part)) => {
             let before = match state.status {
                 PaymentStatus::Refunded => state.refunded,
@@ -817,17 +817,6 @@ fn recheck(mut payment: Payment, o: &Observation, policy: &Policy, now: Timestam
         schedule,
         keep_dedupe: true,
     }
-}
-
-// The provider-edge fields an observation gains with the parser changes
-// (`Observation::test`, `Observation::refund_part`); read through these two
-// functions so the rules above stay as they will be.
-fn is_test(_o: &Observation) -> bool {
-    false
-}
-
-fn refund_part(_o: &Observation) -> Option<Money> {
-    None
 }
 
 fn money_text(money: Option<Money>) -> String {
@@ -1188,6 +1177,8 @@ mod tests {
             provider_time: None,
             observed_at: at(10),
             source,
+            test: false,
+            refund_part: None,
         }
     }
 
@@ -1637,6 +1628,8 @@ mod properties {
             } else {
                 Source::Callback
             },
+            test: false,
+            refund_part: None,
         }
     }
 

@@ -36,17 +36,24 @@ pub fn parse_pairs(input: &[u8]) -> Result<Vec<(String, String)>, FormError> {
             Some(at) => (&segment[..at], &segment[at + 1..]),
             None => (segment, &[][..]),
         };
-        pairs.push((decode(key, index)?, decode(value, index)?));
+        pairs.push((decode(key, index, true)?, decode(value, index, true)?));
     }
     Ok(pairs)
 }
 
-fn decode(bytes: &[u8], index: usize) -> Result<String, FormError> {
+/// One segment of a URL path, percent-decoded (RFC 3986: `+` is a plus
+/// here, not a space). Refused like a form: bad percent-encoding, or bytes
+/// that are not UTF-8.
+pub fn decode_path_segment(segment: &str) -> Result<String, FormError> {
+    decode(segment.as_bytes(), 0, false)
+}
+
+fn decode(bytes: &[u8], index: usize, plus_is_space: bool) -> Result<String, FormError> {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
-            b'+' => out.push(b' '),
+            b'+' if plus_is_space => out.push(b' '),
             b'%' => {
                 let hex = bytes
                     .get(i + 1..i + 3)
@@ -145,6 +152,17 @@ mod tests {
             php_build_query([("amount", "12.50"), ("currency", "USD")]),
             "amount=12.50&currency=USD"
         );
+    }
+
+    #[test]
+    fn path_segments_decode_percent_but_keep_plus() {
+        assert_eq!(
+            decode_path_segment("A%2FB+C%3D%20%C3%BC").unwrap(),
+            "A/B+C= ü"
+        );
+        assert_eq!(decode_path_segment("ORDER-42").unwrap(), "ORDER-42");
+        assert_eq!(decode_path_segment("%zz"), Err(FormError::BadPercent(0)));
+        assert_eq!(decode_path_segment("%FF"), Err(FormError::NotUtf8(0)));
     }
 
     proptest! {

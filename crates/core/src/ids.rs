@@ -1,7 +1,15 @@
 //! Names with rules: providers, accounts, the shop's references and the
 //! providers' transaction ids. Each is parsed once, at the edge, so everything
-//! inside can rely on it (no empty reference, no `/` in a path segment, no
-//! control characters in a log line).
+//! inside can rely on it.
+//!
+//! Providers, accounts and sources are paysettle's own names, with an
+//! alphabet of ours. References and provider transaction ids are not: they
+//! are whatever the shop and the providers chose (base64-like characters,
+//! `/`, `+`, `=`, `:`, spaces and non-ASCII letters occur), so they are
+//! refused only for being empty, too long, or for a control character
+//! (which could split or disguise a log line). Everything that puts one
+//! somewhere with an alphabet encodes it there: percent-encoding in URL
+//! paths and forms, JSON in bodies and logs.
 
 use std::fmt;
 use std::str::FromStr;
@@ -81,15 +89,15 @@ fn check(
     text: &str,
     max: usize,
     allowed: &'static str,
-    ok: impl Fn(u8) -> bool,
+    ok: impl Fn(char) -> bool,
 ) -> Result<(), IdError> {
     if text.is_empty() {
         return Err(IdError::Empty { what });
     }
-    if text.len() > max {
+    if text.chars().count() > max {
         return Err(IdError::TooLong { what, max });
     }
-    if !text.bytes().all(ok) {
+    if !text.chars().all(ok) {
         return Err(IdError::BadCharacter {
             what,
             value: shorten(text),
@@ -97,6 +105,18 @@ fn check(
         });
     }
     Ok(())
+}
+
+/// Whether a character may appear in someone else's identifier: anything but
+/// a control character (C0, DEL, C1), a line or paragraph separator, or a
+/// bidirectional override that would make a log line read differently from
+/// what it holds.
+fn foreign_char(c: char) -> bool {
+    !(c.is_control()
+        || matches!(
+            c,
+            '\u{2028}' | '\u{2029}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
+        ))
 }
 
 macro_rules! id_type {
@@ -141,31 +161,26 @@ macro_rules! id_type {
     };
 }
 
-fn reference_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':')
-}
-
-fn txn_byte(b: u8) -> bool {
-    reference_byte(b) || matches!(b, b'+' | b'=' | b'/')
-}
-
 id_type!(
     /// The shop's order id for a payment: Portmanat's `client_rrn`, PaySys's
     /// `partner_trans_id` (`account` in notifications), Plutu's `invoice_no`.
-    /// It appears in URL paths of the shop API, so `/` and `%` are refused.
-    Reference, "reference", 64, "A-Z a-z 0-9 . _ - :", reference_byte
+    /// At most 64 characters (Portmanat's limit), no control characters;
+    /// any other character is the shop's business. In the shop API's URL
+    /// path it is percent-encoded.
+    Reference, "reference", 64, "printable characters", foreign_char
 );
 
 id_type!(
     /// The provider's own id of a transaction (Portmanat `psp_rrn`, PaySys
-    /// transaction id, Plutu `transaction_id`).
-    ProviderTxnId, "provider transaction id", 128, "A-Z a-z 0-9 . _ - : + = /", txn_byte
+    /// transaction id, Plutu `transaction_id`). At most 128 characters, no
+    /// control characters; no alphabet is assumed.
+    ProviderTxnId, "provider transaction id", 128, "printable characters", foreign_char
 );
 
 id_type!(
     /// A provider account of the shop (one shop may hold several merchant
     /// accounts with one provider). `default` when it has one.
-    Account, "account", 32, "a-z 0-9 _ -", |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-'
+    Account, "account", 32, "a-z 0-9 _ -", |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-'
 );
 
 impl Account {
@@ -245,7 +260,7 @@ mod tests {
     }
 
     #[test]
-    fn references_that_could_play_tricks_are_refused() {
+    fn references_are_refused_only_when_empty_too_long_or_controlling() {
         assert_eq!(
             Reference::parse(""),
             Err(IdError::Empty { what: "reference" })
@@ -254,19 +269,55 @@ mod tests {
             Reference::parse(&"x".repeat(65)),
             Err(IdError::TooLong { max: 64, .. })
         ));
-        for bad in ["../etc", "a/b", "a%2Fb", "a b", "a\nb", "ü", "a?b", "a#b"] {
+        // 64 characters of two bytes each are 64 characters.
+        assert!(Reference::parse(&"ü".repeat(64)).is_ok());
+        assert!(ProviderTxnId::parse(&"x".repeat(129)).is_err());
+        for bad in [
+            "a\nb",
+            "a\rb",
+            "a\tb",
+            "\0",
+            "a\u{7f}",
+            "a\u{85}b",
+            "a\u{2028}b",
+            "a\u{202E}b",
+            "a\u{2066}b",
+        ] {
             assert!(
                 matches!(Reference::parse(bad), Err(IdError::BadCharacter { .. })),
                 "{bad:?}"
             );
+            assert!(ProviderTxnId::parse(bad).is_err(), "{bad:?}");
         }
+        // The refusal shows the character escaped, never raw.
+        let err = Reference::parse("a\nb").unwrap_err().to_string();
+        assert!(!err.contains('\n'), "{err}");
     }
 
     #[test]
-    fn provider_transaction_ids_allow_base64ish_text() {
-        assert!(ProviderTxnId::parse("1471851442-lfI7yG-vTuaxI-x87xAS").is_ok());
-        assert!(ProviderTxnId::parse("gV1Pwgz6HmXJphEMVLEUUnp+sD8=").is_ok());
-        assert!(ProviderTxnId::parse("a b").is_err());
+    fn identifiers_of_any_alphabet_are_the_providers_and_kept_exactly() {
+        for ok in [
+            "../etc",
+            "a/b",
+            "a%2Fb",
+            "a b",
+            " leading",
+            "ü",
+            "Заказ-7",
+            "a?b#c&d=e",
+            "gV1Pwgz6HmXJphEMVLEUUnp+sD8=",
+            "1471851442-lfI7yG-vTuaxI-x87xAS",
+            "ORDER:42/1+2",
+            "\"quoted\"",
+        ] {
+            assert_eq!(Reference::parse(ok).unwrap().as_str(), ok, "{ok:?}");
+            assert_eq!(ProviderTxnId::parse(ok).unwrap().as_str(), ok, "{ok:?}");
+            let json = serde_json::to_string(&Reference::parse(ok).unwrap()).unwrap();
+            assert_eq!(
+                serde_json::from_str::<Reference>(&json).unwrap().as_str(),
+                ok
+            );
+        }
     }
 
     #[test]
@@ -279,6 +330,8 @@ mod tests {
             serde_json::to_string(&Provider::Plutu).unwrap(),
             r#""plutu""#
         );
-        assert!(serde_json::from_str::<Reference>(r#""a/b""#).is_err());
+        assert!(serde_json::from_str::<Reference>(r#""a/b""#).is_ok());
+        assert!(serde_json::from_str::<Reference>(r#""a\nb""#).is_err());
+        assert!(Account::parse("a/b").is_err());
     }
 }

@@ -15,7 +15,8 @@
 //! - [`portmanat`], [`paysys`], [`plutu`]: each provider's protocol.
 //! - [`schedule`]: when to check a payment next.
 //! - [`redact`]: removing secrets and card numbers from what is kept.
-//! - [`form`], [`localtime`]: strict query parsing, provider local times.
+//! - [`form`], [`json`], [`localtime`]: strict query and JSON parsing, provider
+//!   local times.
 
 mod answer;
 mod crypto;
@@ -23,6 +24,7 @@ pub mod decide;
 pub mod form;
 pub mod ids;
 pub mod inbound;
+pub mod json;
 pub mod localtime;
 pub mod money;
 pub mod observation;

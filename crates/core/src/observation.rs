@@ -7,15 +7,21 @@ use crate::ids::{Account, Provider, ProviderTxnId, Reference, Source};
 use crate::money::Money;
 use crate::state::ObservedStatus;
 
-/// A time as the provider wrote it, with its UTC reading. The raw text is kept
-/// because the provider's zone is an inference for PaySys (Asia/Tashkent).
+/// A time as the provider wrote it, with its UTC reading where it could be
+/// read. The raw text is kept because the provider's zone is an inference for
+/// PaySys (an account setting, Asia/Tashkent by default), and because a time
+/// in a format or zone paysettle cannot read is still the provider's word:
+/// it never costs the observation it came with.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProviderTime {
-    /// The instant, in UTC.
-    pub utc: Timestamp,
+    /// The instant, in UTC; `None` when the raw text or its zone could not
+    /// be read with certainty.
+    #[serde(default)]
+    pub utc: Option<Timestamp>,
     /// Exactly what the provider sent.
     pub raw: String,
-    /// The IANA zone the raw text was read in.
+    /// The zone the raw text was read in (or was said to be in): an IANA
+    /// name, an offset such as `+04:00`, or an abbreviation as sent.
     pub zone: String,
 }
 
@@ -39,6 +45,17 @@ pub struct Observation {
     /// When paysettle received the callback or the answer.
     pub observed_at: Timestamp,
     pub source: Source,
+    /// The provider said this is a test payment (a Portmanat `/check` body
+    /// whose `service` is in test mode). Never real money on an account not
+    /// configured for test payments.
+    #[serde(default)]
+    pub test: bool,
+    /// This refund's own amount, where the account's provider reports each
+    /// refund rather than the total so far (PaySys `refund_amount =
+    /// "this_refund"`); the status then says `Refunded { total: None }`,
+    /// and the total is the ledger's to work out.
+    #[serde(default)]
+    pub refund_part: Option<Money>,
 }
 
 impl Observation {
@@ -58,19 +75,45 @@ impl Observation {
             ObservedStatus::Refunded { total } => money(total),
             _ => "-".to_owned(),
         };
-        format!(
+        let mut key = format!(
             "{}|{}|{}|{}|{}|{}|{}|{}",
             self.source,
             self.account,
-            self.reference,
-            self.provider_txn_id
-                .as_ref()
-                .map_or("-", ProviderTxnId::as_str),
-            self.provider_status,
+            escape(self.reference.as_str()),
+            escape(
+                self.provider_txn_id
+                    .as_ref()
+                    .map_or("-", ProviderTxnId::as_str)
+            ),
+            escape(&self.provider_status),
             self.status.target(),
             money(self.money),
             refund,
-        )
+        );
+        // Appended only when present, so every key written before these
+        // fields existed reads the same. Two refunds of the same amount
+        // reported as "this refund" are indistinguishable from a resent
+        // notification: a reason to prefer `refund_amount = "total"`.
+        if let Some(part) = self.refund_part {
+            key.push_str(&format!("|part:{}", money(Some(part))));
+        }
+        if self.test {
+            key.push_str("|test");
+        }
+        key
+    }
+}
+
+/// A field of the dedupe key, with the separator (and the escape itself)
+/// percent-encoded: references and provider ids are the providers' text and
+/// may hold a `|`, which would otherwise let two different observations
+/// share a key. Text without `|` or `%` (every id of the old alphabet) is
+/// unchanged, so keys already in a ledger still match.
+fn escape(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains(['|', '%']) {
+        std::borrow::Cow::Owned(text.replace('%', "%25").replace('|', "%7C"))
+    } else {
+        std::borrow::Cow::Borrowed(text)
     }
 }
 
@@ -91,6 +134,8 @@ mod tests {
             provider_time: None,
             observed_at: Timestamp::UNIX_EPOCH,
             source: Source::Callback,
+            test: false,
+            refund_part: None,
         }
     }
 
@@ -119,6 +164,32 @@ mod tests {
             total: Some(Money::from_minor(2, Currency::Usd).unwrap()),
         };
         assert_ne!(refund_a.dedupe_key(), refund_b.dedupe_key());
+
+        // A separator inside the providers' text cannot make two
+        // observations of different payments share a key.
+        let mut left = a.clone();
+        left.reference = Reference::parse("R|T1").unwrap();
+        left.provider_txn_id = Some(ProviderTxnId::parse("X").unwrap());
+        let mut right = a.clone();
+        right.reference = Reference::parse("R").unwrap();
+        right.provider_txn_id = Some(ProviderTxnId::parse("T1|X").unwrap());
+        assert_ne!(left.dedupe_key(), right.dedupe_key());
+
+        // Keys of observations without the newer fields are unchanged.
+        assert_eq!(
+            a.dedupe_key(),
+            "callback|default|931111111|44114543|2|failed|1000USD|-"
+                .replace("failed", a.status.target().as_str())
+        );
+        let mut test = a.clone();
+        test.test = true;
+        assert_ne!(a.dedupe_key(), test.dedupe_key());
+        let mut part_a = refund_a.clone();
+        part_a.status = ObservedStatus::Refunded { total: None };
+        part_a.refund_part = Some(Money::from_minor(1, Currency::Usd).unwrap());
+        let mut part_b = part_a.clone();
+        part_b.refund_part = Some(Money::from_minor(2, Currency::Usd).unwrap());
+        assert_ne!(part_a.dedupe_key(), part_b.dedupe_key());
     }
 
     #[test]

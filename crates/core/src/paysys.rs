@@ -16,14 +16,63 @@ use crate::crypto;
 use crate::ids::{Account, Provider, ProviderTxnId, Reference, Source};
 use crate::localtime;
 use crate::money::{Currency, Money};
-use crate::observation::Observation;
+use crate::observation::{Observation, ProviderTime};
 use crate::redact;
 use crate::state::ObservedStatus;
 use crate::verify::{CallbackKind, VerifiedCallback, VerifyError};
 
-/// The zone PaySys notification dates are read in. PaySys does not say; the
-/// gateway is in Uzbekistan (an inference recorded in NOTES.md).
+/// The zone PaySys notification dates are read in unless the account says
+/// otherwise. PaySys does not say; the gateway is in Uzbekistan (an inference
+/// recorded in NOTES.md).
 pub const NOTIFICATION_ZONE: &str = "Asia/Tashkent";
+
+/// What the `amount` of a refund notification (status 6) is. PaySys allows
+/// any number of partial refunds and does not document which it sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefundAmount {
+    /// The total refunded so far: the observation says
+    /// `Refunded { total: Some(amount) }`.
+    #[default]
+    Total,
+    /// This refund alone: the observation says `Refunded { total: None }`
+    /// and carries the amount as [`Observation::refund_part`]; the ledger
+    /// adds it up.
+    ThisRefund,
+}
+
+/// How one PaySys account's notifications and answers are read, where
+/// PaySys's documents leave it open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rules {
+    /// The IANA zone of the account's `date` fields (default Asia/Tashkent).
+    pub time_zone: String,
+    /// What a refund notification's `amount` is (default the total).
+    pub refund_amount: RefundAmount,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Rules {
+            time_zone: NOTIFICATION_ZONE.to_owned(),
+            refund_amount: RefundAmount::Total,
+        }
+    }
+}
+
+impl Rules {
+    /// Refuses rules that cannot be applied (a zone the bundled database
+    /// does not know).
+    pub fn validate(&self) -> Result<(), localtime::TimeError> {
+        if localtime::known_zone(&self.time_zone) {
+            Ok(())
+        } else {
+            Err(localtime::TimeError::UnknownZone(
+                self.time_zone.chars().take(40).collect(),
+            ))
+        }
+    }
+}
 
 const DATE_FORMAT: &str = "%d.%m.%Y %H:%M:%S";
 
@@ -38,12 +87,14 @@ const MAX_TEXT: usize = 256;
 /// compared in constant time, whichever matches.
 pub struct NotificationAuth {
     digests: Vec<[u8; 32]>,
+    rules: Rules,
 }
 
 impl std::fmt::Debug for NotificationAuth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NotificationAuth")
             .field("credential_pairs", &self.digests.len())
+            .field("rules", &self.rules)
             .finish()
     }
 }
@@ -79,7 +130,21 @@ impl NotificationAuth {
             }
             digests.push(crypto::sha256(format!("{user}:{password}").as_bytes()));
         }
-        Ok(NotificationAuth { digests })
+        Ok(NotificationAuth {
+            digests,
+            rules: Rules::default(),
+        })
+    }
+
+    /// Reads the account's notifications by `rules` instead of the defaults.
+    pub fn with_rules(mut self, rules: Rules) -> NotificationAuth {
+        self.rules = rules;
+        self
+    }
+
+    /// The rules notifications are read by.
+    pub fn rules(&self) -> &Rules {
+        &self.rules
     }
 
     /// Authenticates a notification, then parses it.
@@ -91,7 +156,7 @@ impl NotificationAuth {
         received_at: Timestamp,
     ) -> Result<VerifiedCallback, VerifyError> {
         self.check_credentials(headers)?;
-        parse_notification(body, account, received_at).map(VerifiedCallback::new)
+        parse_notification(body, account, &self.rules, received_at).map(VerifiedCallback::new)
     }
 
     fn check_credentials(&self, headers: &HeaderMap) -> Result<(), VerifyError> {
@@ -142,19 +207,16 @@ pub enum CardRegistration {
 fn parse_notification(
     body: &[u8],
     account: &Account,
+    rules: &Rules,
     received_at: Timestamp,
 ) -> Result<CallbackKind, VerifyError> {
-    let doc: Value = serde_json::from_slice(body).map_err(|e| {
-        VerifyError::malformed(format!(
-            "body is not JSON: {}",
-            answer::bounded(&e.to_string())
-        ))
-    })?;
+    let doc = crate::json::parse_callback(body)?;
     let object = doc
         .as_object()
         .ok_or_else(|| VerifyError::malformed("body is not a JSON object"))?;
     match object.get("method") {
-        None => parse_status_notification(object, account, received_at).map(CallbackKind::Payment),
+        None => parse_status_notification(object, account, rules, received_at)
+            .map(CallbackKind::Payment),
         Some(Value::String(method)) if method == "partner.notify" => {
             parse_partner_notify(object).map(CallbackKind::CardRegistration)
         }
@@ -184,6 +246,7 @@ fn text_field(object: &Map<String, Value>, name: &'static str) -> Result<String,
 fn parse_status_notification(
     object: &Map<String, Value>,
     account: &Account,
+    rules: &Rules,
     received_at: Timestamp,
 ) -> Result<Observation, VerifyError> {
     let bad = |name: &str, problem: &dyn std::fmt::Display| {
@@ -199,19 +262,24 @@ fn parse_status_notification(
         .ok_or_else(|| VerifyError::malformed("status is not an integer"))?;
     let observed = status_from_code(status_code, Some(amount))
         .ok_or_else(|| VerifyError::malformed(format!("unknown status {status_code}")))?;
-    let provider_time = match object.get("date").filter(|d| !d.is_null()) {
-        None => None,
-        Some(date) => {
-            let raw = date
-                .as_str()
-                .ok_or_else(|| VerifyError::malformed("date is not text"))?;
-            Some(
-                localtime::read(raw, DATE_FORMAT, NOTIFICATION_ZONE)
-                    .map_err(|e| bad("date", &e))?,
-            )
-        }
+    let provider_time = provider_time(object, rules);
+    // A refund's amount is the refund, not the payment: the total so far or
+    // this refund alone, as the account says.
+    let (observed, money, refund_part) = match observed {
+        ObservedStatus::Refunded { .. } => match rules.refund_amount {
+            RefundAmount::Total => (
+                ObservedStatus::Refunded {
+                    total: Some(amount),
+                },
+                None,
+                None,
+            ),
+            RefundAmount::ThisRefund => {
+                (ObservedStatus::Refunded { total: None }, None, Some(amount))
+            }
+        },
+        other => (other, Some(amount), None),
     };
-    let money = (!matches!(observed, ObservedStatus::Refunded { .. })).then_some(amount);
     Ok(Observation {
         provider: Provider::Paysys,
         account: account.clone(),
@@ -223,6 +291,19 @@ fn parse_status_notification(
         provider_time,
         observed_at: received_at,
         source: Source::Callback,
+        test: false,
+        refund_part,
+    })
+}
+
+/// `date` in the account's zone. A date in another format (or not text at
+/// all) is kept as sent with no UTC reading: it never rejects the money it
+/// came with.
+fn provider_time(object: &Map<String, Value>, rules: &Rules) -> Option<ProviderTime> {
+    let date = object.get("date").filter(|d| !d.is_null())?;
+    Some(match date {
+        Value::String(raw) => localtime::read_or_keep(raw, DATE_FORMAT, &rules.time_zone),
+        other => localtime::unread(&other.to_string(), &rules.time_zone),
     })
 }
 
@@ -252,7 +333,8 @@ fn currency(object: &Map<String, Value>) -> Result<Currency, VerifyError> {
 
 /// PaySys status codes: 6 refund, 3 canceled, 2 completed, 1 awaiting,
 /// 0 created, any negative an error. A refund's amount, where one is given, is
-/// taken as the total refunded.
+/// taken as the total refunded (notifications then apply the account's
+/// [`RefundAmount`]); `check_payment` gives none.
 fn status_from_code(code: i64, amount: Option<Money>) -> Option<ObservedStatus> {
     match code {
         6 => Some(ObservedStatus::Refunded { total: amount }),
@@ -320,6 +402,8 @@ pub fn check_payment_body(partner_trans_id: &Reference, request_id: &str) -> Vec
 pub struct CheckContext<'a> {
     pub account: &'a Account,
     pub reference: &'a Reference,
+    /// The account's rules (its time zone).
+    pub rules: &'a Rules,
 }
 
 /// What `paysys.check_payment` answered.
@@ -404,9 +488,15 @@ pub fn parse_check_payment(
             status: observed,
             money: None,
             provider_status: code.to_string(),
-            provider_time: None,
+            // The document's answer has no date; one that does is read like
+            // a notification's, in the account's zone.
+            provider_time: result
+                .as_object()
+                .and_then(|r| provider_time(r, context.rules)),
             observed_at,
             source: Source::Check,
+            test: false,
+            refund_part: None,
         }),
         error,
     })
@@ -476,7 +566,7 @@ mod tests {
         assert_eq!(o.source, Source::Callback);
         assert_eq!(o.observed_at, now);
         let time = o.provider_time.as_ref().unwrap();
-        assert_eq!(time.utc.to_string(), "2022-06-24T02:49:16Z");
+        assert_eq!(time.utc.unwrap().to_string(), "2022-06-24T02:49:16Z");
         assert_eq!(time.zone, "Asia/Tashkent");
     }
 
@@ -667,10 +757,10 @@ mod tests {
             serde_json::json!({"amount": 10.5}),
             serde_json::json!({"amount": "1e3"}),
             serde_json::json!({"amount": 99999999999999999999u128.to_string()}),
-            serde_json::json!({"account": "../../etc"}),
+            serde_json::json!({"account": "a\nb"}),
+            serde_json::json!({"id": "1\u{202E}2"}),
             serde_json::json!({"account": null}),
             serde_json::json!({"id": {"nested": true}}),
-            serde_json::json!({"date": "2022-06-24 07:49:16"}),
             serde_json::json!({"status": "two"}),
         ] {
             assert!(
@@ -678,6 +768,90 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn a_key_given_twice_is_refused_naming_the_key() {
+        let verify = |body: &str| {
+            auth()
+                .verify(
+                    &basic("vendor-method", "vendor-secret"),
+                    body.as_bytes(),
+                    &Account::default(),
+                    Timestamp::UNIX_EPOCH,
+                )
+                .map(|_| ())
+        };
+        let twice = DOCUMENT_NOTIFICATION.replacen("\"status\"", "\"status\": 2, \"status\"", 1);
+        assert_eq!(
+            verify(&twice),
+            Err(VerifyError::Malformed(
+                "status is given more than once".into()
+            ))
+        );
+        let nested = r#"{"method":"partner.notify","params":{"stat":"SUCCESS","id":"d5","token":"a","token":"b","pan":"222222******2222"}}"#;
+        assert_eq!(
+            verify(nested),
+            Err(VerifyError::Malformed(
+                "params.token is given more than once".into()
+            ))
+        );
+    }
+
+    #[test]
+    fn a_date_in_another_format_keeps_the_notification_and_its_raw_text() {
+        for (date, raw) in [
+            (
+                serde_json::json!("2022-06-24 07:49:16"),
+                "2022-06-24 07:49:16",
+            ),
+            (
+                serde_json::json!("31.02.2022 00:00:00"),
+                "31.02.2022 00:00:00",
+            ),
+            (serde_json::json!(1656407767), "1656407767"),
+        ] {
+            let o = notification(serde_json::json!({ "date": date })).unwrap();
+            assert_eq!(o.status, ObservedStatus::Failed);
+            assert_eq!(o.money.unwrap().minor(), 1000);
+            let time = o.provider_time.unwrap();
+            assert_eq!((time.utc, time.raw.as_str()), (None, raw));
+            assert_eq!(time.zone, NOTIFICATION_ZONE);
+        }
+    }
+
+    #[test]
+    fn the_accounts_time_zone_reads_the_date() {
+        let rules = Rules {
+            time_zone: "Asia/Baku".into(),
+            ..Rules::default()
+        };
+        assert_eq!(rules.validate(), Ok(()));
+        let verified = auth()
+            .with_rules(rules)
+            .verify(
+                &basic("vendor-method", "vendor-secret"),
+                DOCUMENT_NOTIFICATION.as_bytes(),
+                &Account::default(),
+                Timestamp::UNIX_EPOCH,
+            )
+            .unwrap();
+        let time = verified
+            .observation()
+            .unwrap()
+            .provider_time
+            .clone()
+            .unwrap();
+        assert_eq!(time.utc.unwrap().to_string(), "2022-06-24T03:49:16Z");
+        assert_eq!(time.zone, "Asia/Baku");
+        assert!(
+            Rules {
+                time_zone: "Mars/Olympus".into(),
+                ..Rules::default()
+            }
+            .validate()
+            .is_err()
+        );
     }
 
     #[test]
@@ -769,6 +943,54 @@ mod tests {
     }
 
     #[test]
+    fn an_odd_reference_is_sent_back_as_json_exactly() {
+        let reference = Reference::parse("PS/2 +=:\"Зк\"").unwrap();
+        let body = check_payment_body(&reference, "r1");
+        let doc: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(doc["params"]["partner_trans_id"], reference.as_str());
+    }
+
+    #[test]
+    fn a_refunds_amount_means_what_the_account_says() {
+        let usd = |m| Money::from_minor(m, Currency::Usd).unwrap();
+        let body = DOCUMENT_NOTIFICATION
+            .replace("\"status\": -1", "\"status\": 6")
+            .replace("\"amount\": 1000", "\"amount\": 300");
+        let read = |refund_amount| {
+            let verified = auth()
+                .with_rules(Rules {
+                    refund_amount,
+                    ..Rules::default()
+                })
+                .verify(
+                    &basic("vendor-method", "vendor-secret"),
+                    body.as_bytes(),
+                    &Account::default(),
+                    Timestamp::UNIX_EPOCH,
+                )
+                .unwrap();
+            verified.observation().unwrap().clone()
+        };
+        let total = read(RefundAmount::Total);
+        assert_eq!(
+            total.status,
+            ObservedStatus::Refunded {
+                total: Some(usd(300))
+            }
+        );
+        assert_eq!((total.money, total.refund_part), (None, None));
+        let part = read(RefundAmount::ThisRefund);
+        assert_eq!(part.status, ObservedStatus::Refunded { total: None });
+        assert_eq!((part.money, part.refund_part), (None, Some(usd(300))));
+        assert_ne!(total.dedupe_key(), part.dedupe_key());
+        assert_eq!(RefundAmount::default(), RefundAmount::Total);
+        assert_eq!(
+            serde_json::from_str::<RefundAmount>(r#""this_refund""#).unwrap(),
+            RefundAmount::ThisRefund
+        );
+    }
+
+    #[test]
     fn the_check_payment_request_is_json_rpc_with_named_params() {
         let body = check_payment_body(&Reference::parse("167075").unwrap(), "f23eb612");
         let doc: Value = serde_json::from_slice(&body).unwrap();
@@ -801,9 +1023,11 @@ mod tests {
     #[test]
     fn the_documents_check_answer_is_a_completed_payment() {
         let (account, reference) = (Account::default(), Reference::parse("167075").unwrap());
+        let rules = Rules::default();
         let ctx = CheckContext {
             account: &account,
             reference: &reference,
+            rules: &rules,
         };
         let CheckAnswer::Status { observation, error } =
             parse_check_payment(CHECK_EXAMPLE.as_bytes(), ctx, Timestamp::UNIX_EPOCH).unwrap()
@@ -820,9 +1044,11 @@ mod tests {
     #[test]
     fn check_answers_with_errors_numbers_and_other_payments() {
         let (account, reference) = (Account::default(), Reference::parse("167075").unwrap());
+        let rules = Rules::default();
         let ctx = CheckContext {
             account: &account,
             reference: &reference,
+            rules: &rules,
         };
         let t = Timestamp::UNIX_EPOCH;
         let failed = r#"{"error":null,"result":{"transaction_id":"1","partner_trans_id":"167075","status":-1,"err_obj":{"code":-32313,"message":"Transaction status is canceled"}}}"#;

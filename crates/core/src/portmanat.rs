@@ -139,7 +139,12 @@ pub fn check_request_body(psp_rrn: &ProviderTxnId) -> String {
 pub struct CheckContext<'a> {
     pub account: &'a Account,
     pub reference: &'a Reference,
+    /// The `psp_rrn` asked about.
     pub psp_rrn: &'a ProviderTxnId,
+    /// Whether `psp_rrn` is the ledger's own (registered by the shop or
+    /// proven by an earlier answer) rather than taken from an unsigned
+    /// return: then the answer must name it too.
+    pub psp_rrn_known: bool,
 }
 
 /// What `/check` answered.
@@ -155,6 +160,13 @@ pub enum CheckAnswer {
 
 /// Parses a `/check` answer. `code` may be a number or a string; the date
 /// object may be named `created_at` (live) or `date` (the document).
+///
+/// `/check` is unsigned and takes only a `psp_rrn`, so an `OK` answer is
+/// evidence only about the payment it provably names: it must have a body
+/// with the asked payment's `client_rrn` (and its `psp_rrn` when the ledger
+/// knows one) and an `amount`. Anything less is an error (a failed check),
+/// never an observation. A body whose `service` is in test mode gives an
+/// observation marked [`Observation::test`].
 pub fn parse_check(
     bytes: &[u8],
     context: CheckContext<'_>,
@@ -186,22 +198,28 @@ pub fn parse_check(
                 -1 => ObservedStatus::Failed,
                 other => return Err(ParseError::invalid("code", format!("unknown code {other}"))),
             };
-            let body = doc.get("body").filter(|b| !b.is_null());
-            let (money, provider_time) = match body {
-                Some(body) => read_body(body, context)?,
-                None => (None, None),
-            };
+            let body = doc
+                .get("body")
+                .filter(|b| !b.is_null())
+                .ok_or(ParseError::Missing("body"))?;
+            let Evidence {
+                money,
+                provider_time,
+                test,
+            } = read_body(body, context)?;
             Ok(CheckAnswer::Status(Observation {
                 provider: Provider::Portmanat,
                 account: context.account.clone(),
                 reference: context.reference.clone(),
                 provider_txn_id: Some(context.psp_rrn.clone()),
                 status: observed,
-                money,
+                money: Some(money),
                 provider_status: code.to_string(),
                 provider_time,
                 observed_at,
                 source: Source::Check,
+                test,
+                refund_part: None,
             }))
         }
         other => Err(ParseError::invalid(
@@ -211,61 +229,103 @@ pub fn parse_check(
     }
 }
 
-fn read_body(
-    body: &Value,
-    context: CheckContext<'_>,
-) -> Result<(Option<Money>, Option<ProviderTime>), ParseError> {
+/// What an `OK` answer's body proves about the payment asked.
+struct Evidence {
+    money: Money,
+    provider_time: Option<ProviderTime>,
+    test: bool,
+}
+
+fn read_body(body: &Value, context: CheckContext<'_>) -> Result<Evidence, ParseError> {
     if !body.is_object() {
         return Err(ParseError::invalid("body", "not an object"));
     }
-    for (field, expected) in [
-        ("psp_rrn", context.psp_rrn.as_str()),
-        ("client_rrn", context.reference.as_str()),
-    ] {
-        if let Some(found) = body.get(field).and_then(answer::text_or_number)
-            && found != expected
-        {
-            return Err(ParseError::OtherPayment {
-                field,
-                expected: expected.to_owned(),
-                found: answer::bounded(&found),
-            });
-        }
-    }
-    let money = match body.get("amount") {
-        None | Some(Value::Null) => None,
-        Some(amount) => {
-            let text = answer::text_or_number(amount)
-                .ok_or_else(|| ParseError::invalid("amount", "not a decimal"))?;
-            Some(
-                Money::parse_decimal(&text, CURRENCY)
-                    .map_err(|e| ParseError::invalid("amount", e))?,
-            )
-        }
+    let named = |field: &'static str, expected: &str, required: bool| match body
+        .get(field)
+        .and_then(answer::text_or_number)
+    {
+        Some(found) if found != expected => Err(ParseError::OtherPayment {
+            field,
+            expected: answer::bounded(expected),
+            found: answer::bounded(&found),
+        }),
+        Some(_) => Ok(()),
+        None if required => Err(ParseError::Missing(match field {
+            "psp_rrn" => "body.psp_rrn",
+            _ => "body.client_rrn",
+        })),
+        None => Ok(()),
     };
+    named("client_rrn", context.reference.as_str(), true)?;
+    named("psp_rrn", context.psp_rrn.as_str(), context.psp_rrn_known)?;
+    let amount = body
+        .get("amount")
+        .filter(|a| !a.is_null())
+        .ok_or(ParseError::Missing("body.amount"))?;
+    let text = answer::text_or_number(amount)
+        .ok_or_else(|| ParseError::invalid("amount", "not a decimal"))?;
+    let money =
+        Money::parse_decimal(&text, CURRENCY).map_err(|e| ParseError::invalid("amount", e))?;
     let date = body
         .get("created_at")
         .or_else(|| body.get("date"))
         .filter(|d| !d.is_null());
-    let provider_time = match date {
-        None => None,
-        Some(date) => {
-            let raw = date
-                .get("date")
-                .and_then(Value::as_str)
-                .ok_or_else(|| ParseError::invalid("created_at", "no date text"))?;
-            let zone = date
-                .get("timezone")
-                .and_then(Value::as_str)
-                .unwrap_or(DEFAULT_ZONE);
-            Some(
-                localtime::read(raw, "%Y-%m-%d %H:%M:%S%.f", zone)
-                    .map_err(|e| ParseError::invalid("created_at", e))?,
-            )
-        }
-    };
-    Ok((money, provider_time))
+    let provider_time = date.map(read_date);
+    Ok(Evidence {
+        money,
+        provider_time,
+        test: test_service(body)?,
+    })
 }
+
+/// Whether the body's `service` object marks the merchant's test mode
+/// (`"test": 1`, `"1"` or `true`). A value that is neither clearly on nor
+/// clearly off makes the answer unreadable rather than guessed either way.
+fn test_service(body: &Value) -> Result<bool, ParseError> {
+    let Some(flag) = body.get("service").and_then(|s| s.get("test")) else {
+        return Ok(false);
+    };
+    match flag {
+        Value::Null | Value::Bool(false) => Ok(false),
+        Value::Bool(true) => Ok(true),
+        other => match answer::integer(other) {
+            Some(0) => Ok(false),
+            Some(1) => Ok(true),
+            _ => Err(ParseError::invalid(
+                "service.test",
+                format!(
+                    "neither on nor off: {}",
+                    answer::bounded(&other.to_string())
+                ),
+            )),
+        },
+    }
+}
+
+/// A PHP `DateTime` as `json_encode` writes it: `{"date": "2017-05-19
+/// 17:15:26.000000", "timezone_type": 3, "timezone": "Asia/Baku"}`. What
+/// cannot be read with certainty (an unknown format, an ambiguous zone
+/// abbreviation) is kept as sent with no UTC reading, never an error: the
+/// answer's status and amount do not depend on it.
+fn read_date(date: &Value) -> ProviderTime {
+    let zone = date
+        .get("timezone")
+        .and_then(Value::as_str)
+        .unwrap_or(DEFAULT_ZONE);
+    let Some(raw) = date.get("date").and_then(Value::as_str) else {
+        return localtime::unread(&date.to_string(), zone);
+    };
+    let timezone_type = date.get("timezone_type").and_then(answer::integer);
+    let utc = localtime::php_zone(timezone_type, zone)
+        .and_then(|tz| localtime::read_in(raw, DATE_FORMAT, &tz).ok());
+    ProviderTime {
+        utc,
+        ..localtime::unread(raw, zone)
+    }
+}
+
+/// The `date` text of Portmanat's date objects.
+const DATE_FORMAT: &str = "%Y-%m-%d %H:%M:%S%.f";
 
 #[cfg(test)]
 mod tests {
@@ -280,6 +340,7 @@ mod tests {
             account,
             reference,
             psp_rrn: psp,
+            psp_rrn_known: true,
         }
     }
 
@@ -335,7 +396,7 @@ mod tests {
         );
         assert!(parse_return(b"psp_rrn=a", Some(b"psp_rrn=a")).is_ok());
         assert!(matches!(
-            parse_return(b"client_rrn=../x", None),
+            parse_return(b"client_rrn=%0Ax", None),
             Err(HintError::Invalid {
                 field: "client_rrn",
                 ..
@@ -352,6 +413,15 @@ mod tests {
         assert_eq!(
             check_request_body(&ProviderTxnId::parse("1471851442-lfI7yG+x=").unwrap()),
             "psp_rrn=1471851442-lfI7yG%2Bx%3D"
+        );
+        // The provider's text, whatever its alphabet, is encoded exactly and
+        // reads back the same.
+        let odd = ProviderTxnId::parse("gV1P/wg+z6 H=:ü&x").unwrap();
+        let body = check_request_body(&odd);
+        assert_eq!(body, "psp_rrn=gV1P%2Fwg%2Bz6+H%3D%3A%C3%BC%26x");
+        assert_eq!(
+            form::parse_pairs(body.as_bytes()).unwrap(),
+            [("psp_rrn".to_owned(), odd.as_str().to_owned())]
         );
     }
 
@@ -397,7 +467,7 @@ mod tests {
         assert_eq!(o.source, Source::Check);
         assert_eq!(o.observed_at, now);
         let time = o.provider_time.unwrap();
-        assert_eq!(time.utc.to_string(), "2016-08-22T07:37:23Z");
+        assert_eq!(time.utc.unwrap().to_string(), "2016-08-22T07:37:23Z");
         assert_eq!(time.raw, "2016-08-22 11:37:23.000000");
     }
 
@@ -420,10 +490,10 @@ mod tests {
         assert_eq!(o.status, ObservedStatus::Succeeded);
         assert_eq!(o.money.unwrap().minor(), 523);
         assert_eq!(
-            o.provider_time.unwrap().utc.to_string(),
+            o.provider_time.unwrap().utc.unwrap().to_string(),
             "2017-05-19T13:15:26Z"
         );
-        let pending = r#"{"status":"OK","code":"1","description":"Pending"}"#;
+        let pending = r#"{"status":"OK","code":"1","description":"Pending","body":{"amount":"5.23","client_rrn":"ORDER-42","psp_rrn":"P-1"}}"#;
         let CheckAnswer::Status(o) = parse_check(
             pending.as_bytes(),
             ctx(&account, &reference, &psp),
@@ -433,7 +503,7 @@ mod tests {
             panic!()
         };
         assert_eq!(o.status, ObservedStatus::Pending);
-        assert_eq!(o.money, None);
+        assert_eq!(o.money.unwrap().minor(), 523);
     }
 
     #[test]
@@ -495,7 +565,7 @@ mod tests {
         ));
         assert!(matches!(
             parse_check(
-                br#"{"status":"OK","code":0,"body":{"psp_rrn":"OTHER"}}"#,
+                br#"{"status":"OK","code":0,"body":{"client_rrn":"R","psp_rrn":"OTHER","amount":"1.00"}}"#,
                 c,
                 t
             ),
@@ -506,7 +576,7 @@ mod tests {
         ));
         assert!(matches!(
             parse_check(
-                br#"{"status":"OK","code":0,"body":{"amount":"1.234"}}"#,
+                br#"{"status":"OK","code":0,"body":{"client_rrn":"R","psp_rrn":"P","amount":"1.234"}}"#,
                 c,
                 t
             ),
@@ -517,7 +587,7 @@ mod tests {
         ));
         assert!(matches!(
             parse_check(
-                br#"{"status":"OK","code":0,"body":{"amount":"-1.00"}}"#,
+                br#"{"status":"OK","code":0,"body":{"client_rrn":"R","psp_rrn":"P","amount":"-1.00"}}"#,
                 c,
                 t
             ),
@@ -526,16 +596,200 @@ mod tests {
                 ..
             })
         ));
-        assert!(matches!(
-            parse_check(
-                br#"{"status":"OK","code":0,"body":{"date":{"date":"yesterday"}}}"#,
-                c,
-                t
+    }
+
+    /// The time of a `/check` answer whose date object is `date`.
+    fn time_of(date: &str) -> Result<ProviderTime, ParseError> {
+        let (account, reference, psp) = (
+            Account::default(),
+            Reference::parse("ORDER-42").unwrap(),
+            ProviderTxnId::parse("P-1").unwrap(),
+        );
+        let answer = format!(
+            r#"{{"status":"OK","code":0,"body":{{"amount":"5.23","client_rrn":"ORDER-42","psp_rrn":"P-1","created_at":{date}}}}}"#
+        );
+        match parse_check(
+            answer.as_bytes(),
+            ctx(&account, &reference, &psp),
+            Timestamp::UNIX_EPOCH,
+        )? {
+            CheckAnswer::Status(o) => {
+                assert_eq!(o.status, ObservedStatus::Succeeded);
+                assert_eq!(o.money.unwrap().minor(), 523);
+                Ok(o.provider_time.unwrap())
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn dates_with_an_offset_or_an_abbreviation_are_read_where_certain() {
+        let utc = |date: &str| time_of(date).unwrap().utc.map(|t| t.to_string());
+        let baku = Some("2017-05-19T13:15:26Z".to_owned());
+        assert_eq!(
+            utc(r#"{"date":"2017-05-19 17:15:26.000000","timezone_type":1,"timezone":"+04:00"}"#),
+            baku
+        );
+        assert_eq!(
+            utc(r#"{"date":"2017-05-19 17:15:26.000000","timezone_type":"2","timezone":"AZT"}"#),
+            baku
+        );
+        assert_eq!(
+            utc(r#"{"date":"2017-05-19 17:15:26.000000","timezone_type":2,"timezone":"+04"}"#),
+            baku
+        );
+        let kept =
+            time_of(r#"{"date":"2017-05-19 17:15:26.000000","timezone_type":2,"timezone":"IST"}"#)
+                .unwrap();
+        assert_eq!(kept.utc, None, "IST is three different offsets");
+        assert_eq!(
+            (kept.raw.as_str(), kept.zone.as_str()),
+            ("2017-05-19 17:15:26.000000", "IST")
+        );
+    }
+
+    #[test]
+    fn an_unreadable_date_keeps_the_answer_and_the_raw_text() {
+        let kept =
+            time_of(r#"{"date":"yesterday","timezone_type":3,"timezone":"Asia/Baku"}"#).unwrap();
+        assert_eq!((kept.utc, kept.raw.as_str()), (None, "yesterday"));
+        let kept = time_of(
+            r#"{"date":"2017-05-19 17:15:26.000000","timezone_type":3,"timezone":"Mars/Olympus"}"#,
+        )
+        .unwrap();
+        assert_eq!((kept.utc, kept.zone.as_str()), (None, "Mars/Olympus"));
+        let kept = time_of(r#"{"timezone":"Asia/Baku"}"#).unwrap();
+        assert_eq!(kept.utc, None);
+        assert_eq!(kept.raw, r#"{"timezone":"Asia/Baku"}"#);
+    }
+
+    #[test]
+    fn an_ok_answer_counts_only_for_the_payment_it_provably_names() {
+        let (account, reference, psp) = (
+            Account::default(),
+            Reference::parse("ORDER-42").unwrap(),
+            ProviderTxnId::parse("P-1").unwrap(),
+        );
+        let known = ctx(&account, &reference, &psp);
+        let hinted = CheckContext {
+            psp_rrn_known: false,
+            ..known
+        };
+        let t = Timestamp::UNIX_EPOCH;
+        let check = |c: CheckContext<'_>, answer: &str| parse_check(answer.as_bytes(), c, t);
+        // What the issue saw: OK/0 with no body booked a victim's order.
+        for (answer, missing) in [
+            (
+                r#"{"status":"OK","code":0,"description":"Success"}"#,
+                "body",
             ),
-            Err(ParseError::Invalid {
-                field: "created_at",
+            (r#"{"status":"OK","code":0,"body":null}"#, "body"),
+            (
+                r#"{"status":"OK","code":0,"body":{"amount":"1990.00","psp_rrn":"P-1"}}"#,
+                "body.client_rrn",
+            ),
+            (
+                r#"{"status":"OK","code":0,"body":{"client_rrn":"ORDER-42","psp_rrn":"P-1"}}"#,
+                "body.amount",
+            ),
+            (
+                r#"{"status":"OK","code":-1,"body":{"client_rrn":"ORDER-42","psp_rrn":"P-1","amount":null}}"#,
+                "body.amount",
+            ),
+            (
+                r#"{"status":"OK","code":0,"body":{"client_rrn":"ORDER-42","amount":"1990.00"}}"#,
+                "body.psp_rrn",
+            ),
+        ] {
+            assert_eq!(
+                check(known, answer),
+                Err(ParseError::Missing(missing)),
+                "{answer}"
+            );
+        }
+        assert!(matches!(
+            check(
+                known,
+                r#"{"status":"OK","code":0,"body":{"client_rrn":"VICTIM-1","psp_rrn":"P-1","amount":"1990.00"}}"#
+            ),
+            Err(ParseError::OtherPayment {
+                field: "client_rrn",
                 ..
             })
+        ));
+        // A psp_rrn from an unsigned return need not be repeated, but the
+        // reference and the amount must be there.
+        let no_psp =
+            r#"{"status":"OK","code":0,"body":{"client_rrn":"ORDER-42","amount":"1990.00"}}"#;
+        let Ok(CheckAnswer::Status(o)) = check(hinted, no_psp) else {
+            panic!()
+        };
+        assert_eq!(o.money.unwrap().minor(), 199_000);
+        assert_eq!(o.provider_txn_id.unwrap(), psp);
+        assert!(matches!(
+            check(
+                hinted,
+                r#"{"status":"OK","code":0,"body":{"client_rrn":"ORDER-42","psp_rrn":"P-2","amount":"1.00"}}"#
+            ),
+            Err(ParseError::OtherPayment {
+                field: "psp_rrn",
+                ..
+            })
+        ));
+        assert_eq!(
+            check(hinted, r#"{"status":"OK","code":0}"#),
+            Err(ParseError::Missing("body"))
+        );
+    }
+
+    #[test]
+    fn a_service_in_test_mode_marks_the_observation() {
+        let (account, reference, psp) = (
+            Account::default(),
+            Reference::parse("ORDER-42").unwrap(),
+            ProviderTxnId::parse("P-1").unwrap(),
+        );
+        let test_of = |service: &str| {
+            let answer = format!(
+                r#"{{"status":"OK","code":0,"body":{{"amount":"5.00","client_rrn":"ORDER-42","psp_rrn":"P-1","service":{service}}}}}"#
+            );
+            parse_check(
+                answer.as_bytes(),
+                ctx(&account, &reference, &psp),
+                Timestamp::UNIX_EPOCH,
+            )
+            .map(|a| match a {
+                CheckAnswer::Status(o) => o.test,
+                other => panic!("{other:?}"),
+            })
+        };
+        for on in [
+            r#"{"id":7,"title":"Shop","test":1,"status":1}"#,
+            r#"{"test":"1"}"#,
+            r#"{"test":true}"#,
+        ] {
+            assert_eq!(test_of(on), Ok(true), "{on}");
+        }
+        for off in [
+            r#"{"id":7,"test":0}"#,
+            r#"{"test":"0"}"#,
+            r#"{"test":false}"#,
+            r#"{"test":null}"#,
+            r#"{"id":7}"#,
+            "null",
+        ] {
+            assert_eq!(test_of(off), Ok(false), "{off}");
+        }
+        assert!(matches!(
+            test_of(r#"{"test":"yes"}"#),
+            Err(ParseError::Invalid {
+                field: "service.test",
+                ..
+            })
+        ));
+        assert!(matches!(
+            test_of(r#"{"test":2}"#),
+            Err(ParseError::Invalid { .. })
         ));
     }
 }

@@ -306,7 +306,8 @@ proptest! {
         let account = Account::default();
         let reference = Reference::parse("ORDER-42").unwrap();
         let bytes = mutate(PAYSYS_CHECK, &edits);
-        let context = paysys::CheckContext { account: &account, reference: &reference };
+        let rules = paysys::Rules::default();
+        let context = paysys::CheckContext { account: &account, reference: &reference, rules: &rules };
         if let Ok(paysys::CheckAnswer::Status { observation, .. }) = paysys::parse_check_payment(&bytes, context, Timestamp::UNIX_EPOCH) {
             prop_assert_eq!(&observation.reference, &reference);
         }
@@ -319,11 +320,11 @@ proptest! {
         let account = Account::default();
         let reference = Reference::parse("ORDER-42").unwrap();
         let psp_rrn = ProviderTxnId::parse("1471851442-lfI7yG").unwrap();
-        let context = portmanat::CheckContext { account: &account, reference: &reference, psp_rrn: &psp_rrn };
+        let context = portmanat::CheckContext { account: &account, reference: &reference, psp_rrn: &psp_rrn, psp_rrn_known: true };
         let bytes = mutate(PORTMANAT_CHECK, &edits);
         if let Ok(portmanat::CheckAnswer::Status(observation)) = portmanat::parse_check(&bytes, context, Timestamp::UNIX_EPOCH) {
             prop_assert_eq!(&observation.reference, &reference);
-            prop_assert!(observation.money.is_none_or(|m| m.currency() == Currency::Azn));
+            prop_assert!(observation.money.is_some_and(|m| m.currency() == Currency::Azn));
         }
     }
 

@@ -630,6 +630,8 @@ fn row_observation(
         provider_time: None,
         observed_at,
         source: Source::Reconcile,
+        test: false,
+        refund_part: None,
     }
 }
 

@@ -450,6 +450,8 @@ fn message_bytes() -> usize {
             provider_time: None,
             observed_at: jiff::Timestamp::now(),
             source: Source::Callback,
+            test: false,
+            refund_part: None,
         }),
         raw: RawRequest {
             method: "GET".into(),

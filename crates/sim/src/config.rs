@@ -224,6 +224,19 @@ pub enum DateField {
     Date,
 }
 
+/// How the zone of Portmanat's date objects is written (PHP's
+/// `timezone_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimezoneStyle {
+    /// Type 3, an IANA name: `Asia/Baku`.
+    Name,
+    /// Type 1, an offset: `+04:00`.
+    Offset,
+    /// Type 2, an abbreviation: `+04` (what tzdata calls Baku time today).
+    Abbreviation,
+}
+
 /// Portmanat's side: the service the shop registered.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -240,6 +253,8 @@ pub struct PortmanatConfig {
     pub date_field: DateField,
     /// How `code` is written.
     pub code_style: NumberStyle,
+    /// How the date object's zone is written.
+    pub timezone_style: TimezoneStyle,
     /// Sections replacing the global scenario's for Portmanat.
     pub scenario: ScenarioPatch,
 }
@@ -253,9 +268,22 @@ impl Default for PortmanatConfig {
             callback_method: CallbackMethod::Get,
             date_field: DateField::CreatedAt,
             code_style: NumberStyle::Mixed,
+            timezone_style: TimezoneStyle::Name,
             scenario: ScenarioPatch::default(),
         }
     }
+}
+
+/// What the `amount` of a PaySys refund notification is (PaySys does not
+/// document it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefundAmount {
+    /// The total refunded so far.
+    #[default]
+    Total,
+    /// This refund's own amount.
+    ThisRefund,
 }
 
 /// PaySys's side: the partner account.
@@ -282,6 +310,8 @@ pub struct PaysysConfig {
     pub notify_pending: bool,
     /// How `status` is written in RPC results.
     pub status_style: NumberStyle,
+    /// What a refund notification's `amount` is.
+    pub refund_amount: RefundAmount,
     /// Sections replacing the global scenario's for PaySys.
     pub scenario: ScenarioPatch,
 }
@@ -299,6 +329,7 @@ impl Default for PaysysConfig {
             partner_notify_url: String::new(),
             notify_pending: true,
             status_style: NumberStyle::Mixed,
+            refund_amount: RefundAmount::Total,
             scenario: ScenarioPatch::default(),
         }
     }

@@ -13,6 +13,7 @@
 //! | GET | `/_sim/lookup?provider=&reference=` | → `PaymentView` |
 //! | POST | `/_sim/payments/{id}/pay` | `{"outcome"?}` → `PaymentView` |
 //! | POST | `/_sim/payments/{id}/outcome` | `{"outcome"}` → `PaymentView` |
+//! | POST | `/_sim/payments/{id}/refund` | `{"amount_minor"}` → `PaymentView` (PaySys; any number of times up to the paid amount) |
 //! | POST | `/_sim/advance` | `{"ms"}` → `{"now"}` once everything then due is done |
 //! | POST | `/_sim/settle` | → `{"now"}` once everything due now is done |
 //! | POST | `/_sim/run-until-idle` | → `{"now"}` once nothing is left to happen |
@@ -45,6 +46,12 @@ use crate::sim::{NewPayment, creation};
 struct PayBody {
     #[serde(default)]
     outcome: Option<Outcome>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefundBody {
+    amount_minor: i64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -153,6 +160,11 @@ async fn dispatch(engine: &Engine, req: &Req, rest: &[&str]) -> Result<Answer, S
                 StatusCode::OK,
                 &engine.pay(slot, pay.outcome, "customer", false)?,
             )
+        }
+        (&Method::POST, ["payments", id, "refund"]) => {
+            let refund: RefundBody = body(req, "")?;
+            let slot = engine.slot(id)?;
+            json(StatusCode::OK, &engine.refund(slot, refund.amount_minor)?)
         }
         (&Method::POST, ["payments", id, "outcome"]) => {
             let forced: OutcomeBody = body(req, "")?;

@@ -26,7 +26,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use crate::callback::{self, HttpClient, Outbound};
-use crate::config::{CallbackMethod, NumberStyle, SimConfig};
+use crate::config::{CallbackMethod, NumberStyle, RefundAmount, SimConfig};
 use crate::error::SimError;
 use crate::model::{
     CallbackFate, CallbackKind, CallbackRecord, Details, Outcome, PartnerNotifyView, Payment,
@@ -644,8 +644,56 @@ impl Engine {
         payment.refunded_minor += amount_minor;
         payment.set_status(Status::Refunded, wall, cause);
         info!(payment.id = %payment.id, amount_minor, cause, "payment refunded");
+        // What the notification's `amount` says: PaySys does not document
+        // which, so it is a setting.
+        let reported = match self.config.paysys.refund_amount {
+            RefundAmount::Total => payment.refunded_minor,
+            RefundAmount::ThisRefund => amount_minor,
+        };
+        let first = payment.callbacks.len();
         self.plan_callback(state, slot, Status::Refunded, now, false, false);
+        if let Some(payment) = state.store.payments.get_mut(slot) {
+            for callback in payment.callbacks.iter_mut().skip(first) {
+                callback.amount_minor = Some(reported);
+            }
+        }
         Ok(())
+    }
+
+    /// A refund of `amount_minor` from the control API: PaySys only, any
+    /// number of times up to what was paid.
+    pub fn refund(&self, slot: usize, amount_minor: i64) -> Result<PaymentView, SimError> {
+        let mut state = self.state();
+        let provider = state
+            .store
+            .payments
+            .get(slot)
+            .map(|p| p.provider)
+            .ok_or_else(|| SimError::UnknownPayment(slot.to_string()))?;
+        if !provider.can_refund() {
+            return Err(SimError::Unsupported {
+                provider,
+                what: "refund".to_owned(),
+            });
+        }
+        self.refund_locked(&mut state, slot, amount_minor, "control")
+            .map_err(|e| {
+                SimError::InvalidRequest(
+                    match e {
+                        RefundError::NotFound => "no such payment",
+                        RefundError::Canceled => "the payment is canceled",
+                        RefundError::NotCompleted => "the payment has not succeeded",
+                        RefundError::TooMuch => {
+                            "the refunds would exceed the paid amount (or the amount is not positive)"
+                        }
+                    }
+                    .to_owned(),
+                )
+            })?;
+        let view = state.store.payments[slot].view();
+        drop(state);
+        self.wake.notify_one();
+        Ok(view)
     }
 
     /// PaySys `cancel_payment`: a pending payment is cancelled, a completed
@@ -753,6 +801,7 @@ impl Engine {
                 delayed_ms: delay_ms,
                 out_of_order,
                 due_at: (fate == CallbackFate::Scheduled).then(|| self.clock.wall_at(due)),
+                amount_minor: None,
                 sent_at: None,
                 fate: fate.clone(),
             });
@@ -808,6 +857,7 @@ impl Engine {
             delayed_ms: 0,
             out_of_order: false,
             due_at: Some(self.clock.wall_at(due)),
+            amount_minor: None,
             sent_at: None,
             fate: CallbackFate::Scheduled,
         });
@@ -886,6 +936,7 @@ impl Engine {
                     delayed_ms: delay_ms,
                     out_of_order: false,
                     due_at: (!lost).then(|| self.clock.wall_at(due)),
+                    amount_minor: None,
                     sent_at: None,
                     fate: if lost {
                         CallbackFate::Lost
@@ -1054,7 +1105,7 @@ impl Engine {
                 )),
                 body: Some((
                     "application/json",
-                    paysys::notification_body(payment, record.status)
+                    paysys::notification_body(payment, record.status, record.amount_minor)
                         .to_string()
                         .into(),
                 )),

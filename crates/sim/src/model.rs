@@ -232,6 +232,10 @@ pub struct CallbackRecord {
     pub out_of_order: bool,
     /// When it is or was due on the simulator's clock.
     pub due_at: Option<Timestamp>,
+    /// The amount it reports when that is not the payment's (a PaySys
+    /// refund notification: the total refunded so far or this refund).
+    #[serde(default)]
+    pub amount_minor: Option<i64>,
     /// When it was actually sent.
     pub sent_at: Option<Timestamp>,
     /// What became of it.

@@ -143,12 +143,14 @@ pub fn notification_date(at: jiff::Timestamp) -> String {
         .to_string()
 }
 
-/// The body of a transaction status notification carrying `status`.
-pub(crate) fn notification_body(payment: &Payment, status: Status) -> Value {
+/// The body of a transaction status notification carrying `status`; `amount`
+/// is the payment's unless the callback reports another (a refund's total
+/// so far, or this refund, as `paysys.refund_amount` says).
+pub(crate) fn notification_body(payment: &Payment, status: Status, amount: Option<i64>) -> Value {
     json!({
         "id": payment.provider_txn_id.clone().unwrap_or_default(),
         "account": payment.reference,
-        "amount": payment.amount_minor,
+        "amount": amount.unwrap_or(payment.amount_minor),
         "card_masked": payment.details.card_masked,
         "currency": payment.currency.numeric(),
         "currency_name": payment.currency.code().to_ascii_lowercase(),

@@ -113,6 +113,10 @@ pub fn verify_callback<K: AsRef<str>, V: AsRef<str>>(
     if given.len() != 32 {
         return Err(VerifyError::Malformed);
     }
+    // Plutu's SDK compares with `hash_equals` against the uppercase hex.
+    if hashed.bytes().any(|b| b.is_ascii_lowercase()) {
+        return Err(VerifyError::Mismatch);
+    }
     let expected = mac(secret_key, &callback_message(gateway, params))
         .finalize()
         .into_bytes();
@@ -478,10 +482,13 @@ mod tests {
         let mut params = worked_params();
         params.push(("hashed".to_owned(), HASHED.to_owned()));
         assert_eq!(verify_callback(PlutuGateway::Mpgs, &params, KEY), Ok(()));
-        // Lowercase hex is the same MAC.
+        // Lowercase hex is refused, as Plutu's SDK refuses it.
         let mut lower = worked_params();
         lower.push(("hashed".to_owned(), HASHED.to_lowercase()));
-        assert_eq!(verify_callback(PlutuGateway::Mpgs, &lower, KEY), Ok(()));
+        assert_eq!(
+            verify_callback(PlutuGateway::Mpgs, &lower, KEY),
+            Err(VerifyError::Mismatch)
+        );
         assert_eq!(
             verify_callback(PlutuGateway::Mpgs, &params, "sk_other"),
             Err(VerifyError::Mismatch)

@@ -24,11 +24,12 @@ use std::sync::LazyLock;
 use hmac::{Hmac, Mac};
 use http::{Method, StatusCode};
 use jiff::tz::{Offset, TimeZone};
+use rand::Rng as _;
 use secrecy::ExposeSecret;
 use serde_json::{Map, Value, json};
 use sha2::Sha256;
 
-use crate::config::{CallbackMethod, DateField};
+use crate::config::{CallbackMethod, DateField, TimezoneStyle};
 use crate::engine::{Creation, Engine};
 use crate::error::{SimError, VerifyError};
 use crate::form;
@@ -264,6 +265,13 @@ pub(crate) fn check(engine: &Engine, req: &Req) -> Answer {
         return json(StatusCode::OK, &body);
     };
     let (code, description) = code_of(status);
+    let answers = engine.scenario(Provider::Portmanat).answers;
+    if answers.without_body > 0.0 && engine.with_rng(|rng| rng.random_bool(answers.without_body)) {
+        return json(
+            StatusCode::OK,
+            &json!({"status": "OK", "code": code_value(engine, code), "description": description}),
+        );
+    }
     let date_name = match engine.config.portmanat.date_field {
         DateField::CreatedAt => "created_at",
         DateField::Date => "date",
@@ -274,12 +282,28 @@ pub(crate) fn check(engine: &Engine, req: &Req) -> Answer {
     body.insert("client_rrn".to_owned(), Value::String(client_rrn));
     body.insert("psp_rrn".to_owned(), Value::String(psp_rrn.to_owned()));
     body.insert("bank_rrn".to_owned(), Value::String(bank_rrn));
+    // Live answers carry the merchant's service; `test` 1 is its test mode.
+    body.insert(
+        "service".to_owned(),
+        json!({
+            "id": engine.config.portmanat.service_id,
+            "title": "Simulated shop",
+            "test": i32::from(answers.test_service),
+            "status": 1,
+        }),
+    );
+    let (timezone_type, timezone) = match engine.config.portmanat.timezone_style {
+        TimezoneStyle::Name => (3, "Asia/Baku".to_owned()),
+        TimezoneStyle::Offset => (1, local.strftime("%:z").to_string()),
+        // Baku is a whole number of hours from UTC.
+        TimezoneStyle::Abbreviation => (2, format!("{:+03}", local.offset().seconds() / 3600)),
+    };
     body.insert(
         date_name.to_owned(),
         json!({
             "date": format!("{}.000000", local.strftime("%Y-%m-%d %H:%M:%S")),
-            "timezone_type": 3,
-            "timezone": "Asia/Baku",
+            "timezone_type": timezone_type,
+            "timezone": timezone,
         }),
     );
     json(

@@ -328,6 +328,26 @@ impl CallbackFaults {
     }
 }
 
+/// What the status answers say beyond the payment's state. Only Portmanat's
+/// `/check` has these shapes; the other providers ignore this section.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Answers {
+    /// The merchant's service is in test mode: `/check` bodies carry
+    /// `"service": {"test": 1, …}` (0 otherwise).
+    pub test_service: bool,
+    /// Probability per `/check` that an `OK` answer comes without its
+    /// `body` (the code and description only): an answer that names no
+    /// payment.
+    pub without_body: f64,
+}
+
+impl Answers {
+    fn validate(&self) -> Result<(), String> {
+        check_probability("answers.without_body", self.without_body)
+    }
+}
+
 fn check_probability(name: &str, rate: f64) -> Result<(), String> {
     if (0.0..=1.0).contains(&rate) {
         Ok(())
@@ -352,6 +372,8 @@ pub struct Scenario {
     pub outcomes: OutcomeMix,
     /// What happens to callbacks.
     pub callbacks: CallbackFaults,
+    /// What status answers say beyond the state.
+    pub answers: Answers,
 }
 
 impl Scenario {
@@ -363,6 +385,7 @@ impl Scenario {
             pending: patch.pending.unwrap_or(self.pending),
             outcomes: patch.outcomes.unwrap_or(self.outcomes),
             callbacks: patch.callbacks.unwrap_or(self.callbacks),
+            answers: patch.answers.unwrap_or(self.answers),
         }
     }
 
@@ -377,7 +400,8 @@ impl Scenario {
             ));
         }
         self.outcomes.validate()?;
-        self.callbacks.validate()
+        self.callbacks.validate()?;
+        self.answers.validate()
     }
 }
 
@@ -396,6 +420,8 @@ pub struct ScenarioPatch {
     pub outcomes: Option<OutcomeMix>,
     /// Replaces `callbacks`.
     pub callbacks: Option<CallbackFaults>,
+    /// Replaces `answers`.
+    pub answers: Option<Answers>,
 }
 
 impl ScenarioPatch {
@@ -407,6 +433,7 @@ impl ScenarioPatch {
             pending: other.pending.or(self.pending),
             outcomes: other.outcomes.or(self.outcomes),
             callbacks: other.callbacks.or(self.callbacks),
+            answers: other.answers.or(self.answers),
         }
     }
 }

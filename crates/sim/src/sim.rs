@@ -308,6 +308,13 @@ impl SimHandle {
         self.engine.pay(slot, outcome, "customer", false)
     }
 
+    /// Refunds `amount_minor` of a succeeded PaySys payment now (any number
+    /// of times, up to what was paid); its notification is scheduled.
+    pub fn refund(&self, id: &str, amount_minor: i64) -> Result<PaymentView, SimError> {
+        let slot = self.engine.slot(id)?;
+        self.engine.refund(slot, amount_minor)
+    }
+
     /// Changes the outcome a pending payment will have when it resolves.
     pub fn force_outcome(&self, id: &str, outcome: Outcome) -> Result<PaymentView, SimError> {
         let slot = self.engine.slot(id)?;

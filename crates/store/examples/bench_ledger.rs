@@ -30,6 +30,8 @@ fn request(i: usize) -> ApplyRequest {
             provider_time: None,
             observed_at: Timestamp::now(),
             source: Source::Callback,
+            test: false,
+            refund_part: None,
         },
         raw: Some(
             serde_json::json!({"id": i, "account": format!("B-{i}"), "amount": 1000 + i, "currency": 840, "status": 2}),

@@ -217,7 +217,7 @@ fn write_history(
                 currency,
                 o.money.map(Money::minor),
                 refund_total.map(Money::minor),
-                o.provider_time.as_ref().map(|t| ms(t.utc)),
+                o.provider_time.as_ref().and_then(|t| t.utc.map(ms)),
                 o.provider_time.as_ref().map(|t| t.raw.as_str()),
                 ms(o.observed_at),
                 ms(now),

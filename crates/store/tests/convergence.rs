@@ -37,6 +37,8 @@ fn observation(
             provider_time: None,
             observed_at: Timestamp::UNIX_EPOCH,
             source,
+            test: false,
+            refund_part: None,
         },
         raw: None,
     }

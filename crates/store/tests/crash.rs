@@ -34,6 +34,8 @@ fn request(reference: &Reference, status: ObservedStatus, money: Option<Money>) 
             provider_time: None,
             observed_at: Timestamp::now(),
             source: Source::Check,
+            test: false,
+            refund_part: None,
         },
         raw: Some(serde_json::json!({"status": "OK"})),
     }

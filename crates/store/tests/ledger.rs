@@ -50,6 +50,8 @@ fn observation(
             provider_time: None,
             observed_at: Timestamp::now(),
             source,
+            test: false,
+            refund_part: None,
         },
         raw: Some(serde_json::json!({"body": {"card": "4111111111111111", "token": "tok_secret"}})),
     }

@@ -56,6 +56,8 @@ fn observation(round: usize, i: usize) -> ApplyRequest {
             provider_time: None,
             observed_at: Timestamp::now(),
             source: Source::Callback,
+            test: false,
+            refund_part: None,
         },
         raw: None,
     }

@@ -60,6 +60,7 @@ async fn main() {
         Account::default(),
         PortmanatAccess {
             base_url: format!("{base}/portmanat"),
+            accept_test_payments: false,
         },
     );
     // Always due again: every payment is checked as often as the limits allow.
@@ -181,6 +182,8 @@ async fn main() {
             provider_time: None,
             observed_at: Timestamp::now(),
             source: Source::Callback,
+            test: false,
+            refund_part: None,
         };
         let message = InboundCallback {
             format: FORMAT_VERSION,

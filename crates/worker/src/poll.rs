@@ -193,6 +193,8 @@ fn stale_observation(check: &DueCheck, now: Timestamp) -> ApplyRequest {
             provider_time: None,
             observed_at: now,
             source: Source::Check,
+            test: false,
+            refund_part: None,
         },
         raw: check
             .last_error

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use paysettle_core::schedule::CheckPolicy;
-use paysettle_core::{Account, Provider};
+use paysettle_core::{Account, Provider, paysys};
 use secrecy::SecretString;
 
 /// How to reach Portmanat's `/check` for one service.
@@ -13,6 +13,9 @@ use secrecy::SecretString;
 pub struct PortmanatAccess {
     /// `https://psp.mps.az` (paths `/check` and `/process` hang below it).
     pub base_url: String,
+    /// Whether `/check` answers from a service in test mode may count as
+    /// money on this account (a staging shop); off in production.
+    pub accept_test_payments: bool,
 }
 
 /// How to reach the PaySys gateway for one service.
@@ -22,6 +25,9 @@ pub struct PaysysAccess {
     pub gateway_url: String,
     pub service_id: String,
     pub secret_key: SecretString,
+    /// How the account's answers and notifications are read (its time
+    /// zone).
+    pub rules: paysys::Rules,
 }
 
 /// How hard the worker may press one provider.
@@ -112,6 +118,19 @@ impl WorkerSettings {
             Provider::Portmanat => self.portmanat.contains_key(account),
             Provider::Paysys => self.paysys.contains_key(account),
             Provider::Plutu => self.plutu.contains(account),
+        }
+    }
+
+    /// Whether a payment the provider marks as a test counts as money on
+    /// this account. Only Portmanat marks test payments; an account not
+    /// configured accepts none.
+    pub fn accepts_test(&self, provider: Provider, account: &Account) -> bool {
+        match provider {
+            Provider::Portmanat => self
+                .portmanat
+                .get(account)
+                .is_some_and(|a| a.accept_test_payments),
+            Provider::Paysys | Provider::Plutu => false,
         }
     }
 

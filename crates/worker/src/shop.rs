@@ -7,7 +7,9 @@
 //!   on a conflicting re-registration, 413 over the size limit, 408 when the
 //!   body does not arrive in time.
 //! - `GET /v1/payments/{provider}/{reference}[?account=]` → the payment and
-//!   its history, or 404.
+//!   its history, or 404. The reference is percent-encoded (it is the shop's
+//!   text: `/`, `+`, spaces and non-ASCII letters occur); 400 when it does
+//!   not decode to UTF-8.
 //! - `GET /v1/payments?status=&provider=&account=&since=&until=&limit=` → a list.
 //!   Only `status` may be given more than once; any other parameter twice is
 //!   a 400.
@@ -28,6 +30,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use jiff::Timestamp;
 use paysettle_core::{
     Account, Currency, Money, PaymentStatus, Provider, ProviderTxnId, Reference, form,
+    json as strict_json,
 };
 use paysettle_store::{
     HistoryEntry, Ledger, PaymentFilter, PaymentRecord, RegisterOutcome, Registration, StoreError,
@@ -332,17 +335,11 @@ async fn register(state: &State, request: Request<Incoming>) -> Result<Answer, A
         Ok(Err(_)) => return Err(ApiError::invalid("body", "the body could not be read")),
         Err(_) => return Err(ApiError::BodyTimeout),
     };
-    let doc: Value = serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::invalid("body", format!("not JSON: {e}")))?;
-    if let Some(key) = repeated_key(&bytes) {
-        return Err(ApiError::invalid(
-            field_name(&key),
-            format!(
-                "{} is given more than once",
-                key.chars().take(32).collect::<String>()
-            ),
-        ));
-    }
+    // Strict: a key given twice (at any depth) is refused, because serde_json
+    // keeps the last of the two and other parsers the first.
+    let doc = strict_json::parse(&bytes).map_err(|e| {
+        ApiError::invalid(e.top_level_key().map_or("body", field_name), e.to_string())
+    })?;
     let object = doc
         .as_object()
         .ok_or_else(|| ApiError::invalid("body", "not a JSON object"))?;
@@ -429,7 +426,12 @@ async fn show(
     query: &str,
 ) -> Result<Answer, ApiError> {
     let provider: Provider = provider.parse().map_err(|_| ApiError::NotFound)?;
-    let reference = Reference::parse(reference).map_err(|_| ApiError::NotFound)?;
+    // The reference is the shop's own text, percent-encoded in the path
+    // (`/` as `%2F`); one that is not UTF-8 is refused, one that no payment
+    // could have (a control character) is simply not found.
+    let reference = form::decode_path_segment(reference)
+        .map_err(|_| ApiError::invalid("reference", "is not percent-encoded UTF-8"))?;
+    let reference = Reference::parse(&reference).map_err(|_| ApiError::NotFound)?;
     let pairs = query_pairs(query, &["account"])?;
     let account = match pairs.iter().find(|(k, _)| k == "account") {
         Some((_, a)) => Account::parse(a).map_err(|e| ApiError::invalid("account", e))?,
@@ -552,35 +554,6 @@ fn field_name(key: &str) -> &'static str {
     FIELDS.into_iter().find(|f| *f == key).unwrap_or("body")
 }
 
-/// The first key a JSON object gives twice, at its top level. serde_json
-/// keeps the last of the two and other parsers the first, so a registration
-/// that names its amount twice is refused rather than read one way.
-fn repeated_key(bytes: &[u8]) -> Option<String> {
-    use serde::de::{Deserializer as _, IgnoredAny, MapAccess, Visitor};
-
-    struct FirstRepeat;
-    impl<'de> Visitor<'de> for FirstRepeat {
-        type Value = Option<String>;
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("a JSON object")
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            let mut seen = std::collections::HashSet::new();
-            while let Some(key) = map.next_key::<String>()? {
-                map.next_value::<IgnoredAny>()?;
-                if !seen.insert(key.clone()) {
-                    return Ok(Some(key));
-                }
-            }
-            Ok(None)
-        }
-    }
-    serde_json::Deserializer::from_slice(bytes)
-        .deserialize_map(FirstRepeat)
-        .ok()
-        .flatten()
-}
-
 fn money_minor(money: Option<Money>) -> Value {
     money.map_or(Value::Null, |m| json!(m.minor()))
 }
@@ -657,17 +630,21 @@ mod tests {
     }
 
     #[test]
-    fn a_top_level_key_given_twice_is_found() {
+    fn a_repeated_key_names_its_top_level_field() {
+        let field = |body: &[u8]| {
+            strict_json::parse(body)
+                .unwrap_err()
+                .top_level_key()
+                .map_or("body", field_name)
+        };
         assert_eq!(
-            repeated_key(br#"{"amount":1250,"currency":"USD","amount":1}"#),
-            Some("amount".to_owned())
+            field(br#"{"amount":1250,"currency":"USD","amount":1}"#),
+            "amount"
         );
-        assert_eq!(repeated_key(br#"{"amount":1250,"currency":"USD"}"#), None);
-        // Only the top level is the registration's: nested objects are not read.
-        assert_eq!(repeated_key(br#"{"meta":{"a":1,"a":2}}"#), None);
-        // Not an object, or not JSON: the parser's own error speaks.
-        assert_eq!(repeated_key(b"[1,1]"), None);
-        assert_eq!(repeated_key(b"{\"a\":"), None);
+        // Nested repeats are refused too; the field is the top-level one.
+        assert_eq!(field(br#"{"meta":{"a":1,"a":2}}"#), "body");
+        assert_eq!(field(br#"{"reference":{"a":1,"a":2}}"#), "reference");
+        assert_eq!(field(b"{\"a\":"), "body");
         assert_eq!(field_name("amount"), "amount");
         assert_eq!(field_name("something-else"), "body");
     }

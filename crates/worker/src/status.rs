@@ -183,8 +183,10 @@ impl StatusClient {
             return CheckResult::Failed("the status client is closed".into());
         };
         gate.pacer.wait().await;
+        // The psp_rrn comes from an unsigned return: the answer need not
+        // repeat it, but must name the reference.
         let result = self
-            .portmanat_request(account, reference, psp_rrn, gate.timeout)
+            .portmanat_request(account, reference, psp_rrn, false, gate.timeout)
             .await;
         if let CheckResult::Busy { retry_after } = &result {
             gate.pacer.pause(*retry_after);
@@ -196,7 +198,7 @@ impl StatusClient {
         let Some(psp_rrn) = &payment.provider_txn_id else {
             return CheckResult::Unsupported("no psp_rrn known yet".into());
         };
-        self.portmanat_request(&payment.account, &payment.reference, psp_rrn, timeout)
+        self.portmanat_request(&payment.account, &payment.reference, psp_rrn, true, timeout)
             .await
     }
 
@@ -205,6 +207,7 @@ impl StatusClient {
         account: &Account,
         reference: &Reference,
         psp_rrn: &ProviderTxnId,
+        psp_rrn_known: bool,
         timeout: Duration,
     ) -> CheckResult {
         let Some(access) = self.settings.portmanat.get(account) else {
@@ -229,6 +232,7 @@ impl StatusClient {
             account,
             reference,
             psp_rrn,
+            psp_rrn_known,
         };
         match portmanat::parse_check(&body, context, observed_at) {
             Ok(portmanat::CheckAnswer::Status(observation)) => CheckResult::Answer {
@@ -269,6 +273,7 @@ impl StatusClient {
         let context = paysys::CheckContext {
             account: &payment.account,
             reference: &payment.reference,
+            rules: &access.rules,
         };
         match paysys::parse_check_payment(&body, context, observed_at) {
             Ok(paysys::CheckAnswer::Status { observation, .. }) => CheckResult::Answer {

@@ -387,3 +387,153 @@ async fn each_provider_gets_the_answer_it_expects() {
     );
     receiver.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paysys_date_in_another_format_keeps_the_notification() {
+    let receiver = spawn_receiver(BackendKind::Embedded).await;
+    let notification = json!({"id": "44114544", "account": "931111112", "amount": 1000,
+        "currency": 840, "status": 2, "date": "2022-06-24T07:49:16+05:00"});
+    let answer = post_paysys(&receiver.url("/callbacks/paysys"), notification.to_string()).await;
+    assert_eq!(
+        (answer.status.as_u16(), answer.json()),
+        (200, json!({"error": null})),
+        "{:?}",
+        answer.body
+    );
+    // shop2's account reads PaySys dates in Baku time.
+    let shop2 = format!(
+        "Basic {}",
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("{PAYSYS_USER}:{SHOP2_PAYSYS_SECRET}")
+        )
+    );
+    let documented = json!({"id": "44114545", "account": "931111113", "amount": 1000,
+        "currency": 840, "status": 2, "date": "24.06.2022 07:49:16"});
+    let answer = send(
+        Method::POST,
+        &receiver.url("/callbacks/paysys/shop2"),
+        &[("authorization", &shop2)],
+        documented.to_string(),
+    )
+    .await;
+    assert_eq!(answer.status, 200);
+    let queued = receiver.drain(2).await;
+    let time = |i: usize| {
+        let Payload::Observation(observation) = &queued[i].callback.payload else {
+            panic!("{queued:?}")
+        };
+        assert_eq!(observation.status, ObservedStatus::Succeeded);
+        serde_json::to_value(observation).unwrap()["provider_time"].clone()
+    };
+    assert_eq!(
+        time(0),
+        json!({"utc": null, "raw": "2022-06-24T07:49:16+05:00", "zone": "Asia/Tashkent"})
+    );
+    assert_eq!(
+        time(1),
+        json!({"utc": "2022-06-24T03:49:16Z", "raw": "24.06.2022 07:49:16", "zone": "Asia/Baku"})
+    );
+    receiver.stop().await;
+}
+
+/// Pays a PaySys payment at the simulator, refunds 300,000 then 200,000 of it, and
+/// returns the refund observations the receiver queued, in order.
+async fn two_partial_refunds(
+    receiver: &TestReceiver,
+    sim: &paysettle_sim::SimHandle,
+) -> Vec<paysettle_core::Observation> {
+    let view = sim
+        .create_payment(
+            NewPayment::new(SimProvider::Paysys, "PS-PARTIAL", 1_000_000)
+                .outcome(Outcome::Success)
+                .pending(std::time::Duration::from_millis(10)),
+        )
+        .unwrap();
+    sim.run_until_idle().await.unwrap();
+    sim.refund(&view.id, 300_000).unwrap();
+    sim.refund(&view.id, 200_000).unwrap();
+    assert!(
+        sim.refund(&view.id, 500_001).is_err(),
+        "past the paid amount"
+    );
+    sim.run_until_idle().await.unwrap();
+    let sent = sim.payment(&view.id).unwrap().callbacks.len();
+    receiver
+        .drain(sent)
+        .await
+        .into_iter()
+        .filter_map(|q| match q.callback.payload {
+            Payload::Observation(o) if matches!(o.status, ObservedStatus::Refunded { .. }) => {
+                Some(o)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_partial_paysys_refunds_arrive_as_the_account_reads_them() {
+    let uzs = |m| Money::from_minor(m, Currency::Uzs).unwrap();
+    // The default: a refund notification's amount is the total so far.
+    let receiver = spawn_receiver(BackendKind::Embedded).await;
+    let sim = receiver.sim().await;
+    let refunds = two_partial_refunds(&receiver, &sim).await;
+    assert_eq!(
+        refunds.iter().map(|o| o.status).collect::<Vec<_>>(),
+        [
+            ObservedStatus::Refunded {
+                total: Some(uzs(300_000))
+            },
+            ObservedStatus::Refunded {
+                total: Some(uzs(500_000))
+            },
+        ]
+    );
+    assert!(
+        refunds
+            .iter()
+            .all(|o| o.refund_part.is_none() && o.money.is_none())
+    );
+    sim.shutdown().await;
+    receiver.stop().await;
+
+    // An account that says each notification carries this refund alone.
+    let mut options = Options::new(BackendKind::Embedded);
+    options.settings = |settings| {
+        let account = settings
+            .paysys
+            .get_mut(&paysettle_core::Account::default())
+            .unwrap();
+        let rules = paysettle_core::paysys::Rules {
+            refund_amount: paysettle_core::paysys::RefundAmount::ThisRefund,
+            ..account.auth.rules().clone()
+        };
+        let auth = std::mem::replace(
+            &mut account.auth,
+            paysettle_core::paysys::NotificationAuth::new(&[(
+                secrecy::SecretString::from("x"),
+                secrecy::SecretString::from("y"),
+            )])
+            .unwrap(),
+        );
+        account.auth = auth.with_rules(rules);
+    };
+    let receiver = spawn_with(options).await;
+    let sim = receiver
+        .sim_with(|c| c.paysys.refund_amount = paysettle_sim::config::RefundAmount::ThisRefund)
+        .await;
+    let refunds = two_partial_refunds(&receiver, &sim).await;
+    assert_eq!(
+        refunds
+            .iter()
+            .map(|o| (o.status, o.refund_part))
+            .collect::<Vec<_>>(),
+        [
+            (ObservedStatus::Refunded { total: None }, Some(uzs(300_000))),
+            (ObservedStatus::Refunded { total: None }, Some(uzs(200_000))),
+        ]
+    );
+    sim.shutdown().await;
+    receiver.stop().await;
+}

@@ -111,6 +111,15 @@ async fn bad_requests(backend: BackendKind) {
             .unwrap()
             .contains("account is missing")
     );
+    // A key given twice is refused, not read last-wins: a genuine failure
+    // with a second "status" must not become anything else.
+    let twice = r#"{"id":"44114543","account":"931111111","amount":1000,"currency":840,"status":-1,"date":"24.06.2022 07:49:16","status":2}"#;
+    let twice = post_paysys(&paysys, twice).await;
+    expect(&twice, 400, "malformed");
+    assert_eq!(
+        twice.json()["error"]["message"],
+        "status is given more than once"
+    );
 
     // Plutu signatures.
     let genuine = plutu_query(&MPGS, PlutuGateway::Mpgs, PLUTU_SECRET);
@@ -123,6 +132,11 @@ async fn bad_requests(backend: BackendKind) {
     expect(&get(&plutu(&reordered)).await, 401, "bad_signature");
     let added = genuine.replace("&hashed=", "&canceled=1&hashed=");
     expect(&get(&plutu(&added)).await, 401, "bad_signature");
+    // Plutu's SDK compares with hash_equals against uppercase hex: the
+    // same signature in lowercase is not Plutu's.
+    let lowercase = genuine.replace(&hashed, &hashed.to_ascii_lowercase());
+    assert_ne!(lowercase, genuine);
+    expect(&get(&plutu(&lowercase)).await, 401, "bad_signature");
     let unsigned = paysettle_sim::form::http_build_query(&MPGS);
     let missing_signature = get(&plutu(&unsigned)).await;
     expect(&missing_signature, 401, "missing_signature");

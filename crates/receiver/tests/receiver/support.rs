@@ -17,7 +17,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use paysettle_core::Account;
 use paysettle_core::inbound::InboundCallback;
-use paysettle_core::paysys::NotificationAuth;
+use paysettle_core::paysys::{self, NotificationAuth};
 use paysettle_core::plutu::CallbackVerifier;
 use paysettle_queue::{BackendKind, Queue, QueueKind};
 use paysettle_receiver::{
@@ -162,10 +162,15 @@ pub fn settings() -> ReceiverSettings {
                 Account::default(),
                 paysys(&[(PAYSYS_USER, PAYSYS_SECRET), (PAYSYS_USER, PAYSYS_ROTATED)]),
             ),
-            (
-                account("shop2"),
-                paysys(&[(PAYSYS_USER, SHOP2_PAYSYS_SECRET)]),
-            ),
+            (account("shop2"), {
+                // shop2's PaySys dates are read in Baku time.
+                let mut shop2 = paysys(&[(PAYSYS_USER, SHOP2_PAYSYS_SECRET)]);
+                shop2.auth = shop2.auth.with_rules(paysys::Rules {
+                    time_zone: "Asia/Baku".into(),
+                    ..paysys::Rules::default()
+                });
+                shop2
+            }),
         ]),
         plutu: BTreeMap::from([
             (Account::default(), plutu(PLUTU_SECRET, Some(PLUTU_PAGE))),

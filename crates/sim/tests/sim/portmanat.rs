@@ -341,3 +341,25 @@ async fn the_browser_return_can_be_a_form_post() {
     assert_eq!(form::first(&pairs, "client_rrn"), Some("POST-1"));
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn check_dates_name_their_zone_as_configured() {
+    use paysettle_sim::config::TimezoneStyle;
+    let receiver = Receiver::start().await;
+    for (style, kind, zone) in [
+        (TimezoneStyle::Name, 3, "Asia/Baku"),
+        (TimezoneStyle::Offset, 1, "+04:00"),
+        (TimezoneStyle::Abbreviation, 2, "+04"),
+    ] {
+        let mut config = config_for(&receiver);
+        config.portmanat.timezone_style = style;
+        let sim = start(config).await;
+        let psp_rrn = process(&sim, "TZ-1", "1.00").await;
+        let answer = check(&sim, &psp_rrn).await;
+        let date = &answer["body"]["created_at"];
+        assert_eq!(date["timezone_type"], kind, "{style:?}");
+        assert_eq!(date["timezone"], zone, "{style:?}");
+        assert_eq!(answer["body"]["service"]["test"], 0, "live mode by default");
+        sim.shutdown().await;
+    }
+}

@@ -51,8 +51,17 @@ fn test_policy(deadline: Duration) -> CheckPolicy {
 }
 
 async fn world_with(deadline: Duration, tune: impl FnOnce(&mut WorkerSettings)) -> World {
+    world_where(deadline, SimConfig::for_tests(), tune).await
+}
+
+/// A world whose simulator runs with `sim_config`.
+async fn world_where(
+    deadline: Duration,
+    sim_config: SimConfig,
+    tune: impl FnOnce(&mut WorkerSettings),
+) -> World {
     let dir = tempfile::tempdir().unwrap();
-    let sim = Sim::start(SimConfig::for_tests()).await.unwrap();
+    let sim = Sim::start(sim_config).await.unwrap();
     let base = sim.base_url().trim_end_matches('/').to_owned();
     let mut settings = WorkerSettings {
         batch_wait: Duration::from_millis(5),
@@ -62,6 +71,7 @@ async fn world_with(deadline: Duration, tune: impl FnOnce(&mut WorkerSettings)) 
         Account::default(),
         PortmanatAccess {
             base_url: format!("{base}/portmanat"),
+            accept_test_payments: false,
         },
     );
     settings.paysys.insert(
@@ -70,6 +80,7 @@ async fn world_with(deadline: Duration, tune: impl FnOnce(&mut WorkerSettings)) 
             gateway_url: format!("{base}/paysys/gateway"),
             service_id: "2001".into(),
             secret_key: SecretString::from("demo-paysys-secret"),
+            rules: Default::default(),
         },
     );
     settings.plutu.push(Account::default());
@@ -302,6 +313,8 @@ fn observation(
         provider_time: None,
         observed_at: Timestamp::now(),
         source: Source::Callback,
+        test: false,
+        refund_part: None,
     }
 }
 

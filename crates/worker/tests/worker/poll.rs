@@ -191,3 +191,210 @@ async fn a_payment_that_never_settles_goes_stale_and_finance_hears_of_it() {
     );
     assert_eq!(w.sim.stats().plutu.requests, 0, "Plutu is never polled");
 }
+
+#[tokio::test]
+async fn a_portmanat_date_with_an_offset_or_an_abbreviation_still_settles() {
+    use paysettle_sim::config::TimezoneStyle;
+    for (style, reference) in [
+        (TimezoneStyle::Offset, "PM-TZ1"),
+        (TimezoneStyle::Abbreviation, "PM-TZ2"),
+    ] {
+        let mut config = SimConfig::for_tests();
+        config.portmanat.timezone_style = style;
+        let w = world_where(Duration::from_secs(20), config, |_| {}).await;
+        let payment = w
+            .payment(
+                Provider::Portmanat,
+                reference,
+                1990,
+                Outcome::Success,
+                Duration::from_millis(50),
+            )
+            .await;
+        let mut poller = w.poller();
+        assert_eq!(
+            w.settle(&mut poller, payment.id).await,
+            PaymentStatus::Succeeded,
+            "{style:?}"
+        );
+        let history = w.ledger.history(payment.id).await.unwrap();
+        let answer = history
+            .iter()
+            .find(|h| h.source == "check" && h.to_status.as_deref() == Some("succeeded"))
+            .unwrap();
+        let raw = answer.provider_time_raw.as_deref().unwrap();
+        let utc = answer.provider_time.unwrap();
+        // The raw text is Baku time, four hours ahead of its UTC reading.
+        let civil = jiff::civil::DateTime::strptime("%Y-%m-%d %H:%M:%S%.f", raw).unwrap();
+        assert_eq!(
+            civil.to_zoned(jiff::tz::TimeZone::UTC).unwrap().timestamp(),
+            utc + jiff::SignedDuration::from_hours(4),
+            "{style:?}"
+        );
+    }
+}
+
+/// Sets the simulator's Portmanat `/check` answer shapes.
+fn portmanat_answers(w: &World, answers: paysettle_sim::scenario::Answers) {
+    w.sim
+        .set_scenario(
+            Some(SimProvider::Portmanat),
+            ScenarioPatch {
+                answers: Some(answers),
+                ..ScenarioPatch::default()
+            },
+        )
+        .unwrap();
+}
+
+/// Waits until the simulator has finished the payment `reference`.
+async fn sim_final(w: &World, reference: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !w
+        .sim
+        .payments()
+        .iter()
+        .any(|p| p.reference == reference && p.status.is_final())
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the simulator never finished {reference}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_portmanat_check_answer_without_a_body_is_a_failed_check_not_a_settlement() {
+    let w = world().await;
+    portmanat_answers(
+        &w,
+        paysettle_sim::scenario::Answers {
+            without_body: 1.0,
+            ..Default::default()
+        },
+    );
+    let payment = w
+        .payment(
+            Provider::Portmanat,
+            "PM-NB",
+            1990,
+            Outcome::Success,
+            Duration::from_millis(10),
+        )
+        .await;
+    sim_final(&w, "PM-NB").await;
+    let mut poller = w.poller();
+    // Several checks, each answered OK/0 without a body.
+    let far = Timestamp::now() + jiff::SignedDuration::from_hours(1);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let check = loop {
+        poller.run_until_idle().await.unwrap();
+        let due = w.ledger.due_checks(far, 10).await.unwrap();
+        let check = due.into_iter().find(|c| c.payment.id == payment.id);
+        match check {
+            Some(c) if c.attempts >= 3 => break c,
+            Some(_) => {}
+            None => panic!(
+                "the payment left the schedule: {}",
+                w.status(payment.id).await
+            ),
+        }
+        assert!(tokio::time::Instant::now() < deadline, "too few checks ran");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        matches!(
+            w.status(payment.id).await,
+            PaymentStatus::Created | PaymentStatus::Pending
+        ),
+        "an answer that names no payment settled one"
+    );
+    let error = check.last_error.unwrap_or_default();
+    assert!(error.contains("body"), "{error}");
+    // With the body back, the same payment settles.
+    portmanat_answers(&w, Default::default());
+    assert_eq!(
+        w.settle(&mut poller, payment.id).await,
+        PaymentStatus::Succeeded
+    );
+}
+
+#[tokio::test]
+async fn a_hint_naming_a_victim_with_a_bodyless_answer_books_nothing() {
+    let w = world().await;
+    portmanat_answers(
+        &w,
+        paysettle_sim::scenario::Answers {
+            without_body: 1.0,
+            ..Default::default()
+        },
+    );
+    // The attacker's own small payment, paid: its /check says OK/0.
+    let attacker = w
+        .sim
+        .create_payment(
+            NewPayment::new(SimProvider::Portmanat, "ATTACKER-1", 100)
+                .outcome(Outcome::Success)
+                .pending(Duration::from_millis(10))
+                .callback_url(NOWHERE),
+        )
+        .unwrap();
+    sim_final(&w, "ATTACKER-1").await;
+    // The victim's order is registered, its psp_rrn not yet known.
+    let victim = w
+        .register(Provider::Portmanat, "VICTIM-1", 199_000, None)
+        .await;
+    let relay = w.relay();
+    let mut applier = w.applier(&relay);
+    let hint = ReturnHint {
+        psp_rrn: Some(ProviderTxnId::parse(attacker.provider_txn_id.as_deref().unwrap()).unwrap()),
+        client_rrn: Some(Reference::parse("VICTIM-1").unwrap()),
+    };
+    publish(
+        &w.queue,
+        &inbound(Provider::Portmanat, "default", Payload::PortmanatHint(hint)),
+    )
+    .await;
+    assert_eq!(applier.run_once().await.unwrap().hints, 1);
+    let after = w.ledger.payment_by_id(victim.id).await.unwrap().unwrap();
+    assert_eq!(after.status, PaymentStatus::Created, "{after:#?}");
+    assert_eq!(after.paid, None);
+    assert_eq!(after.provider_txn_id, None);
+}
+
+#[tokio::test]
+async fn a_check_answer_from_a_service_in_test_mode_is_marked_as_a_test() {
+    let w = world().await;
+    let payment = w
+        .payment(
+            Provider::Portmanat,
+            "PM-T",
+            500,
+            Outcome::Success,
+            Duration::from_millis(10),
+        )
+        .await;
+    sim_final(&w, "PM-T").await;
+    for test_service in [false, true] {
+        portmanat_answers(
+            &w,
+            paysettle_sim::scenario::Answers {
+                test_service,
+                ..Default::default()
+            },
+        );
+        let paysettle_worker::status::CheckResult::Answer { observation, raw } =
+            w.client.check(&payment).await
+        else {
+            panic!("no answer")
+        };
+        assert_eq!(observation.test, test_service);
+        assert_eq!(raw["body"]["service"]["test"], i32::from(test_service));
+        assert_eq!(observation.money, Some(money(Provider::Portmanat, 500)));
+    }
+    assert!(
+        !w.settings
+            .accepts_test(Provider::Portmanat, &Account::default())
+    );
+}
