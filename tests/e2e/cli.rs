@@ -68,6 +68,41 @@ fn every_problem_is_named_by_its_key_on_one_line_each() {
         "{err}"
     );
 
+    // The PaySys account's settings where PaySys's documents are silent.
+    let paysys = dir.path().join("paysys.toml");
+    std::fs::write(
+        &paysys,
+        "[paysys.default]\ngateway_url = \"https://paysys.example/gateway\"\nservice_id = \"1\"\n\
+         secret_key = \"s\"\ntime_zone = \"Mars/Olympus\"\nrefund_amount = \"half\"\n",
+    )
+    .unwrap();
+    let out = paysettle(
+        &["config", "check", "--config", paysys.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("refund_amount"),
+        "{}",
+        text(&out.stderr)
+    );
+    std::fs::write(
+        &paysys,
+        "[paysys.default]\ngateway_url = \"https://paysys.example/gateway\"\nservice_id = \"1\"\n\
+         secret_key = \"s\"\ntime_zone = \"Mars/Olympus\"\nrefund_amount = \"this_refund\"\n",
+    )
+    .unwrap();
+    let out = paysettle(
+        &["config", "check", "--config", paysys.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("paysys.default.time_zone: unknown time zone \"Mars/Olympus\""),
+        "{}",
+        text(&out.stderr)
+    );
+
     let typo = dir.path().join("typo.toml");
     std::fs::write(&typo, "[queue]\nbakend = \"rabbitmq\"\n").unwrap();
     let out = paysettle(

@@ -275,10 +275,15 @@ pub fn cases() -> Vec<Case> {
         )
         .answers(404, "not_found"),
         Case::shop(
-            "shop: percent-encoded reference",
+            "shop: percent-encoded reference (decoded, as RFC 3986 says: the same payment)",
             read("/v1/payments/plutu/HOSTILE%2DINV-1"),
         )
-        .answers(404, "not_found"),
+        .answers(200, r#""reference":"HOSTILE-INV-1""#),
+        Case::shop(
+            "shop: a reference that is not UTF-8 once decoded",
+            read("/v1/payments/plutu/HOSTILE%FF"),
+        )
+        .answers(400, r#""field":"reference""#),
         Case::shop("shop: unknown provider in the path", read("/v1/payments/paypal/X-1"))
             .answers(404, "not_found"),
         Case::shop(

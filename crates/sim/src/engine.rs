@@ -121,6 +121,9 @@ pub(crate) struct Creation {
     pub outcome: Option<Outcome>,
     pub pending: Option<Duration>,
     pub card_masked: Option<String>,
+    /// Portmanat: the service answers `/check` in test mode for this payment
+    /// (`None`: as the scenario says).
+    pub test_service: Option<bool>,
 }
 
 /// `partner.notify` as a test asks for it (PaySys card registration result).
@@ -469,6 +472,7 @@ impl Engine {
             planned,
             forced,
             refunded_minor: 0,
+            test_service: creation.test_service,
             created_at: wall,
             timeline: Vec::new(),
             callbacks: Vec::new(),

@@ -307,6 +307,9 @@ pub(crate) struct Payment {
     pub planned: Outcome,
     pub forced: bool,
     pub refunded_minor: i64,
+    /// Portmanat: `/check` says the service is in test mode for this payment
+    /// (`None`: as the scenario says).
+    pub test_service: Option<bool>,
     pub created_at: Timestamp,
     pub timeline: Vec<StatusChange>,
     pub callbacks: Vec<CallbackRecord>,

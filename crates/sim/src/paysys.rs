@@ -391,6 +391,7 @@ fn prepare(engine: &Engine, params: &Map<String, Value>) -> Result<Value, RpcErr
         outcome: None,
         pending: None,
         card_masked: Some(mask_card(&card)),
+        test_service: None,
     };
     match engine.create(creation) {
         Ok(view) => {

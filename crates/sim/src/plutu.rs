@@ -330,6 +330,7 @@ pub(crate) fn confirm(engine: &Engine, req: &Req, gateway: &str) -> Answer {
         outcome: None,
         pending: None,
         card_masked: None,
+        test_service: None,
     };
     match engine.create(creation) {
         Ok(view) => {

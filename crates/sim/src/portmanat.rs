@@ -175,6 +175,7 @@ pub(crate) fn process(engine: &Engine, req: &Req) -> Answer {
         outcome: None,
         pending: None,
         card_masked: None,
+        test_service: None,
     };
     match engine.create(creation) {
         Ok(view) => {
@@ -256,10 +257,11 @@ pub(crate) fn check(engine: &Engine, req: &Req) -> Answer {
                     p.reference.clone(),
                     p.details.bank_rrn.clone(),
                     p.created_at,
+                    p.test_service,
                 )
             })
     };
-    let Some((status, amount, client_rrn, bank_rrn, created_at)) = found else {
+    let Some((status, amount, client_rrn, bank_rrn, created_at, test_service)) = found else {
         let body =
             json!({"status": "BAD", "code": code_value(engine, 20), "description": "RRN is wrong"});
         return json(StatusCode::OK, &body);
@@ -288,7 +290,7 @@ pub(crate) fn check(engine: &Engine, req: &Req) -> Answer {
         json!({
             "id": engine.config.portmanat.service_id,
             "title": "Simulated shop",
-            "test": i32::from(answers.test_service),
+            "test": i32::from(test_service.unwrap_or(answers.test_service)),
             "status": 1,
         }),
     );

@@ -46,6 +46,10 @@ pub struct NewPayment {
     /// Overrides the drawn pending time.
     #[serde(default)]
     pub pending_ms: Option<u64>,
+    /// Portmanat: `/check` says the service is in test mode for this payment
+    /// (`"service": {"test": 1}`); unset, the scenario's `answers` decide.
+    #[serde(default)]
+    pub test_service: Option<bool>,
 }
 
 impl NewPayment {
@@ -60,6 +64,7 @@ impl NewPayment {
             callback_url: None,
             outcome: None,
             pending_ms: None,
+            test_service: None,
         }
     }
 
@@ -84,6 +89,12 @@ impl NewPayment {
     /// Forces the outcome.
     pub fn outcome(mut self, outcome: Outcome) -> NewPayment {
         self.outcome = Some(outcome);
+        self
+    }
+
+    /// Makes Portmanat's `/check` answer in test mode for this payment.
+    pub fn test_service(mut self, test: bool) -> NewPayment {
+        self.test_service = Some(test);
         self
     }
 
@@ -194,6 +205,7 @@ pub(crate) fn creation(engine: &Engine, new: NewPayment) -> Result<Creation, Sim
         outcome: new.outcome,
         pending: new.pending_ms.map(Duration::from_millis),
         card_masked: None,
+        test_service: new.test_service,
     })
 }
 

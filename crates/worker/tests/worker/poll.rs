@@ -393,6 +393,33 @@ async fn a_check_answer_from_a_service_in_test_mode_is_marked_as_a_test() {
         assert_eq!(raw["body"]["service"]["test"], i32::from(test_service));
         assert_eq!(observation.money, Some(money(Provider::Portmanat, 500)));
     }
+    // Per payment, whatever the scenario says.
+    portmanat_answers(&w, Default::default());
+    let view = w
+        .sim
+        .create_payment(
+            NewPayment::new(SimProvider::Portmanat, "PM-T2", 700)
+                .outcome(Outcome::Success)
+                .pending(Duration::from_millis(10))
+                .callback_url(NOWHERE)
+                .test_service(true),
+        )
+        .unwrap();
+    sim_final(&w, "PM-T2").await;
+    let one = w
+        .register(
+            Provider::Portmanat,
+            "PM-T2",
+            700,
+            view.provider_txn_id.as_deref(),
+        )
+        .await;
+    let paysettle_worker::status::CheckResult::Answer { observation, .. } =
+        w.client.check(&one).await
+    else {
+        panic!("no answer")
+    };
+    assert!(observation.test);
     assert!(
         !w.settings
             .accepts_test(Provider::Portmanat, &Account::default())
