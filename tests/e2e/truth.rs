@@ -5,6 +5,7 @@
 
 use super::*;
 
+use paysettle_sim::NewPayment;
 use paysettle_sim::model::PlutuGateway;
 
 const PLUTU_SECRET: &str = "sk_demo_plutu_secret";
@@ -281,5 +282,99 @@ async fn the_shop_sees_the_money_it_registered_when_the_provider_reported_anothe
     );
     let events = app.events().await;
     assert_eq!(of_type(&events, "PS-CUR", "payment.mismatch").len(), 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_test_mode_answer_on_a_live_account_is_flagged_not_booked() {
+    let mut app = spawn_app(Options::default()).await;
+    let view = app
+        .sim
+        .create_payment(
+            NewPayment::new(SimProvider::Portmanat, "PM-TEST", 1990)
+                .outcome(Outcome::Success)
+                .pending(Duration::from_millis(100))
+                .test_service(true),
+        )
+        .unwrap();
+    let response = app
+        .http
+        .post(format!("http://{}/v1/payments", app.shop))
+        .json(&json!({
+            "provider": "portmanat",
+            "reference": "PM-TEST",
+            "amount": 1990,
+            "currency": "AZN",
+            "provider_transaction_id": view.provider_txn_id,
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let flagged = until(&app, Provider::Portmanat, "PM-TEST", "flagged", |p| {
+        p.mismatch.is_some()
+    })
+    .await;
+    assert!(
+        flagged
+            .mismatch
+            .as_deref()
+            .unwrap()
+            .starts_with("test_payment"),
+        "{flagged:?}"
+    );
+    assert_eq!(flagged.paid, None, "no real money booked");
+    let events = app.events().await;
+    assert!(of_type(&events, "PM-TEST", "payment.succeeded").is_empty());
+    assert_eq!(of_type(&events, "PM-TEST", "payment.mismatch").len(), 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn two_partial_paysys_refunds_are_booked_as_reported_and_an_amountless_answer_books_nothing()
+{
+    let mut app = spawn_app(Options::default()).await;
+    let view = app
+        .pay(Pay {
+            pending: Duration::from_millis(100),
+            ..Pay::new(Provider::Paysys, "PS-REFUND", 1_000_000, Outcome::Success)
+        })
+        .await;
+    until(&app, Provider::Paysys, "PS-REFUND", "succeeded", |p| {
+        p.status == paysettle_core::PaymentStatus::Succeeded
+    })
+    .await;
+    app.sim.refund(&view.id, 300_000).unwrap();
+    app.sim.settle().await.unwrap();
+    until(
+        &app,
+        Provider::Paysys,
+        "PS-REFUND",
+        "refunded 3,000.00",
+        |p| p.refunded.map(|m| m.minor()) == Some(300_000),
+    )
+    .await;
+    app.sim.refund(&view.id, 200_000).unwrap();
+    app.sim.settle().await.unwrap();
+    let refunded = until(
+        &app,
+        Provider::Paysys,
+        "PS-REFUND",
+        "refunded 5,000.00",
+        |p| p.refunded.map(|m| m.minor()) == Some(500_000),
+    )
+    .await;
+    assert_eq!(refunded.paid.map(|m| m.minor()), Some(1_000_000));
+    let events = app.events().await;
+    let refunds: Vec<(i64, i64)> = of_type(&events, "PS-REFUND", "payment.refunded")
+        .iter()
+        .map(|e| {
+            (
+                e["amount"].as_i64().unwrap(),
+                e["refunded_total"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(refunds, [(300_000, 300_000), (200_000, 500_000)]);
     app.stop().await;
 }

@@ -146,6 +146,12 @@ impl WorkerSettings {
     pub fn ledger_rules(&self) -> paysettle_store::LedgerRules {
         paysettle_store::LedgerRules {
             hold_paysys_success: self.paysys_confirm,
+            test_accounts: self
+                .portmanat
+                .keys()
+                .filter(|account| self.accepts_test(Provider::Portmanat, account))
+                .map(|account| (Provider::Portmanat, account.clone()))
+                .collect(),
             ..paysettle_store::LedgerRules::default()
         }
     }
