@@ -198,7 +198,7 @@ async fn still_healthy(product: &mut Product, expected_queued: &mut u64) {
             .unwrap();
         assert_eq!(reply.status, Some(200), "{addr}{path}: {}", reply.body);
     }
-    let metrics = exchange(product.receiver, &get("/metrics", &[]), Pace::AllAtOnce)
+    let metrics = exchange(product.metrics, &get("/metrics", &[]), Pace::AllAtOnce)
         .await
         .unwrap();
     assert_eq!(metrics.status, Some(200));

@@ -89,6 +89,10 @@ shutdown_grace_ms = 3000
 [shop_api]
 listen = "127.0.0.1:{shop_port}"
 
+[metrics]
+# Not scraped here; several soak processes share the host.
+listen = ""
+
 [worker]
 batch_size = 64
 batch_wait_ms = 10
