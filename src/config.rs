@@ -85,6 +85,9 @@ pub struct ReceiverSection {
     pub http2_max_concurrent_streams: u32,
     pub body_budget_bytes: usize,
     pub body_budget_per_client_bytes: usize,
+    pub hint_dedupe_window_ms: u64,
+    pub hints_per_sec: f64,
+    pub hints_per_client_per_sec: f64,
     pub shutdown_grace_ms: u64,
 }
 
@@ -338,6 +341,7 @@ pub struct ReceiverLimits {
     pub http2_max_concurrent_streams: u32,
     pub body_budget_bytes: usize,
     pub body_budget_per_client: usize,
+    pub hints: paysettle_receiver::HintLimits,
     pub shutdown_grace: Duration,
 }
 
@@ -489,6 +493,24 @@ impl Config {
                 p,
                 "receiver.body_budget_bytes",
                 "must be at least body_budget_per_client_bytes".into(),
+            );
+        }
+        for (key, value) in [
+            ("receiver.hints_per_sec", r.hints_per_sec),
+            (
+                "receiver.hints_per_client_per_sec",
+                r.hints_per_client_per_sec,
+            ),
+        ] {
+            if !(value.is_finite() && value > 0.0) {
+                push(p, key, "must be more than 0".into());
+            }
+        }
+        if r.hint_dedupe_window_ms == 0 {
+            push(
+                p,
+                "receiver.hint_dedupe_window_ms",
+                "must be positive".into(),
             );
         }
         let metrics_listen = (!self.metrics.listen.is_empty())
@@ -713,6 +735,11 @@ impl Config {
             http2_max_concurrent_streams: self.receiver.http2_max_concurrent_streams,
             body_budget_bytes: self.receiver.body_budget_bytes,
             body_budget_per_client: self.receiver.body_budget_per_client_bytes,
+            hints: paysettle_receiver::HintLimits {
+                dedupe_window: ms(self.receiver.hint_dedupe_window_ms),
+                per_sec: self.receiver.hints_per_sec,
+                per_client_per_sec: self.receiver.hints_per_client_per_sec,
+            },
             shutdown_grace: ms(self.receiver.shutdown_grace_ms),
         };
         Ok(Resolved {

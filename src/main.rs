@@ -169,6 +169,7 @@ fn receiver_settings(
         http2_max_concurrent_streams: limits.http2_max_concurrent_streams,
         body_budget_bytes: limits.body_budget_bytes,
         body_budget_per_client: limits.body_budget_per_client,
+        hints: limits.hints,
         shutdown_grace: limits.shutdown_grace,
         ..ReceiverSettings::default()
     };

@@ -41,6 +41,8 @@
 //! - `route`: paths to routes, the allowed methods.
 //! - `body`: reading a body within the size and time limits.
 //! - `budget`: the bytes of bodies read at once, in all and per client.
+//! - `hints`: the gate Portmanat's unsigned hints pass: one per payment in a
+//!   window, rate-limited per client and overall.
 //! - `callback`: each provider's verification (in `paysettle-core`), the
 //!   redacted raw request, and the queue message.
 //! - `answer`: every answer and the one function that maps them to HTTP.
@@ -53,6 +55,7 @@ mod body;
 mod budget;
 mod callback;
 pub mod error;
+mod hints;
 mod route;
 mod scrape;
 mod server;
@@ -61,6 +64,7 @@ pub mod settings;
 pub mod telemetry;
 
 pub use error::ReceiverError;
+pub use hints::HintLimits;
 pub use scrape::serve_metrics;
 pub use server::run;
 pub use settings::{PaysysAccount, PlutuAccount, PortmanatAccount, ReceiverSettings, ResultPage};

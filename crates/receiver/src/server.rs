@@ -16,6 +16,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::budget::BodyBudget;
 use crate::error::ReceiverError;
+use crate::hints::HintGate;
 use crate::service::Receiver;
 use crate::settings::ReceiverSettings;
 use crate::telemetry;
@@ -48,6 +49,7 @@ pub async fn run(
         queue,
         publishes: TaskTracker::new(),
         budget: BodyBudget::new(settings.body_budget_bytes, settings.body_budget_per_client),
+        hints: HintGate::new(settings.hints),
     });
     let upkeep = tokio::spawn({
         let stop = shutdown.clone();

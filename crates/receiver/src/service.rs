@@ -10,6 +10,7 @@ use http::request::Parts;
 use http::{Method, Request};
 use hyper::body::{Body as _, Incoming};
 use jiff::Timestamp;
+use paysettle_core::inbound::Payload;
 use paysettle_core::{Account, Provider};
 use paysettle_queue::{Durable, Queue};
 use tokio::time::Instant;
@@ -18,6 +19,7 @@ use tokio_util::task::TaskTracker;
 use crate::answer::{self, Answer, HttpResponse, Refusal, respond};
 use crate::budget::BodyBudget;
 use crate::callback::{self, Origin, Verified};
+use crate::hints::HintGate;
 use crate::route::{self, Route};
 use crate::settings::ReceiverSettings;
 use crate::{body, telemetry};
@@ -33,6 +35,8 @@ pub(crate) struct Receiver {
     pub(crate) publishes: TaskTracker,
     /// Bytes of bodies being read, all connections together.
     pub(crate) budget: Arc<BodyBudget>,
+    /// What Portmanat's unsigned hints may cost.
+    pub(crate) hints: HintGate,
 }
 
 /// What the access log and metrics say about a request.
@@ -46,6 +50,8 @@ struct Record {
     /// Refused before its body was read: the connection is closed after the
     /// answer rather than left with a body in it.
     body_unread: bool,
+    /// A Portmanat hint answered but not queued, and why.
+    hint_dropped: Option<&'static str>,
 }
 
 impl Receiver {
@@ -65,6 +71,7 @@ impl Receiver {
             message_id: None,
             durable: None,
             body_unread: false,
+            hint_dropped: None,
         };
         let answer = self
             .answer(&parts, body, peer, received_at, &mut record)
@@ -169,6 +176,25 @@ impl Receiver {
             Ok(verified) => verified,
             Err(refusal) => return Answer::Refused(refusal),
         };
+        // A hint is worth one check at most: past the gate it is dropped,
+        // counted, and the browser still goes on to the shop's page.
+        if let Payload::PortmanatHint(hint) = &verified.payload {
+            let named = hint
+                .psp_rrn
+                .as_ref()
+                .map(|p| format!("psp_rrn:{}", p.as_str()));
+            let named = named.or_else(|| {
+                hint.client_rrn
+                    .as_ref()
+                    .map(|r| format!("client_rrn:{}", r.as_str()))
+            });
+            let key = format!("{account}/{}", named.unwrap_or_default());
+            if let Err(dropped) = self.hints.admit(peer.ip(), &key) {
+                telemetry::hint_dropped(dropped.as_str());
+                record.hint_dropped = Some(dropped.as_str());
+                return verified.answer;
+            }
+        }
         let raw = callback::raw_request(parts, &body);
         let origin = Origin {
             provider,
@@ -328,6 +354,7 @@ fn access_log(
                 latency_us,
                 message_id = record.message_id.as_deref(),
                 durable = record.durable,
+                hint_dropped = record.hint_dropped,
                 problem = problem.as_deref(),
                 peer = %peer.ip(),
                 "request"

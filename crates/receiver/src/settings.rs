@@ -17,6 +17,7 @@ use paysettle_core::paysys::NotificationAuth;
 use paysettle_core::plutu::CallbackVerifier;
 
 use crate::error::ReceiverError;
+use crate::hints::HintLimits;
 
 /// Everything the receiver needs besides its listener and queue.
 #[derive(Debug)]
@@ -51,6 +52,9 @@ pub struct ReceiverSettings {
     pub body_budget_bytes: usize,
     /// The part of `body_budget_bytes` one client address may hold.
     pub body_budget_per_client: usize,
+    /// How many of Portmanat's unsigned return hints are queued: one per
+    /// payment within a window, at a rate per client and overall.
+    pub hints: HintLimits,
     /// After shutdown is requested, how long in-flight requests may take to
     /// finish before their connections are dropped.
     pub shutdown_grace: Duration,
@@ -78,6 +82,7 @@ impl Default for ReceiverSettings {
             http2_max_concurrent_streams: 16,
             body_budget_bytes: 8 * 1024 * 1024,
             body_budget_per_client: 2 * 1024 * 1024,
+            hints: HintLimits::default(),
             shutdown_grace: Duration::from_secs(10),
             paysys: BTreeMap::new(),
             plutu: BTreeMap::new(),
@@ -104,6 +109,13 @@ impl ReceiverSettings {
         }
         if self.http2_max_concurrent_streams == 0 {
             return bad("http2_max_concurrent_streams must be at least 1");
+        }
+        let rate = |r: f64| r.is_finite() && r > 0.0;
+        if !rate(self.hints.per_sec)
+            || !rate(self.hints.per_client_per_sec)
+            || self.hints.dedupe_window.is_zero()
+        {
+            return bad("hint rates and the hint window must be positive");
         }
         if self.body_budget_per_client < self.max_body_bytes
             || self.body_budget_bytes < self.body_budget_per_client

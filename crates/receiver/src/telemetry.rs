@@ -42,6 +42,9 @@ pub const CONNECTION_TIMEOUTS: &str = "paysettle_receiver_connection_timeouts_to
 pub const CONNECTIONS_REFUSED: &str = "paysettle_receiver_connections_refused_total";
 /// Connections closed to make room for another client's.
 pub const CONNECTIONS_EVICTED: &str = "paysettle_receiver_connections_evicted_total";
+/// Portmanat hints answered (the browser redirected) but not queued, by
+/// `reason`: `duplicate`, `client_rate`, `rate`.
+pub const HINTS_DROPPED: &str = "paysettle_receiver_hints_dropped_total";
 /// Bytes of request bodies reserved by the requests reading them.
 pub const BODY_BYTES_IN_FLIGHT: &str = "paysettle_receiver_body_bytes_in_flight";
 /// Requests answered 503 before their body was read because the body
@@ -115,6 +118,10 @@ fn describe() {
         CONNECTIONS_EVICTED,
         "Connections closed to make room for another client's."
     );
+    describe_counter!(
+        HINTS_DROPPED,
+        "Portmanat hints answered but not queued, by reason."
+    );
     describe_gauge!(
         BODY_BYTES_IN_FLIGHT,
         "Bytes of request bodies reserved by the requests reading them."
@@ -149,6 +156,10 @@ pub(crate) fn verification_failure(provider: &'static str, reason: &'static str)
 pub(crate) fn publish(outcome: &'static str, took: Duration) {
     counter!(PUBLISHES, "outcome" => outcome).increment(1);
     histogram!(PUBLISH_DURATION, "outcome" => outcome).record(took);
+}
+
+pub(crate) fn hint_dropped(reason: &'static str) {
+    counter!(HINTS_DROPPED, "reason" => reason).increment(1);
 }
 
 pub(crate) fn body_bytes_reserved(bytes: usize, reserved: bool) {

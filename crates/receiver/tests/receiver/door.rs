@@ -435,3 +435,48 @@ async fn the_body_budget_bounds_bodies_in_flight() {
     assert_eq!(receiver.drain(2).await.len(), 2);
     receiver.stop().await;
 }
+
+/// Portmanat's hints are unsigned, each worth a `/check`: the same payment
+/// within the window is one hint, one client address is rate-limited, and
+/// whatever is dropped still gets its redirect to the shop's page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hints_are_deduplicated_and_rate_limited_and_still_redirected() {
+    let receiver = spawn_receiver(BackendKind::Embedded).await;
+    let hint = |from: IpAddr, query: String| {
+        let addr = receiver.addr;
+        async move {
+            let mut stream = connect_from(from, addr).await.unwrap();
+            let request = format!(
+                "GET /callbacks/portmanat?{query} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+            );
+            stream.write_all(request.as_bytes()).await.unwrap();
+            read_until_closed(&mut stream, DEADLINE).await.0
+        }
+    };
+    // The same psp_rrn twice, from two addresses: one queued.
+    for from in [stranger(8), stranger(9)] {
+        let got = hint(from, "psp_rrn=DOOR-PSP-1&client_rrn=DOOR-R-1".to_owned()).await;
+        assert!(got.starts_with("HTTP/1.1 303 "), "{got}");
+        assert!(got.contains("psp_rrn=DOOR-PSP-1"), "{got}");
+    }
+    // Twelve different ones from one address: its burst (5) is queued.
+    for n in 0..12 {
+        let got = hint(stranger(10), format!("psp_rrn=DOOR-PSP-X{n}")).await;
+        assert!(got.starts_with("HTTP/1.1 303 "), "{got}");
+    }
+    assert_eq!(receiver.drain(1 + 5).await.len(), 6);
+    let page = get(&receiver.metrics_url("/metrics")).await;
+    let text = String::from_utf8_lossy(&page.body);
+    for (reason, at_least) in [("duplicate", 1.0), ("client_rate", 7.0)] {
+        assert!(
+            metric(
+                &text,
+                "paysettle_receiver_hints_dropped_total",
+                &[("reason", reason)]
+            )
+            .is_some_and(|n| n >= at_least),
+            "{reason}: {text}"
+        );
+    }
+    receiver.stop().await;
+}
