@@ -7,7 +7,13 @@
 //!   caught at once) and the payment is checked now.
 //! - A Portmanat return hint makes the payment's check due now; for a payment
 //!   the ledger does not hold, `/check` is asked at once, and only the
-//!   provider's answer creates it.
+//!   provider's answer creates it. Hints go to a lane of their own beside
+//!   the batches (issue 17): a batch never waits for a hint's `/check`, the
+//!   lane runs them concurrently within Portmanat's limits, one per payment
+//!   at a time, and is bounded (Portmanat's concurrency times four, so what
+//!   it holds is answered well within a lease); a hint past the bound, or
+//!   for a payment already being checked, is acknowledged and counted as
+//!   dropped (`paysettle_worker_hints_dropped_total{reason}`).
 //! - A card registration is forwarded to the shop on the events exchange
 //!   (`card.registered.paysys`) and never touches the ledger.
 //! - A message that cannot be read, or names an account nobody configured,
@@ -22,7 +28,8 @@
 //! took is settled. With RabbitMQ this needs `queue.prefetch` of at least
 //! twice `worker.batch_size`, or the next batch finds nothing delivered yet.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use paysettle_core::inbound::{FORMAT_VERSION, InboundCallback, Payload};
@@ -37,6 +44,10 @@ use crate::error::WorkerError;
 use crate::settings::WorkerSettings;
 use crate::status::{CheckResult, StatusClient};
 
+/// How often a step with nothing ahead looks at the queue while the hint
+/// lane finishes.
+const HINT_LANE_LOOK: Duration = Duration::from_millis(20);
+
 /// What one applier step did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ApplyRound {
@@ -44,8 +55,11 @@ pub struct ApplyRound {
     pub received: usize,
     /// Observations committed to the ledger (any outcome).
     pub applied: usize,
-    /// Hints that made a check due.
+    /// Hints handed to the hint lane.
     pub hints: usize,
+    /// Hints dropped: a check of the same payment in flight, or the lane
+    /// full.
+    pub hints_dropped: usize,
     /// Card registrations forwarded.
     pub forwarded: usize,
     /// Messages dead-lettered.
@@ -60,7 +74,6 @@ pub struct Applier {
     ledger: Ledger,
     queue: Queue,
     consumer: Consumer,
-    client: StatusClient,
     settings: Arc<WorkerSettings>,
     relay_wake: Arc<Notify>,
     /// The next batch, taken while the one before it was being committed.
@@ -68,7 +81,23 @@ pub struct Applier {
     /// The last batch's acknowledgements, finishing while the next batch is
     /// committed.
     settling: JoinSet<()>,
+    /// Hints being handled, each settling its own delivery.
+    hint_lane: JoinSet<()>,
+    /// The payments those hints name.
+    hinted: Arc<Mutex<HashSet<String>>>,
+    hints: HintContext,
 }
+
+/// What a hint needs, cloned into the hint lane.
+#[derive(Debug, Clone)]
+struct HintContext {
+    ledger: Ledger,
+    client: StatusClient,
+    relay_wake: Arc<Notify>,
+}
+
+/// Metric: hints acknowledged without a check, by `reason`.
+pub const HINTS_DROPPED: &str = "paysettle_worker_hints_dropped_total";
 
 /// What becomes of a delivery.
 #[derive(Debug, Clone)]
@@ -76,6 +105,8 @@ enum Settlement {
     Ack,
     Requeue,
     DeadLetter(String),
+    /// Handed to the hint lane, which settles it.
+    Hint(Box<(InboundCallback, ReturnHint, String)>),
 }
 
 /// A decoded message and what to do with it.
@@ -95,15 +126,22 @@ impl Applier {
         relay_wake: Arc<Notify>,
     ) -> Result<Applier, WorkerError> {
         let consumer = queue.consumer(QueueKind::Callbacks)?;
+        let hints = HintContext {
+            ledger: ledger.clone(),
+            client,
+            relay_wake: relay_wake.clone(),
+        };
         Ok(Applier {
             ledger,
             queue,
             consumer,
-            client,
             settings,
             relay_wake,
             ahead: Vec::new(),
             settling: JoinSet::new(),
+            hint_lane: JoinSet::new(),
+            hinted: Arc::new(Mutex::new(HashSet::new())),
+            hints,
         })
     }
 
@@ -112,6 +150,7 @@ impl Applier {
     /// it, nothing this applier took is left unsettled.
     pub async fn finish(&mut self) {
         while self.settling.join_next().await.is_some() {}
+        while self.hint_lane.join_next().await.is_some() {}
         for delivery in std::mem::take(&mut self.ahead) {
             settle(delivery.nack_requeue().await);
         }
@@ -185,6 +224,7 @@ impl Applier {
         };
         if batch.is_empty() {
             while self.settling.join_next().await.is_some() {}
+            self.drain_hints().await?;
             return Ok(round);
         }
         // What becomes of each delivery, decided first and carried out after
@@ -299,18 +339,8 @@ impl Applier {
         }
 
         for (index, work) in others {
-            let delivery = &batch[index];
             fate[index] = match work {
-                Work::Hint(message, hint) => match self.hint(&message, &hint).await {
-                    Ok(()) => {
-                        round.hints += 1;
-                        Settlement::Ack
-                    }
-                    Err(err) => {
-                        tracing::warn!(message.id = delivery.message_id(), error = %err, "hint not handled; it will come back");
-                        Settlement::Requeue
-                    }
-                },
+                Work::Hint(message, hint) => self.send_to_lane(message, hint, &mut round),
                 Work::Card(message) => self.forward_card(&message, &mut round).await,
                 Work::Observe(..) => Settlement::Requeue,
             };
@@ -321,23 +351,114 @@ impl Applier {
                 Settlement::Requeue => round.requeued += 1,
                 Settlement::DeadLetter(_) => round.dead_lettered += 1,
                 Settlement::Ack => {}
+                Settlement::Hint(work) => {
+                    let (context, hinted) = (self.hints.clone(), self.hinted.clone());
+                    let (message, hint, key) = (**work).clone();
+                    self.hint_lane.spawn(async move {
+                        let result = match context.hint(&message, &hint).await {
+                            Ok(()) => delivery.ack().await,
+                            Err(err) => {
+                                tracing::warn!(message.id = %message.id, error = %err, "hint not handled; it will come back");
+                                delivery.nack_requeue().await
+                            }
+                        };
+                        settle(result);
+                        hinted
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .remove(&key);
+                    });
+                    continue;
+                }
             }
             self.settling.spawn(async move {
                 let result = match &settlement {
                     Settlement::Ack => delivery.ack().await,
                     Settlement::Requeue => delivery.nack_requeue().await,
                     Settlement::DeadLetter(reason) => delivery.dead_letter(reason).await,
+                    Settlement::Hint(_) => Ok(()),
                 };
                 settle(result);
             });
         }
         if self.ahead.is_empty() {
             while self.settling.join_next().await.is_some() {}
+            self.drain_hints().await?;
         }
         match failure {
             Some(err) => Err(err.into()),
             None => Ok(round),
         }
+    }
+
+    /// Hands a hint to the lane, or drops it (acknowledged, counted) when a
+    /// check of the same payment is in flight or the lane is full.
+    fn send_to_lane(
+        &mut self,
+        message: InboundCallback,
+        hint: ReturnHint,
+        round: &mut ApplyRound,
+    ) -> Settlement {
+        while self.hint_lane.try_join_next().is_some() {}
+        let (_, account) = message.origin();
+        let named = match (&hint.psp_rrn, &hint.client_rrn) {
+            (Some(psp_rrn), _) => format!("psp_rrn:{}", psp_rrn.as_str()),
+            (None, Some(reference)) => format!("client_rrn:{}", reference.as_str()),
+            (None, None) => String::new(),
+        };
+        let key = format!("{account}/{named}");
+        let bound = self
+            .settings
+            .limits(Provider::Portmanat)
+            .concurrency
+            .saturating_mul(4)
+            .max(1);
+        let dropped = {
+            let mut hinted = self.hinted.lock().unwrap_or_else(PoisonError::into_inner);
+            if hinted.contains(&key) {
+                Some("duplicate")
+            } else if self.hint_lane.len() >= bound {
+                Some("lane_full")
+            } else {
+                hinted.insert(key.clone());
+                None
+            }
+        };
+        match dropped {
+            Some(reason) => {
+                metrics::counter!(HINTS_DROPPED, "reason" => reason).increment(1);
+                tracing::info!(message.id = %message.id, reason, "return hint dropped; the payment is checked on its schedule");
+                round.hints_dropped += 1;
+                Settlement::Ack
+            }
+            None => {
+                round.hints += 1;
+                Settlement::Hint(Box::new((message, hint, key)))
+            }
+        }
+    }
+
+    /// With nothing taken ahead: waits for the hints in the lane to settle,
+    /// unless new messages arrive first (then they are the next batch, and
+    /// the lane goes on beside it). `join_next` is cancel-safe; the queue is
+    /// only asked without waiting, so no delivery is lost in a race.
+    async fn drain_hints(&mut self) -> Result<(), WorkerError> {
+        while !self.hint_lane.is_empty() {
+            let _ = tokio::time::timeout(HINT_LANE_LOOK, self.hint_lane.join_next()).await;
+            while self.hint_lane.try_join_next().is_some() {}
+            if self.hint_lane.is_empty() {
+                break;
+            }
+            let batch = self
+                .consumer
+                .next_batch(self.settings.batch_size, Duration::ZERO)
+                .await?;
+            if !batch.is_empty() {
+                self.ahead = batch;
+                break;
+            }
+        }
+        Ok(())
     }
 
     /// Forwards a card registration to the shop's queue.
@@ -360,7 +481,9 @@ impl Applier {
             }
         }
     }
+}
 
+impl HintContext {
     /// Makes the hinted payment's check due now; asks `/check` at once for a
     /// payment the ledger does not hold.
     async fn hint(&self, message: &InboundCallback, hint: &ReturnHint) -> Result<(), WorkerError> {

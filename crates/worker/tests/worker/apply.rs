@@ -444,3 +444,55 @@ async fn finishing_hands_back_the_batch_taken_ahead_at_once() {
         assert_eq!(payment.status, PaymentStatus::Succeeded, "AHEAD-{i}");
     }
 }
+
+/// Issue 17: a hint is never worth more than one `/check`. Hints naming
+/// one payment that arrive together (a browser reloading, or a stranger
+/// replaying a forged one) cost one check, not one each: the others are
+/// acknowledged and counted as dropped while it is in flight. A forged
+/// psp_rrn creates nothing.
+#[tokio::test]
+async fn hints_for_one_payment_cost_one_check() {
+    let w = world().await;
+    let relay = w.relay();
+    let mut applier = w.applier(&relay);
+    let forged = ReturnHint {
+        psp_rrn: Some(ProviderTxnId::parse("forged-once").unwrap()),
+        client_rrn: Some(Reference::parse("PM-FORGED").unwrap()),
+    };
+    for _ in 0..6 {
+        publish(
+            &w.queue,
+            &inbound(
+                Provider::Portmanat,
+                "default",
+                Payload::PortmanatHint(forged.clone()),
+            ),
+        )
+        .await;
+    }
+    let before = w.sim.stats().portmanat.requests;
+    let round = applier.run_once().await.unwrap();
+    assert_eq!(round.received, 6, "{round:?}");
+    assert_eq!((round.hints, round.hints_dropped), (1, 5), "{round:?}");
+    assert_eq!(round.dead_lettered + round.requeued, 0, "{round:?}");
+    assert_eq!(
+        w.sim.stats().portmanat.requests - before,
+        1,
+        "one /check for six hints"
+    );
+    assert!(
+        w.ledger
+            .find(
+                Provider::Portmanat,
+                Account::default(),
+                paysettle_store::PaymentKey::Reference(Reference::parse("PM-FORGED").unwrap()),
+            )
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        w.queue.message_count(QueueKind::Callbacks).await.unwrap(),
+        0
+    );
+}
