@@ -10,8 +10,9 @@
 //!   provider's answer creates it. Hints go to a lane of their own beside
 //!   the batches (issue 17): a batch never waits for a hint's `/check`, the
 //!   lane runs them concurrently within Portmanat's limits, one per payment
-//!   at a time, and is bounded (Portmanat's concurrency times four, so what
-//!   it holds is answered well within a lease); a hint past the bound, or
+//!   at a time, and is bounded (Portmanat's concurrency times four, and no
+//!   more than it can check within half a lease at Portmanat's rate); a
+//!   hint past the bound, or
 //!   for a payment already being checked, is acknowledged and counted as
 //!   dropped (`paysettle_worker_hints_dropped_total{reason}`).
 //! - A card registration is forwarded to the shop on the events exchange
@@ -86,6 +87,8 @@ pub struct Applier {
     /// The payments those hints name.
     hinted: Arc<Mutex<HashSet<String>>>,
     hints: HintContext,
+    /// Hints the lane holds at most (see [`hint_bound`]).
+    hint_bound: usize,
 }
 
 /// What a hint needs, cloned into the hint lane.
@@ -131,7 +134,9 @@ impl Applier {
             client,
             relay_wake: relay_wake.clone(),
         };
+        let hint_bound = hint_bound(&settings, queue.delivery_deadline());
         Ok(Applier {
+            hint_bound,
             ledger,
             queue,
             consumer,
@@ -399,7 +404,6 @@ impl Applier {
         hint: ReturnHint,
         round: &mut ApplyRound,
     ) -> Settlement {
-        while self.hint_lane.try_join_next().is_some() {}
         let (_, account) = message.origin();
         let named = match (&hint.psp_rrn, &hint.client_rrn) {
             (Some(psp_rrn), _) => format!("psp_rrn:{}", psp_rrn.as_str()),
@@ -407,17 +411,14 @@ impl Applier {
             (None, None) => String::new(),
         };
         let key = format!("{account}/{named}");
-        let bound = self
-            .settings
-            .limits(Provider::Portmanat)
-            .concurrency
-            .saturating_mul(4)
-            .max(1);
+        let bound = self.hint_bound;
         let dropped = {
             let mut hinted = self.hinted.lock().unwrap_or_else(PoisonError::into_inner);
             if hinted.contains(&key) {
                 Some("duplicate")
-            } else if self.hint_lane.len() >= bound {
+            } else if hinted.len() >= bound {
+                // The keys held are the lane's hints, those of this batch
+                // not yet spawned included.
                 Some("lane_full")
             } else {
                 hinted.insert(key.clone());
@@ -559,6 +560,23 @@ impl HintContext {
         }
         Ok(())
     }
+}
+
+/// How many hints the lane may hold: Portmanat's concurrency times four,
+/// and no more than it can check within half the queue's delivery deadline
+/// at Portmanat's rate, the slowest check (its timeout) included. Work held
+/// longer would be delivered again (and counted toward the delivery limit)
+/// while still being checked: slowness alone must never dead-letter a hint.
+fn hint_bound(settings: &WorkerSettings, deadline: Duration) -> usize {
+    let limits = settings.limits(Provider::Portmanat);
+    let spare = (deadline / 2).saturating_sub(limits.timeout).as_secs_f64();
+    let by_rate = (spare * limits.rate_per_sec).floor();
+    let by_rate = if by_rate.is_finite() && by_rate >= 1.0 {
+        by_rate as usize
+    } else {
+        1
+    };
+    limits.concurrency.saturating_mul(4).min(by_rate).max(1)
 }
 
 /// Settling a delivery can fail when the connection dropped meanwhile; the

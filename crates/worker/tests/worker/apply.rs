@@ -496,3 +496,80 @@ async fn hints_for_one_payment_cost_one_check() {
         0
     );
 }
+
+/// Issue 17: with Portmanat answering in 350 ms at 5 checks a second, a
+/// burst of distinct hints taken in one batch outlived its lease and was
+/// delivered again and again (more checks than hints, and dead letters for
+/// "delivery limit exceeded"). Now the hint lane holds no more than it can
+/// check within half a lease: every hint is delivered once, checked or
+/// dropped and counted, and slowness dead-letters nothing.
+#[tokio::test]
+async fn slow_checks_never_outlive_the_lease_or_dead_letter_a_hint() {
+    let w = world_with(Duration::from_secs(20), |s| {
+        let limits = s.limits.get_mut(&Provider::Portmanat).unwrap();
+        limits.rate_per_sec = 5.0;
+        limits.concurrency = 2;
+        limits.timeout = Duration::from_millis(1000);
+        // Two batches: the second is taken ahead while the first is worked.
+        s.batch_size = 30;
+    })
+    .await;
+    w.sim
+        .set_scenario(
+            Some(SimProvider::Portmanat),
+            ScenarioPatch {
+                latency: Some(paysettle_sim::scenario::Latency::Fixed { ms: 350 }),
+                ..ScenarioPatch::default()
+            },
+        )
+        .unwrap();
+    const HINTS: usize = 60;
+    for n in 0..HINTS {
+        let forged = ReturnHint {
+            psp_rrn: Some(ProviderTxnId::parse(&format!("slow-{n}")).unwrap()),
+            client_rrn: Some(Reference::parse(&format!("PM-SLOW-{n}")).unwrap()),
+        };
+        publish(
+            &w.queue,
+            &inbound(
+                Provider::Portmanat,
+                "default",
+                Payload::PortmanatHint(forged),
+            ),
+        )
+        .await;
+    }
+    let before = w.sim.stats().portmanat.requests;
+    let relay = w.relay();
+    let mut applier = w.applier(&relay);
+    let mut total = paysettle_worker::ApplyRound::default();
+    let started = std::time::Instant::now();
+    // Every step returns with its work settled once the queue is empty;
+    // a redelivered hint would show as more received than published.
+    while total.received < HINTS || w.queue.message_count(QueueKind::Callbacks).await.unwrap() > 0 {
+        let round = applier.run_once().await.unwrap();
+        total.received += round.received;
+        total.hints += round.hints;
+        total.hints_dropped += round.hints_dropped;
+        total.dead_lettered += round.dead_lettered;
+        total.requeued += round.requeued;
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "not settled: {total:?}"
+        );
+    }
+    applier.finish().await;
+    assert_eq!(total.received, HINTS, "delivered once each: {total:?}");
+    assert_eq!(total.hints + total.hints_dropped, HINTS, "{total:?}");
+    assert_eq!((total.dead_lettered, total.requeued), (0, 0), "{total:?}");
+    assert_eq!(
+        w.queue.message_count(QueueKind::DeadLetters).await.unwrap(),
+        0
+    );
+    assert!(total.hints >= 1, "{total:?}");
+    assert_eq!(
+        w.sim.stats().portmanat.requests - before,
+        total.hints as u64,
+        "one /check per hint handled, none for a dropped one"
+    );
+}
