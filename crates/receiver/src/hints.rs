@@ -61,7 +61,7 @@ impl Default for HintLimits {
 
 /// Client buckets kept at most; beyond, full (idle) ones are forgotten.
 const MAX_CLIENTS: usize = 16_384;
-/// A client's burst.
+/// A client's burst, at least (twice its rate when that is more).
 const CLIENT_BURST: f64 = 5.0;
 
 #[derive(Debug, Clone, Copy)]
@@ -124,6 +124,7 @@ impl HintGate {
     pub(crate) fn admit(&self, client: IpAddr, key: &str) -> Result<(), Dropped> {
         let now = Instant::now();
         let limits = self.limits;
+        let client_burst = CLIENT_BURST.max(2.0 * limits.per_client_per_sec);
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         // Forget what has left the window.
         while let Some((at, _)) = state.order.front() {
@@ -144,8 +145,8 @@ impl HintGate {
         if state.clients.len() >= MAX_CLIENTS && !state.clients.contains_key(&client) {
             let rate = limits.per_client_per_sec;
             state.clients.retain(|_, bucket| {
-                bucket.refill(rate, CLIENT_BURST, now);
-                bucket.tokens < CLIENT_BURST
+                bucket.refill(rate, client_burst, now);
+                bucket.tokens < client_burst
             });
             if state.clients.len() >= MAX_CLIENTS {
                 return Err(Dropped::ClientRate);
@@ -155,8 +156,8 @@ impl HintGate {
             .clients
             .get(&client)
             .copied()
-            .unwrap_or_else(|| Bucket::full(CLIENT_BURST, now));
-        mine.refill(limits.per_client_per_sec, CLIENT_BURST, now);
+            .unwrap_or_else(|| Bucket::full(client_burst, now));
+        mine.refill(limits.per_client_per_sec, client_burst, now);
         if mine.tokens < 1.0 {
             state.clients.insert(client, mine);
             return Err(Dropped::ClientRate);
