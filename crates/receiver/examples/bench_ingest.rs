@@ -383,6 +383,9 @@ max_connections = 4096
 # The load generator is one client address with many connections.
 max_connections_per_client = 4096
 body_budget_per_client_bytes = 8388608
+hints_per_sec = 1000000.0
+hints_per_client_per_sec = 1000000.0
+hint_dedupe_window_ms = 1
 
 [metrics]
 listen = "127.0.0.1:{metrics_port}"
