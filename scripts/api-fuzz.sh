@@ -68,6 +68,9 @@ body_timeout_ms = 5000
 listen = "127.0.0.1:$shop_port"
 token = "$token"
 
+[metrics]
+listen = ""
+
 [log]
 level = "warn"
 

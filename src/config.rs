@@ -34,6 +34,7 @@ pub struct Config {
     pub queue: QueueSection,
     pub receiver: ReceiverSection,
     pub shop_api: ShopApiSection,
+    pub metrics: MetricsSection,
     pub worker: WorkerSection,
     pub polling: BTreeMap<String, PollingSection>,
     #[serde(default)]
@@ -78,6 +79,15 @@ pub struct ReceiverSection {
     pub header_timeout_ms: u64,
     pub body_timeout_ms: u64,
     pub max_connections: usize,
+    pub max_connections_per_client: usize,
+    pub idle_timeout_ms: u64,
+    pub max_connection_age_ms: u64,
+    pub http2_max_concurrent_streams: u32,
+    pub body_budget_bytes: usize,
+    pub body_budget_per_client_bytes: usize,
+    pub hint_dedupe_window_ms: u64,
+    pub hints_per_sec: f64,
+    pub hints_per_client_per_sec: f64,
     pub shutdown_grace_ms: u64,
 }
 
@@ -88,6 +98,17 @@ pub struct ShopApiSection {
     #[serde(serialize_with = "redacted")]
     pub token: Option<SecretString>,
     pub token_file: Option<PathBuf>,
+    pub max_connections: usize,
+    pub max_connections_per_client: usize,
+    pub idle_timeout_ms: u64,
+    pub max_connection_age_ms: u64,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    /// Where `/metrics` is served ("" = not served).
+    pub listen: String,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -309,6 +330,8 @@ pub struct Resolved {
     pub queue: paysettle_queue::QueueConfig,
     pub receiver_listen: SocketAddr,
     pub receiver: ReceiverLimits,
+    /// Where `/metrics` is served, if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
     pub shop_listen: SocketAddr,
     pub shop_api: paysettle_worker::shop::ShopApiSettings,
     pub worker: paysettle_worker::WorkerSettings,
@@ -326,8 +349,18 @@ pub struct ReceiverLimits {
     pub header_timeout: Duration,
     pub body_timeout: Duration,
     pub max_connections: usize,
+    pub max_connections_per_client: usize,
+    pub idle_timeout: Duration,
+    pub max_connection_age: Duration,
+    pub http2_max_concurrent_streams: u32,
+    pub body_budget_bytes: usize,
+    pub body_budget_per_client: usize,
+    pub hints: paysettle_receiver::HintLimits,
     pub shutdown_grace: Duration,
 }
+
+/// The shortest shop API token accepted on a listener beyond loopback.
+pub const MIN_SHOP_TOKEN_CHARS: usize = 32;
 
 fn ms(value: u64) -> Duration {
     Duration::from_millis(value)
@@ -428,21 +461,96 @@ impl Config {
         if self.receiver.max_body_bytes < 1024 {
             push(p, "receiver.max_body_bytes", "must be at least 1024".into());
         }
-        if self.receiver.max_connections == 0 {
-            push(p, "receiver.max_connections", "must be at least 1".into());
+        let r = &self.receiver;
+        for (key, value) in [
+            ("receiver.max_connections", r.max_connections),
+            (
+                "receiver.max_connections_per_client",
+                r.max_connections_per_client,
+            ),
+            (
+                "receiver.http2_max_concurrent_streams",
+                r.http2_max_concurrent_streams as usize,
+            ),
+            ("shop_api.max_connections", self.shop_api.max_connections),
+            (
+                "shop_api.max_connections_per_client",
+                self.shop_api.max_connections_per_client,
+            ),
+        ] {
+            if value == 0 {
+                push(p, key, "must be at least 1".into());
+            }
         }
+        for (key, value) in [
+            ("receiver.idle_timeout_ms", r.idle_timeout_ms),
+            ("receiver.max_connection_age_ms", r.max_connection_age_ms),
+            ("shop_api.idle_timeout_ms", self.shop_api.idle_timeout_ms),
+            (
+                "shop_api.max_connection_age_ms",
+                self.shop_api.max_connection_age_ms,
+            ),
+        ] {
+            if value == 0 {
+                push(p, key, "must be positive".into());
+            }
+        }
+        if r.body_budget_per_client_bytes < r.max_body_bytes {
+            push(
+                p,
+                "receiver.body_budget_per_client_bytes",
+                "must be at least max_body_bytes (one body must fit)".into(),
+            );
+        }
+        if r.body_budget_bytes < r.body_budget_per_client_bytes {
+            push(
+                p,
+                "receiver.body_budget_bytes",
+                "must be at least body_budget_per_client_bytes".into(),
+            );
+        }
+        for (key, value) in [
+            ("receiver.hints_per_sec", r.hints_per_sec),
+            (
+                "receiver.hints_per_client_per_sec",
+                r.hints_per_client_per_sec,
+            ),
+        ] {
+            if !(value.is_finite() && value > 0.0) {
+                push(p, key, "must be more than 0".into());
+            }
+        }
+        if r.hint_dedupe_window_ms == 0 {
+            push(
+                p,
+                "receiver.hint_dedupe_window_ms",
+                "must be positive".into(),
+            );
+        }
+        let metrics_listen = (!self.metrics.listen.is_empty())
+            .then(|| address("metrics.listen", &self.metrics.listen, p));
         let token = secret(
             "shop_api.token",
             &self.shop_api.token,
             &self.shop_api.token_file,
             p,
         );
-        if token.is_none() && !shop_listen.ip().is_loopback() {
-            push(
-                p,
-                "shop_api.token",
-                "the shop API listens beyond loopback; set a token".into(),
-            );
+        if !shop_listen.ip().is_loopback() {
+            match &token {
+                None => push(
+                    p,
+                    "shop_api.token",
+                    "the shop API listens beyond loopback; set a token".into(),
+                ),
+                Some(t) if t.expose_secret().chars().count() < MIN_SHOP_TOKEN_CHARS => push(
+                    p,
+                    "shop_api.token",
+                    format!(
+                        "the shop API listens beyond loopback; its token must have at least {MIN_SHOP_TOKEN_CHARS} characters"
+                    ),
+                ),
+                Some(_) => {}
+            }
         }
 
         // Polling.
@@ -645,6 +753,17 @@ impl Config {
             header_timeout: ms(self.receiver.header_timeout_ms),
             body_timeout: ms(self.receiver.body_timeout_ms),
             max_connections: self.receiver.max_connections,
+            max_connections_per_client: self.receiver.max_connections_per_client,
+            idle_timeout: ms(self.receiver.idle_timeout_ms),
+            max_connection_age: ms(self.receiver.max_connection_age_ms),
+            http2_max_concurrent_streams: self.receiver.http2_max_concurrent_streams,
+            body_budget_bytes: self.receiver.body_budget_bytes,
+            body_budget_per_client: self.receiver.body_budget_per_client_bytes,
+            hints: paysettle_receiver::HintLimits {
+                dedupe_window: ms(self.receiver.hint_dedupe_window_ms),
+                per_sec: self.receiver.hints_per_sec,
+                per_client_per_sec: self.receiver.hints_per_client_per_sec,
+            },
             shutdown_grace: ms(self.receiver.shutdown_grace_ms),
         };
         Ok(Resolved {
@@ -653,9 +772,14 @@ impl Config {
             queue,
             receiver_listen,
             receiver: limits,
+            metrics_listen,
             shop_listen,
             shop_api: paysettle_worker::shop::ShopApiSettings {
                 token,
+                max_connections: self.shop_api.max_connections,
+                max_connections_per_client: self.shop_api.max_connections_per_client,
+                idle_timeout: ms(self.shop_api.idle_timeout_ms),
+                max_connection_age: ms(self.shop_api.max_connection_age_ms),
                 ..Default::default()
             },
             worker,

@@ -163,6 +163,13 @@ fn receiver_settings(
         header_read_timeout: limits.header_timeout,
         body_read_timeout: limits.body_timeout,
         max_connections: limits.max_connections,
+        max_connections_per_client: limits.max_connections_per_client,
+        idle_timeout: limits.idle_timeout,
+        max_connection_age: limits.max_connection_age,
+        http2_max_concurrent_streams: limits.http2_max_concurrent_streams,
+        body_budget_bytes: limits.body_budget_bytes,
+        body_budget_per_client: limits.body_budget_per_client,
+        hints: limits.hints,
         shutdown_grace: limits.shutdown_grace,
         ..ReceiverSettings::default()
     };
@@ -249,6 +256,29 @@ async fn run(arg: ConfigArg, roles: Roles) -> anyhow::Result<()> {
                 )
             })?;
         tracing::info!(listen = %resolved.receiver_listen, "receiver listening");
+        // Metrics are not worth a lost callback: a metrics port that cannot
+        // be bound (another process on it) is logged, and callbacks are
+        // served all the same.
+        match resolved.metrics_listen {
+            Some(addr) => match tokio::net::TcpListener::bind(addr).await {
+                Ok(metrics) => {
+                    tracing::info!(listen = %addr, "metrics listening");
+                    let (queue, stop) = (queue.clone(), shutdown.clone());
+                    tasks.push((
+                        "metrics listener",
+                        tokio::spawn(async move {
+                            Ok(paysettle_receiver::serve_metrics(metrics, queue, stop).await?)
+                        }),
+                    ));
+                }
+                Err(e) => tracing::error!(
+                    listen = %addr,
+                    error = %e,
+                    "cannot bind the metrics listener; /metrics is not served"
+                ),
+            },
+            None => tracing::info!("metrics.listen is empty; /metrics is not served"),
+        }
         let (queue, stop) = (queue.clone(), shutdown.clone());
         tasks.push((
             "receiver",

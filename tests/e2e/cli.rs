@@ -261,6 +261,55 @@ fn every_subcommand_explains_itself_with_an_example() {
     assert!(out.status.success());
 }
 
+/// Issue 17: a shop API beyond loopback needs a token an attacker cannot
+/// guess; `shop_api.token = "a"` used to pass. On loopback any token does.
+#[test]
+fn a_shop_api_beyond_loopback_needs_a_long_token() {
+    let check = |env: &[(&str, &str)]| {
+        let mut all = vec![("PAYSETTLE__SHOP_API__LISTEN", "0.0.0.0:8081")];
+        all.extend_from_slice(env);
+        paysettle(&["config", "check"], &all)
+    };
+    let short = check(&[("PAYSETTLE__SHOP_API__TOKEN", "a")]);
+    assert_eq!(short.status.code(), Some(2));
+    let stderr = text(&short.stderr);
+    assert!(
+        stderr.contains("shop_api.token: ") && stderr.contains("at least 32 characters"),
+        "{stderr}"
+    );
+    let long = check(&[(
+        "PAYSETTLE__SHOP_API__TOKEN",
+        "0123456789abcdef0123456789abcdef",
+    )]);
+    assert!(long.status.success(), "{}", text(&long.stderr));
+    let loopback = paysettle(&["config", "check"], &[("PAYSETTLE__SHOP_API__TOKEN", "a")]);
+    assert!(loopback.status.success(), "{}", text(&loopback.stderr));
+}
+
+/// Issue 17: the new connection limits are checked by key.
+#[test]
+fn connection_limits_that_cannot_work_are_named() {
+    let out = paysettle(
+        &["config", "check"],
+        &[
+            ("PAYSETTLE__RECEIVER__MAX_CONNECTIONS_PER_CLIENT", "0"),
+            ("PAYSETTLE__RECEIVER__BODY_BUDGET_PER_CLIENT_BYTES", "1024"),
+            ("PAYSETTLE__SHOP_API__IDLE_TIMEOUT_MS", "0"),
+            ("PAYSETTLE__METRICS__LISTEN", "not-an-address"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    for key in [
+        "receiver.max_connections_per_client: must be at least 1",
+        "receiver.body_budget_per_client_bytes: must be at least max_body_bytes",
+        "shop_api.idle_timeout_ms: must be positive",
+        "metrics.listen: ",
+    ] {
+        assert!(stderr.contains(key), "{key} in {stderr}");
+    }
+}
+
 #[test]
 fn the_broker_address_may_come_from_a_file_alone() {
     let dir = tempfile::tempdir().unwrap();

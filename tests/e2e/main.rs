@@ -199,7 +199,18 @@ async fn spawn_app(options: Options) -> App {
     .unwrap();
     let finance = queue.consumer(QueueKind::Finance).unwrap();
 
-    let mut receiver_settings = ReceiverSettings::default();
+    // Every browser return here comes from the simulator at one address,
+    // as through a proxy: its hints are genuine traffic, not one client's
+    // (the door's per-client limits are tested in tests/hostile and the
+    // receiver's own tests).
+    let mut receiver_settings = ReceiverSettings {
+        hints: paysettle_receiver::HintLimits {
+            per_sec: 10_000.0,
+            per_client_per_sec: 10_000.0,
+            ..paysettle_receiver::HintLimits::default()
+        },
+        ..ReceiverSettings::default()
+    };
     receiver_settings.paysys.insert(
         Account::default(),
         PaysysAccount {

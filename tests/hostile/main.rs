@@ -1,5 +1,9 @@
 //! Hostile input against both listeners of the real `paysettle` binary.
 //!
+//! `load`: the door under a bounded attack (idle HTTP/2 connections,
+//! stalled bodies, wrong credentials, a flood of hints) while the simulator's
+//! genuine callbacks for all three providers get in and settle (issue 17).
+//!
 //! One table of requests (`receiver::cases`, `shop::cases`): missing,
 //! wrong and partial credentials, tampered, reordered and duplicated
 //! parameters, replayed callbacks, oversized, slow and broken bodies, slow
@@ -22,6 +26,7 @@
 // Test code: a failed unwrap or assertion is how a test fails.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod load;
 mod receiver;
 mod shop;
 mod support;
@@ -198,7 +203,7 @@ async fn still_healthy(product: &mut Product, expected_queued: &mut u64) {
             .unwrap();
         assert_eq!(reply.status, Some(200), "{addr}{path}: {}", reply.body);
     }
-    let metrics = exchange(product.receiver, &get("/metrics", &[]), Pace::AllAtOnce)
+    let metrics = exchange(product.metrics, &get("/metrics", &[]), Pace::AllAtOnce)
         .await
         .unwrap();
     assert_eq!(metrics.status, Some(200));

@@ -279,10 +279,54 @@ pub fn cases() -> Vec<Case> {
         // ---- Bodies: size and pace ----------------------------------------
         Case::receiver(
             "paysys: declared body over 64 KiB (refused before it is sent)",
-            b"POST /callbacks/paysys HTTP/1.1\r\nHost: t\r\nContent-Length: 70000\r\n\r\n".to_vec(),
+            format!(
+                "POST /callbacks/paysys HTTP/1.1\r\nHost: t\r\nAuthorization: {}\r\nContent-Length: 70000\r\n\r\n",
+                paysys_auth()
+            )
+            .into_bytes(),
         )
         .answers(413, "body_too_large")
         .with_header("connection", "close"),
+        // ---- heads judged before bodies (issue 17) ----------------------------
+        // Each sends only its head with `Expect: 100-continue`: the answer
+        // must come without `100 Continue` (the status read is the first
+        // one) and without the body.
+        Case::receiver(
+            "paysys: no credentials, 64 KiB declared, nothing sent",
+            b"POST /callbacks/paysys HTTP/1.1\r\nHost: t\r\nContent-Length: 65536\r\nExpect: 100-continue\r\n\r\n".to_vec(),
+        )
+        .answers(401, "missing_credentials")
+        .with_header("connection", "close"),
+        Case::receiver(
+            "paysys: wrong credentials with Expect: 100-continue",
+            format!(
+                "POST /callbacks/paysys HTTP/1.1\r\nHost: t\r\nAuthorization: {}\r\nContent-Length: 60000\r\nExpect: 100-continue\r\n\r\n",
+                basic(PAYSYS_USER, "not-the-secret")
+            )
+            .into_bytes(),
+        )
+        .answers(401, "wrong_credentials")
+        .with_header("www-authenticate", "Basic"),
+        Case::receiver(
+            "paysys: account not configured with Expect: 100-continue",
+            format!(
+                "POST /callbacks/paysys/shop9 HTTP/1.1\r\nHost: t\r\nAuthorization: {}\r\nContent-Length: 60000\r\nExpect: 100-continue\r\n\r\n",
+                paysys_auth()
+            )
+            .into_bytes(),
+        )
+        .answers(404, "not_found"),
+        Case::receiver(
+            "plutu: PUT with Expect: 100-continue",
+            b"PUT /callbacks/plutu HTTP/1.1\r\nHost: t\r\nContent-Length: 60000\r\nExpect: 100-continue\r\n\r\n".to_vec(),
+        )
+        .answers(405, "method_not_allowed")
+        .with_header("allow", "GET, POST"),
+        Case::receiver(
+            "portmanat: JSON POST with Expect: 100-continue",
+            b"POST /callbacks/portmanat HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: 60000\r\nExpect: 100-continue\r\n\r\n".to_vec(),
+        )
+        .answers(415, "unsupported_media_type"),
         Case::receiver("paysys: chunked body past 64 KiB", {
             let mut request = format!(
                 "POST /callbacks/paysys HTTP/1.1\r\nHost: t\r\nAuthorization: {}\r\nTransfer-Encoding: chunked\r\n\r\n10000\r\n",
@@ -587,9 +631,11 @@ pub fn cases() -> Vec<Case> {
             b"GET /callbacks/plutu\xff HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".to_vec(),
         )
         .answers(400, ""),
-        Case::receiver("metrics: POST", post("/metrics", &[], "x"))
-            .answers(405, "method_not_allowed")
-            .with_header("allow", "GET, HEAD"),
+        // `/metrics` tells the shop's payment volume: it has a listener of
+        // its own (loopback), not the callback port (issue 17).
+        Case::receiver("metrics: not on the callback port", get("/metrics", &[]))
+            .answers(404, "not_found"),
+        Case::receiver("metrics: POST", post("/metrics", &[], "x")).answers(404, "not_found"),
         // ---- HTTP framing ------------------------------------------------------
         Case::receiver(
             "framing: two different Content-Lengths",

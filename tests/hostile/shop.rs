@@ -246,6 +246,11 @@ pub fn cases() -> Vec<Case> {
         )
         .paced(Pace::Stall)
         .closed_unanswered(),
+        // Issue 17: such connections were never closed, and enough of them
+        // took every file descriptor, the receiver's accept loop's too.
+        Case::shop("shop: a connection that sends nothing", Vec::new())
+            .paced(Pace::Stall)
+            .closed_unanswered(),
         Case::shop(
             "shop: PUT on the collection",
             request("PUT", "/v1/payments", &[("Authorization", &bearer())], b"{}"),

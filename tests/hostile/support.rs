@@ -51,6 +51,8 @@ pub enum Listener {
 /// their queue and ledger.
 pub struct Product {
     pub receiver: SocketAddr,
+    /// `/metrics`, on its own listener.
+    pub metrics: SocketAddr,
     pub shop: SocketAddr,
     pub receive: Child,
     pub work: Child,
@@ -73,7 +75,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn config(env: &TestQueue, receiver: u16, shop: u16) -> String {
+fn config(env: &TestQueue, receiver: u16, shop: u16, metrics: u16) -> String {
     let dir = env.dir.path();
     format!(
         r#"
@@ -101,6 +103,9 @@ shutdown_grace_ms = 3000
 [shop_api]
 listen = "127.0.0.1:{shop}"
 token = "{token}"
+
+[metrics]
+listen = "127.0.0.1:{metrics}"
 
 [worker]
 shutdown_grace_ms = 3000
@@ -195,9 +200,9 @@ async fn until_healthy(addr: SocketAddr, child: &mut Child, log: &Path) {
 impl Product {
     pub async fn start() -> Product {
         let env = TestQueue::new(paysettle_queue::BackendKind::RabbitMq).unwrap();
-        let (receiver_port, shop_port) = (free_port(), free_port());
+        let (receiver_port, shop_port, metrics_port) = (free_port(), free_port(), free_port());
         let path = env.dir.path().join("paysettle.toml");
-        std::fs::write(&path, config(&env, receiver_port, shop_port)).unwrap();
+        std::fs::write(&path, config(&env, receiver_port, shop_port, metrics_port)).unwrap();
         let receive_log = env.dir.path().join("receive.log");
         let work_log = env.dir.path().join("work.log");
         let mut receive = start("receive", &path, &receive_log, &[]);
@@ -224,6 +229,7 @@ impl Product {
         .unwrap();
         Product {
             receiver,
+            metrics: ([127, 0, 0, 1], metrics_port).into(),
             shop,
             receive,
             work,

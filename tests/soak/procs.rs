@@ -85,9 +85,17 @@ finance_queue = true
 [receiver]
 listen = "127.0.0.1:{receiver_port}"
 shutdown_grace_ms = 3000
+# The simulator's browser returns all come from one address, as through a
+# proxy: genuine traffic, not one client flooding.
+hints_per_sec = 10000.0
+hints_per_client_per_sec = 10000.0
 
 [shop_api]
 listen = "127.0.0.1:{shop_port}"
+
+[metrics]
+# Not scraped here; several soak processes share the host.
+listen = ""
 
 [worker]
 batch_size = 64

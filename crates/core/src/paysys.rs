@@ -159,7 +159,9 @@ impl NotificationAuth {
         parse_notification(body, account, &self.rules, received_at).map(VerifiedCallback::new)
     }
 
-    fn check_credentials(&self, headers: &HeaderMap) -> Result<(), VerifyError> {
+    /// The Basic credentials alone: what the receiver checks before it
+    /// reads a body.
+    pub fn check_credentials(&self, headers: &HeaderMap) -> Result<(), VerifyError> {
         let mut values = headers.get_all(AUTHORIZATION).iter();
         let value = values.next().ok_or(VerifyError::MissingCredentials)?;
         if values.next().is_some() {

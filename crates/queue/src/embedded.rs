@@ -28,6 +28,11 @@ pub(crate) struct EmbeddedQueue {
 }
 
 impl EmbeddedQueue {
+    /// How long a delivery stays leased.
+    pub(crate) fn lease_duration(&self) -> Duration {
+        self.lease_duration
+    }
+
     pub(crate) async fn start(
         config: &QueueConfig,
         topology: Topology,

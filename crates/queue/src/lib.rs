@@ -51,6 +51,10 @@ use rabbit::consumer::{RabbitConsumer, RabbitSettle};
 use spool::Spool;
 use stats::{Counters, bump};
 
+/// RabbitMQ's default `consumer_timeout`: an unacknowledged delivery older
+/// than this closes the consumer's channel.
+const RABBITMQ_CONSUMER_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
 /// The queue: cheap to clone and shared by every receiver task, the worker and
 /// the outbox relay. The backend is picked by [`QueueConfig::backend`]; both
 /// keep the same contract, so callers never ask which one runs.
@@ -166,6 +170,19 @@ impl Queue {
             }
         };
         Ok(Consumer { inner })
+    }
+
+    /// How long a delivery may stay unsettled before the queue hands it to
+    /// someone else: the embedded lease, or RabbitMQ's consumer
+    /// acknowledgement timeout (its default, 30 minutes). A consumer that
+    /// holds work longer than this sees it delivered again, and counted
+    /// against the delivery limit, so it takes no more than it can settle
+    /// within it.
+    pub fn delivery_deadline(&self) -> Duration {
+        match &self.inner.backend {
+            Backend::Embedded(e) => e.lease_duration(),
+            Backend::Rabbit(_) => RABBITMQ_CONSUMER_TIMEOUT,
+        }
     }
 
     /// Whether a publish would be durable now (broker healthy, or spool

@@ -291,7 +291,7 @@ fn readyz(addr: SocketAddr) -> Option<u16> {
     std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
 }
 
-/// A figure from the receiver's `/metrics` page (the first sample of a
+/// A figure from the receiver's `/metrics` page (on its own listener) (the first sample of a
 /// metric whose line starts with `metric`).
 fn metric(addr: SocketAddr, metric: &str) -> Option<f64> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
@@ -361,7 +361,7 @@ fn terminate(mut child: Child) {
 /// backend (or the embedded one), JSON logs at info as
 /// `deploy/paysettle.example.toml` has them (one access-log line per
 /// request), everything else the product's defaults.
-fn write_config(dir: &Path, port: u16, rabbit: Option<(&str, &str)>) -> PathBuf {
+fn write_config(dir: &Path, port: u16, metrics_port: u16, rabbit: Option<(&str, &str)>) -> PathBuf {
     let queue = match rabbit {
         Some((url, prefix)) => {
             format!("backend = \"rabbitmq\"\namqp_url = \"{url}\"\nprefix = \"{prefix}\"\n")
@@ -380,6 +380,15 @@ spool_path = "{d}/spool.sqlite"
 [receiver]
 listen = "127.0.0.1:{port}"
 max_connections = 4096
+# The load generator is one client address with many connections.
+max_connections_per_client = 4096
+body_budget_per_client_bytes = 8388608
+hints_per_sec = 1000000.0
+hints_per_client_per_sec = 1000000.0
+hint_dedupe_window_ms = 1
+
+[metrics]
+listen = "127.0.0.1:{metrics_port}"
 
 [log]
 format = "json"
@@ -605,13 +614,19 @@ fn main() {
     let raw_queue = format!("{prefix}.raw");
     let port = free_port();
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    let config = write_config(dir.path(), port, Some((&args.amqp_url, &prefix)));
+    let metrics_addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let config = write_config(
+        dir.path(),
+        port,
+        metrics_addr.port(),
+        Some((&args.amqp_url, &prefix)),
+    );
     let body = message_bytes();
     let load_before = load_average();
 
     let (mut receiver, spawned) = spawn_receiver(&args, &config);
     let ready_rabbit = wait_ready(&mut receiver, addr, spawned);
-    wait_broker(addr);
+    wait_broker(metrics_addr);
     std::thread::sleep(Duration::from_secs(5));
     let idle_rss = memory_mb(receiver.id(), "VmRSS:");
 
@@ -623,14 +638,14 @@ fn main() {
     // Warm the receiver's connection and the broker's queue first.
     let _ = http_round(&args, addr, &with_receiver, None);
     purge(&args, &prefix);
-    let spooled_before = metric(addr, SPOOLED);
+    let spooled_before = metric(metrics_addr, SPOOLED);
 
     let (mut raw_rates, mut ingest_rates, mut bare_rates, mut ratios) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut rounds = Vec::new();
     for _ in 0..args.rounds {
         let (raw, raw_cpu) = raw_round(&args, &broker, body, &raw_queue);
-        wait_broker(addr);
+        wait_broker(metrics_addr);
         let (ingest, ingest_cpu) = http_round(&args, addr, &with_receiver, None);
         purge(&args, &prefix);
         let (bare, bare_cpu) = bare_round(&args, &broker);
@@ -663,7 +678,7 @@ fn main() {
     let mut half_rounds = Vec::new();
     let (mut p50s, mut p99s) = (Vec::new(), Vec::new());
     for _ in 0..args.rounds {
-        wait_broker(addr);
+        wait_broker(metrics_addr);
         let (fixed, fixed_cpu) = http_round(&args, addr, &with_receiver, Some(half));
         let mut raw_fixed = publish_tool(&args);
         raw_fixed
@@ -692,7 +707,7 @@ fn main() {
         }));
     }
     purge(&args, &prefix);
-    let spooled = match (spooled_before, metric(addr, SPOOLED)) {
+    let spooled = match (spooled_before, metric(metrics_addr, SPOOLED)) {
         (Some(before), Some(after)) => Some(after - before),
         _ => None,
     };
@@ -710,7 +725,7 @@ fn main() {
     for _ in 0..args.startups {
         let fresh = tempfile::tempdir().unwrap();
         let port = free_port();
-        let config = write_config(fresh.path(), port, None);
+        let config = write_config(fresh.path(), port, free_port(), None);
         let (mut child, spawned) = spawn_receiver(&args, &config);
         let took = wait_ready(&mut child, ([127, 0, 0, 1], port).into(), spawned);
         startups.push(took.as_secs_f64() * 1000.0);

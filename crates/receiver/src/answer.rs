@@ -72,6 +72,9 @@ pub(crate) enum Refusal {
     /// Neither the broker nor the spool took the callback: nothing is
     /// claimed, the provider should try again.
     NotDurable,
+    /// The bytes of bodies being read (all clients, or this client's
+    /// share) are at their budget: the body is not read, try again.
+    Busy,
 }
 
 impl Refusal {
@@ -88,6 +91,7 @@ impl Refusal {
             Refusal::BodyUnreadable => "body_unreadable",
             Refusal::UnsupportedMediaType => "unsupported_media_type",
             Refusal::NotDurable => "not_durable",
+            Refusal::Busy => "busy",
         }
     }
 }
@@ -230,12 +234,23 @@ fn refuse(refusal: &Refusal) -> HttpResponse {
                 .insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
             response
         }
+        Refusal::Busy => {
+            let mut response = closing(error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                code,
+                "too many request bodies in flight; try again later",
+            ));
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
+            response
+        }
     }
 }
 
 /// A body left unread (too large, too slow) leaves the connection in an
 /// unknown place: close it after the answer rather than read the rest.
-fn closing(mut response: HttpResponse) -> HttpResponse {
+pub(crate) fn closing(mut response: HttpResponse) -> HttpResponse {
     response
         .headers_mut()
         .insert(CONNECTION, HeaderValue::from_static("close"));

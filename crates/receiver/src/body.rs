@@ -10,24 +10,39 @@ use hyper::body::{Body as _, Incoming};
 
 use crate::answer::Refusal;
 
-/// The whole body, or why not: larger than `limit` (413, refused from
-/// `Content-Length` before a byte is read when the client declares it), not
-/// complete within `timeout` (408), or broken off (400).
-pub(crate) async fn read(
-    body: Incoming,
+/// What the body will cost at most, judged from the head alone: nothing
+/// for a request without a body, its declared length, or `limit` when it
+/// declares none (chunked, or HTTP/2 without `content-length`). A declared
+/// length over `limit` is refused (413) before a byte is read.
+pub(crate) fn expected(
+    body: &Incoming,
     headers: &HeaderMap,
     limit: usize,
-    timeout: Duration,
-) -> Result<Bytes, Refusal> {
+) -> Result<usize, Refusal> {
+    // A request without a body (the providers' GET callbacks) costs nothing.
+    if body.is_end_stream() {
+        return Ok(0);
+    }
     let declared = headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(Refusal::BodyTooLarge { limit });
+    match declared {
+        Some(n) if n > limit as u64 => Err(Refusal::BodyTooLarge { limit }),
+        Some(n) => Ok(usize::try_from(n).unwrap_or(limit)),
+        None => Ok(limit),
     }
-    // A request without a body (the providers' GET callbacks) has nothing
-    // to wait for: no timer, no collecting.
+}
+
+/// The whole body, or why not: larger than `limit` (413), not complete
+/// within `timeout` (408), or broken off (400). The first poll is what makes
+/// hyper answer `Expect: 100-continue`, so this runs only once the head has
+/// been judged.
+pub(crate) async fn read(
+    body: Incoming,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Bytes, Refusal> {
     if body.is_end_stream() {
         return Ok(Bytes::new());
     }

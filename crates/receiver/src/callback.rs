@@ -84,6 +84,26 @@ pub(crate) fn paysys(
     })
 }
 
+/// PaySys, from the head alone: the Basic credentials, before the body is
+/// read.
+pub(crate) fn paysys_head(
+    account_settings: &PaysysAccount,
+    headers: &HeaderMap,
+) -> Result<(), Refusal> {
+    account_settings
+        .auth
+        .check_credentials(headers)
+        .map_err(|e| refusal(e, BASIC_CHALLENGE))
+}
+
+/// Portmanat, from the head alone: a POST with a body must be a form.
+pub(crate) fn portmanat_head(parts: &Parts, has_body: bool) -> Result<(), Refusal> {
+    if parts.method == Method::POST && has_body && !is_form(&parts.headers) {
+        return Err(Refusal::UnsupportedMediaType);
+    }
+    Ok(())
+}
+
 /// Plutu: a card gateway's GET (signed query) or T-Lync's POST (signed JSON).
 pub(crate) fn plutu(
     account_settings: &PlutuAccount,

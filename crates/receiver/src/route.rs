@@ -20,7 +20,6 @@ pub(crate) enum Route {
     },
     Healthz,
     Readyz,
-    Metrics,
 }
 
 impl Route {
@@ -29,7 +28,6 @@ impl Route {
         match path {
             "/healthz" => return Some(Route::Healthz),
             "/readyz" => return Some(Route::Readyz),
-            "/metrics" => return Some(Route::Metrics),
             _ => {}
         }
         let rest = path.strip_prefix("/callbacks/")?;
@@ -67,7 +65,6 @@ impl Route {
             },
             Route::Healthz => "/healthz",
             Route::Readyz => "/readyz",
-            Route::Metrics => "/metrics",
         }
     }
 
@@ -82,7 +79,7 @@ impl Route {
                 ..
             } => POST,
             Route::Callback { .. } => GET_POST,
-            Route::Healthz | Route::Readyz | Route::Metrics => GET_HEAD,
+            Route::Healthz | Route::Readyz => GET_HEAD,
         }
     }
 }
@@ -143,7 +140,9 @@ mod tests {
                 "{path}: {route:?}"
             );
         }
-        assert_eq!(Route::parse("/metrics"), Some(Route::Metrics));
+        // Served on a listener of its own (`scrape`), never on the callback
+        // port.
+        assert_eq!(Route::parse("/metrics"), None);
     }
 
     #[test]

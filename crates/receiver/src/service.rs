@@ -5,18 +5,21 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::request::Parts;
 use http::{Method, Request};
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use jiff::Timestamp;
-use metrics_exporter_prometheus::PrometheusHandle;
+use paysettle_core::inbound::Payload;
 use paysettle_core::{Account, Provider};
 use paysettle_queue::{Durable, Queue};
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
-use crate::answer::{Answer, HttpResponse, Refusal, respond};
+use crate::answer::{self, Answer, HttpResponse, Refusal, respond};
+use crate::budget::BodyBudget;
 use crate::callback::{self, Origin, Verified};
+use crate::hints::HintGate;
 use crate::route::{self, Route};
 use crate::settings::ReceiverSettings;
 use crate::{body, telemetry};
@@ -26,11 +29,14 @@ use crate::{body, telemetry};
 pub(crate) struct Receiver {
     pub(crate) settings: Arc<ReceiverSettings>,
     pub(crate) queue: Queue,
-    pub(crate) metrics: PrometheusHandle,
     /// Publishes run as their own tasks, so a provider that hangs up while
     /// its callback is being published does not cancel the publish halfway
     /// (a Plutu callback is never sent again). Shutdown waits for them.
     pub(crate) publishes: TaskTracker,
+    /// Bytes of bodies being read, all connections together.
+    pub(crate) budget: Arc<BodyBudget>,
+    /// What Portmanat's unsigned hints may cost.
+    pub(crate) hints: HintGate,
 }
 
 /// What the access log and metrics say about a request.
@@ -41,6 +47,11 @@ struct Record {
     account: Option<Account>,
     message_id: Option<String>,
     durable: Option<&'static str>,
+    /// Refused before its body was read: the connection is closed after the
+    /// answer rather than left with a body in it.
+    body_unread: bool,
+    /// A Portmanat hint answered but not queued, and why.
+    hint_dropped: Option<&'static str>,
 }
 
 impl Receiver {
@@ -59,11 +70,16 @@ impl Receiver {
             account: None,
             message_id: None,
             durable: None,
+            body_unread: false,
+            hint_dropped: None,
         };
         let answer = self
             .answer(&parts, body, peer, received_at, &mut record)
             .await;
-        let response = respond(&answer);
+        let mut response = respond(&answer);
+        if record.body_unread {
+            response = answer::closing(response);
+        }
         let took = started.elapsed();
         let outcome = answer.outcome();
         telemetry::request(record.provider, record.route, outcome, took);
@@ -92,6 +108,9 @@ impl Receiver {
         received_at: Timestamp,
         record: &mut Record,
     ) -> Answer {
+        // Until the body is read, a refusal closes the connection after its
+        // answer rather than leave the body in it.
+        record.body_unread = !body.is_end_stream();
         let Some(route) = Route::parse(parts.uri.path()) else {
             return Answer::Refused(Refusal::NotFound);
         };
@@ -113,27 +132,69 @@ impl Receiver {
                 if !route.allowed().contains(&parts.method) {
                     return Answer::Refused(Refusal::MethodNotAllowed(route.allowed()));
                 }
-                return self.operational(&route).await;
+                return self.operational(&route);
             }
         };
         if !route.allowed().contains(&parts.method) {
             return Answer::Refused(Refusal::MethodNotAllowed(route.allowed()));
         }
-        let body = match body::read(
-            body,
-            &parts.headers,
-            self.settings.max_body_bytes,
-            self.settings.body_read_timeout,
-        )
-        .await
-        {
-            Ok(body) => body,
+        // Everything the head alone can tell is judged before a byte of the
+        // body is read, and so before hyper answers `Expect: 100-continue`:
+        // a stranger's body costs nothing.
+        let limit = self.settings.max_body_bytes;
+        let head = self
+            .check_head(provider, &account, parts, !body.is_end_stream())
+            .and_then(|()| body::expected(&body, &parts.headers, limit));
+        let expected = match head {
+            Ok(expected) => expected,
             Err(refusal) => return Answer::Refused(refusal),
+        };
+        // A card gateway's GET is verified from its query: a body there
+        // means nothing and is not read.
+        let wants_body = !(provider == Provider::Plutu && parts.method == Method::GET);
+        let _reserved = if wants_body && expected > 0 {
+            match self.budget.reserve(peer.ip(), expected) {
+                Ok(reserved) => Some(reserved),
+                Err(exhausted) => {
+                    telemetry::body_budget_exhausted(exhausted.as_str());
+                    return Answer::Refused(Refusal::Busy);
+                }
+            }
+        } else {
+            None
+        };
+        let body = if wants_body {
+            record.body_unread = false;
+            match body::read(body, limit, self.settings.body_read_timeout).await {
+                Ok(body) => body,
+                Err(refusal) => return Answer::Refused(refusal),
+            }
+        } else {
+            Bytes::new()
         };
         let verified = match self.verify(provider, &account, parts, &body, received_at) {
             Ok(verified) => verified,
             Err(refusal) => return Answer::Refused(refusal),
         };
+        // A hint is worth one check at most: past the gate it is dropped,
+        // counted, and the browser still goes on to the shop's page.
+        if let Payload::PortmanatHint(hint) = &verified.payload {
+            let named = hint
+                .psp_rrn
+                .as_ref()
+                .map(|p| format!("psp_rrn:{}", p.as_str()));
+            let named = named.or_else(|| {
+                hint.client_rrn
+                    .as_ref()
+                    .map(|r| format!("client_rrn:{}", r.as_str()))
+            });
+            let key = format!("{account}/{}", named.unwrap_or_default());
+            if let Err(dropped) = self.hints.admit(peer.ip(), &key) {
+                telemetry::hint_dropped(dropped.as_str());
+                record.hint_dropped = Some(dropped.as_str());
+                return verified.answer;
+            }
+        }
         let raw = callback::raw_request(parts, &body);
         let origin = Origin {
             provider,
@@ -165,6 +226,25 @@ impl Receiver {
             Provider::Paysys => settings.paysys.contains_key(account),
             Provider::Plutu => settings.plutu.contains_key(account),
             Provider::Portmanat => settings.portmanat.contains_key(account),
+        }
+    }
+
+    /// What the head alone can refuse: PaySys credentials (in the
+    /// `Authorization` header), a Portmanat POST that is not a form.
+    fn check_head(
+        &self,
+        provider: Provider,
+        account: &Account,
+        parts: &Parts,
+        has_body: bool,
+    ) -> Result<(), Refusal> {
+        match provider {
+            Provider::Paysys => match self.settings.paysys.get(account) {
+                Some(s) => callback::paysys_head(s, &parts.headers),
+                None => Err(Refusal::NotFound),
+            },
+            Provider::Portmanat => callback::portmanat_head(parts, has_body),
+            Provider::Plutu => Ok(()),
         }
     }
 
@@ -215,12 +295,11 @@ impl Receiver {
         task.await.ok().flatten()
     }
 
-    async fn operational(&self, route: &Route) -> Answer {
+    fn operational(&self, route: &Route) -> Answer {
         match route {
             Route::Healthz => Answer::Alive,
             Route::Readyz if self.queue.is_durable() => Answer::Ready,
             Route::Readyz => Answer::NotReady,
-            Route::Metrics => Answer::Metrics(telemetry::render(&self.metrics, &self.queue).await),
             Route::Callback { .. } => Answer::Refused(Refusal::NotFound),
         }
     }
@@ -275,6 +354,7 @@ fn access_log(
                 latency_us,
                 message_id = record.message_id.as_deref(),
                 durable = record.durable,
+                hint_dropped = record.hint_dropped,
                 problem = problem.as_deref(),
                 peer = %peer.ip(),
                 "request"

@@ -17,6 +17,7 @@ use paysettle_core::paysys::NotificationAuth;
 use paysettle_core::plutu::CallbackVerifier;
 
 use crate::error::ReceiverError;
+use crate::hints::HintLimits;
 
 /// Everything the receiver needs besides its listener and queue.
 #[derive(Debug)]
@@ -31,10 +32,29 @@ pub struct ReceiverSettings {
     /// How long a client may take to send a request's body once its headers
     /// are in; then 408.
     pub body_read_timeout: Duration,
-    /// Connections served at once. Further ones wait in the listen backlog
-    /// (TCP back-pressure) until one closes, so a flood costs queued
-    /// sockets, not memory or file descriptors.
+    /// Connections served at once. At the limit the client holding the most
+    /// gives way (its idle connections first), so a newcomer with fewer
+    /// always finds a place.
     pub max_connections: usize,
+    /// Connections one client address may hold; further ones are closed at
+    /// once. A provider's server needs a few; a browser one.
+    pub max_connections_per_client: usize,
+    /// How long a connection may stay open with no request in flight
+    /// (HTTP/1 keep-alive and HTTP/2 alike).
+    pub idle_timeout: Duration,
+    /// The oldest a connection may grow before it is closed gracefully.
+    pub max_connection_age: Duration,
+    /// HTTP/2 requests in flight on one connection.
+    pub http2_max_concurrent_streams: u32,
+    /// Request body bytes being read at once, all connections together: what
+    /// bodies can cost in memory whatever the number of connections. Past it
+    /// a request is answered 503 with `Retry-After` before its body is read.
+    pub body_budget_bytes: usize,
+    /// The part of `body_budget_bytes` one client address may hold.
+    pub body_budget_per_client: usize,
+    /// How many of Portmanat's unsigned return hints are queued: one per
+    /// payment within a window, at a rate per client and overall.
+    pub hints: HintLimits,
     /// After shutdown is requested, how long in-flight requests may take to
     /// finish before their connections are dropped.
     pub shutdown_grace: Duration,
@@ -56,6 +76,13 @@ impl Default for ReceiverSettings {
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(10),
             max_connections: 1024,
+            max_connections_per_client: 64,
+            idle_timeout: Duration::from_secs(10),
+            max_connection_age: Duration::from_secs(300),
+            http2_max_concurrent_streams: 16,
+            body_budget_bytes: 8 * 1024 * 1024,
+            body_budget_per_client: 2 * 1024 * 1024,
+            hints: HintLimits::default(),
             shutdown_grace: Duration::from_secs(10),
             paysys: BTreeMap::new(),
             plutu: BTreeMap::new(),
@@ -74,8 +101,28 @@ impl ReceiverSettings {
         if self.header_read_timeout.is_zero() || self.body_read_timeout.is_zero() {
             return bad("header_read_timeout and body_read_timeout must be positive");
         }
-        if self.max_connections == 0 {
-            return bad("max_connections must be at least 1");
+        if self.max_connections == 0 || self.max_connections_per_client == 0 {
+            return bad("max_connections and max_connections_per_client must be at least 1");
+        }
+        if self.idle_timeout.is_zero() || self.max_connection_age.is_zero() {
+            return bad("idle_timeout and max_connection_age must be positive");
+        }
+        if self.http2_max_concurrent_streams == 0 {
+            return bad("http2_max_concurrent_streams must be at least 1");
+        }
+        let rate = |r: f64| r.is_finite() && r > 0.0;
+        if !rate(self.hints.per_sec)
+            || !rate(self.hints.per_client_per_sec)
+            || self.hints.dedupe_window.is_zero()
+        {
+            return bad("hint rates and the hint window must be positive");
+        }
+        if self.body_budget_per_client < self.max_body_bytes
+            || self.body_budget_bytes < self.body_budget_per_client
+        {
+            return bad(
+                "body_budget_bytes >= body_budget_per_client >= max_body_bytes: one body must fit",
+            );
         }
         Ok(())
     }

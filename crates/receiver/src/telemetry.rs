@@ -32,8 +32,24 @@ pub const PUBLISHES: &str = "paysettle_receiver_publishes_total";
 pub const PUBLISH_DURATION: &str = "paysettle_receiver_publish_duration_seconds";
 /// Connections being served.
 pub const CONNECTIONS_OPEN: &str = "paysettle_receiver_connections_open";
-/// Connections closed because no request head arrived in time.
+/// Connections closed by the receiver, by `reason`: `first_request` (no
+/// request started in time), `idle` (none in flight for the idle timeout),
+/// `max_age`.
 pub const CONNECTION_TIMEOUTS: &str = "paysettle_receiver_connection_timeouts_total";
+/// Connections closed unanswered on arrival, by `reason`: `client_share`
+/// (the address holds its share), `capacity` (full, and the newcomer is
+/// among the heaviest).
+pub const CONNECTIONS_REFUSED: &str = "paysettle_receiver_connections_refused_total";
+/// Connections closed to make room for another client's.
+pub const CONNECTIONS_EVICTED: &str = "paysettle_receiver_connections_evicted_total";
+/// Portmanat hints answered (the browser redirected) but not queued, by
+/// `reason`: `duplicate`, `client_rate`, `rate`.
+pub const HINTS_DROPPED: &str = "paysettle_receiver_hints_dropped_total";
+/// Bytes of request bodies reserved by the requests reading them.
+pub const BODY_BYTES_IN_FLIGHT: &str = "paysettle_receiver_body_bytes_in_flight";
+/// Requests answered 503 before their body was read because the body
+/// budget was spent, by `scope` (`client`, `total`).
+pub const BODY_BUDGET_EXHAUSTED: &str = "paysettle_receiver_body_budget_exhausted_total";
 /// Callbacks waiting in the spool for RabbitMQ.
 pub const SPOOL_DEPTH: &str = "paysettle_queue_spool_depth";
 /// 1 when a publish would be durable now (broker or spool), else 0.
@@ -92,7 +108,27 @@ fn describe() {
     describe_gauge!(CONNECTIONS_OPEN, "Connections being served.");
     describe_counter!(
         CONNECTION_TIMEOUTS,
-        "Connections closed because no request arrived in time."
+        "Connections closed by the receiver, by reason."
+    );
+    describe_counter!(
+        CONNECTIONS_REFUSED,
+        "Connections closed unanswered on arrival, by reason."
+    );
+    describe_counter!(
+        CONNECTIONS_EVICTED,
+        "Connections closed to make room for another client's."
+    );
+    describe_counter!(
+        HINTS_DROPPED,
+        "Portmanat hints answered but not queued, by reason."
+    );
+    describe_gauge!(
+        BODY_BYTES_IN_FLIGHT,
+        "Bytes of request bodies reserved by the requests reading them."
+    );
+    describe_counter!(
+        BODY_BUDGET_EXHAUSTED,
+        "Requests refused before their body was read: the body budget was spent."
     );
     describe_gauge!(SPOOL_DEPTH, "Callbacks waiting in the spool for RabbitMQ.");
     describe_gauge!(QUEUE_DURABLE, "1 when a publish would be durable now.");
@@ -122,16 +158,20 @@ pub(crate) fn publish(outcome: &'static str, took: Duration) {
     histogram!(PUBLISH_DURATION, "outcome" => outcome).record(took);
 }
 
-pub(crate) fn connection_opened() {
-    gauge!(CONNECTIONS_OPEN).increment(1.0);
+pub(crate) fn hint_dropped(reason: &'static str) {
+    counter!(HINTS_DROPPED, "reason" => reason).increment(1);
 }
 
-pub(crate) fn connection_closed() {
-    gauge!(CONNECTIONS_OPEN).decrement(1.0);
+pub(crate) fn body_bytes_reserved(bytes: usize, reserved: bool) {
+    if reserved {
+        gauge!(BODY_BYTES_IN_FLIGHT).increment(bytes as f64);
+    } else {
+        gauge!(BODY_BYTES_IN_FLIGHT).decrement(bytes as f64);
+    }
 }
 
-pub(crate) fn connection_timed_out() {
-    counter!(CONNECTION_TIMEOUTS).increment(1);
+pub(crate) fn body_budget_exhausted(scope: &'static str) {
+    counter!(BODY_BUDGET_EXHAUSTED, "scope" => scope).increment(1);
 }
 
 /// Reads the queue's state into gauges and renders the page.

@@ -6,7 +6,14 @@
 //!   is held there until `check_payment` agrees, and makes the check due now).
 //! - A Portmanat return hint makes the payment's check due now; for a payment
 //!   the ledger does not hold, `/check` is asked at once, and only the
-//!   provider's answer creates it.
+//!   provider's answer creates it. Hints go to a lane of their own beside
+//!   the batches (issue 17): a batch never waits for a hint's `/check`, the
+//!   lane runs them concurrently within Portmanat's limits, one per payment
+//!   at a time, and is bounded (Portmanat's concurrency times four, and no
+//!   more than it can check within half a lease at Portmanat's rate); a
+//!   hint past the bound, or
+//!   for a payment already being checked, is acknowledged and counted as
+//!   dropped (`paysettle_worker_hints_dropped_total{reason}`).
 //! - A card registration is forwarded to the shop on the events exchange
 //!   (`card.registered.paysys`) and never touches the ledger.
 //! - A message that cannot be read, or names an account nobody configured,
@@ -21,9 +28,11 @@
 //! took is settled. With RabbitMQ this needs `queue.prefetch` of at least
 //! twice `worker.batch_size`, or the next batch finds nothing delivered yet.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use paysettle_core::Provider;
 use paysettle_core::inbound::{FORMAT_VERSION, InboundCallback, Payload};
 use paysettle_core::portmanat::ReturnHint;
 use paysettle_queue::{Consumer, Delivery, Message, Queue, QueueKind};
@@ -35,6 +44,10 @@ use crate::error::WorkerError;
 use crate::settings::WorkerSettings;
 use crate::status::{CheckResult, StatusClient};
 
+/// How often a step with nothing ahead looks at the queue while the hint
+/// lane finishes.
+const HINT_LANE_LOOK: Duration = Duration::from_millis(20);
+
 /// What one applier step did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ApplyRound {
@@ -42,8 +55,11 @@ pub struct ApplyRound {
     pub received: usize,
     /// Observations committed to the ledger (any outcome).
     pub applied: usize,
-    /// Hints that made a check due.
+    /// Hints handed to the hint lane.
     pub hints: usize,
+    /// Hints dropped: a check of the same payment in flight, or the lane
+    /// full.
+    pub hints_dropped: usize,
     /// Card registrations forwarded.
     pub forwarded: usize,
     /// Messages dead-lettered.
@@ -58,7 +74,6 @@ pub struct Applier {
     ledger: Ledger,
     queue: Queue,
     consumer: Consumer,
-    client: StatusClient,
     settings: Arc<WorkerSettings>,
     relay_wake: Arc<Notify>,
     /// The next batch, taken while the one before it was being committed.
@@ -66,7 +81,25 @@ pub struct Applier {
     /// The last batch's acknowledgements, finishing while the next batch is
     /// committed.
     settling: JoinSet<()>,
+    /// Hints being handled, each settling its own delivery.
+    hint_lane: JoinSet<()>,
+    /// The payments those hints name.
+    hinted: Arc<Mutex<HashSet<String>>>,
+    hints: HintContext,
+    /// Hints the lane holds at most (see [`hint_bound`]).
+    hint_bound: usize,
 }
+
+/// What a hint needs, cloned into the hint lane.
+#[derive(Debug, Clone)]
+struct HintContext {
+    ledger: Ledger,
+    client: StatusClient,
+    relay_wake: Arc<Notify>,
+}
+
+/// Metric: hints acknowledged without a check, by `reason`.
+pub const HINTS_DROPPED: &str = "paysettle_worker_hints_dropped_total";
 
 /// What becomes of a delivery.
 #[derive(Debug, Clone)]
@@ -74,6 +107,8 @@ enum Settlement {
     Ack,
     Requeue,
     DeadLetter(String),
+    /// Handed to the hint lane, which settles it.
+    Hint(Box<(InboundCallback, ReturnHint, String)>),
 }
 
 /// A decoded message and what to do with it.
@@ -93,15 +128,24 @@ impl Applier {
         relay_wake: Arc<Notify>,
     ) -> Result<Applier, WorkerError> {
         let consumer = queue.consumer(QueueKind::Callbacks)?;
+        let hints = HintContext {
+            ledger: ledger.clone(),
+            client,
+            relay_wake: relay_wake.clone(),
+        };
+        let hint_bound = hint_bound(&settings, queue.delivery_deadline());
         Ok(Applier {
+            hint_bound,
             ledger,
             queue,
             consumer,
-            client,
             settings,
             relay_wake,
             ahead: Vec::new(),
             settling: JoinSet::new(),
+            hint_lane: JoinSet::new(),
+            hinted: Arc::new(Mutex::new(HashSet::new())),
+            hints,
         })
     }
 
@@ -110,6 +154,7 @@ impl Applier {
     /// it, nothing this applier took is left unsettled.
     pub async fn finish(&mut self) {
         while self.settling.join_next().await.is_some() {}
+        while self.hint_lane.join_next().await.is_some() {}
         for delivery in std::mem::take(&mut self.ahead) {
             settle(delivery.nack_requeue().await);
         }
@@ -168,6 +213,7 @@ impl Applier {
         };
         if batch.is_empty() {
             while self.settling.join_next().await.is_some() {}
+            self.drain_hints().await?;
             return Ok(round);
         }
         // What becomes of each delivery, decided first and carried out after
@@ -262,18 +308,8 @@ impl Applier {
         }
 
         for (index, work) in others {
-            let delivery = &batch[index];
             fate[index] = match work {
-                Work::Hint(message, hint) => match self.hint(&message, &hint).await {
-                    Ok(()) => {
-                        round.hints += 1;
-                        Settlement::Ack
-                    }
-                    Err(err) => {
-                        tracing::warn!(message.id = delivery.message_id(), error = %err, "hint not handled; it will come back");
-                        Settlement::Requeue
-                    }
-                },
+                Work::Hint(message, hint) => self.send_to_lane(message, hint, &mut round),
                 Work::Card(message) => self.forward_card(&message, &mut round).await,
                 Work::Observe(..) => Settlement::Requeue,
             };
@@ -284,23 +320,110 @@ impl Applier {
                 Settlement::Requeue => round.requeued += 1,
                 Settlement::DeadLetter(_) => round.dead_lettered += 1,
                 Settlement::Ack => {}
+                Settlement::Hint(work) => {
+                    let (context, hinted) = (self.hints.clone(), self.hinted.clone());
+                    let (message, hint, key) = (**work).clone();
+                    self.hint_lane.spawn(async move {
+                        let result = match context.hint(&message, &hint).await {
+                            Ok(()) => delivery.ack().await,
+                            Err(err) => {
+                                tracing::warn!(message.id = %message.id, error = %err, "hint not handled; it will come back");
+                                delivery.nack_requeue().await
+                            }
+                        };
+                        settle(result);
+                        hinted
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .remove(&key);
+                    });
+                    continue;
+                }
             }
             self.settling.spawn(async move {
                 let result = match &settlement {
                     Settlement::Ack => delivery.ack().await,
                     Settlement::Requeue => delivery.nack_requeue().await,
                     Settlement::DeadLetter(reason) => delivery.dead_letter(reason).await,
+                    Settlement::Hint(_) => Ok(()),
                 };
                 settle(result);
             });
         }
         if self.ahead.is_empty() {
             while self.settling.join_next().await.is_some() {}
+            self.drain_hints().await?;
         }
         match failure {
             Some(err) => Err(err.into()),
             None => Ok(round),
         }
+    }
+
+    /// Hands a hint to the lane, or drops it (acknowledged, counted) when a
+    /// check of the same payment is in flight or the lane is full.
+    fn send_to_lane(
+        &mut self,
+        message: InboundCallback,
+        hint: ReturnHint,
+        round: &mut ApplyRound,
+    ) -> Settlement {
+        let (_, account) = message.origin();
+        let named = match (&hint.psp_rrn, &hint.client_rrn) {
+            (Some(psp_rrn), _) => format!("psp_rrn:{}", psp_rrn.as_str()),
+            (None, Some(reference)) => format!("client_rrn:{}", reference.as_str()),
+            (None, None) => String::new(),
+        };
+        let key = format!("{account}/{named}");
+        let bound = self.hint_bound;
+        let dropped = {
+            let mut hinted = self.hinted.lock().unwrap_or_else(PoisonError::into_inner);
+            if hinted.contains(&key) {
+                Some("duplicate")
+            } else if hinted.len() >= bound {
+                // The keys held are the lane's hints, those of this batch
+                // not yet spawned included.
+                Some("lane_full")
+            } else {
+                hinted.insert(key.clone());
+                None
+            }
+        };
+        match dropped {
+            Some(reason) => {
+                metrics::counter!(HINTS_DROPPED, "reason" => reason).increment(1);
+                tracing::info!(message.id = %message.id, reason, "return hint dropped; the payment is checked on its schedule");
+                round.hints_dropped += 1;
+                Settlement::Ack
+            }
+            None => {
+                round.hints += 1;
+                Settlement::Hint(Box::new((message, hint, key)))
+            }
+        }
+    }
+
+    /// With nothing taken ahead: waits for the hints in the lane to settle,
+    /// unless new messages arrive first (then they are the next batch, and
+    /// the lane goes on beside it). `join_next` is cancel-safe; the queue is
+    /// only asked without waiting, so no delivery is lost in a race.
+    async fn drain_hints(&mut self) -> Result<(), WorkerError> {
+        while !self.hint_lane.is_empty() {
+            let _ = tokio::time::timeout(HINT_LANE_LOOK, self.hint_lane.join_next()).await;
+            while self.hint_lane.try_join_next().is_some() {}
+            if self.hint_lane.is_empty() {
+                break;
+            }
+            let batch = self
+                .consumer
+                .next_batch(self.settings.batch_size, Duration::ZERO)
+                .await?;
+            if !batch.is_empty() {
+                self.ahead = batch;
+                break;
+            }
+        }
+        Ok(())
     }
 
     /// Forwards a card registration to the shop's queue.
@@ -323,7 +446,9 @@ impl Applier {
             }
         }
     }
+}
 
+impl HintContext {
     /// Makes the hinted payment's check due now; asks `/check` at once for a
     /// payment the ledger does not hold.
     async fn hint(&self, message: &InboundCallback, hint: &ReturnHint) -> Result<(), WorkerError> {
@@ -419,6 +544,23 @@ fn log_check_now(done: CheckNow) -> bool {
         }
         CheckNow::Unknown => false,
     }
+}
+
+/// How many hints the lane may hold: Portmanat's concurrency times four,
+/// and no more than it can check within half the queue's delivery deadline
+/// at Portmanat's rate, the slowest check (its timeout) included. Work held
+/// longer would be delivered again (and counted toward the delivery limit)
+/// while still being checked: slowness alone must never dead-letter a hint.
+fn hint_bound(settings: &WorkerSettings, deadline: Duration) -> usize {
+    let limits = settings.limits(Provider::Portmanat);
+    let spare = (deadline / 2).saturating_sub(limits.timeout).as_secs_f64();
+    let by_rate = (spare * limits.rate_per_sec).floor();
+    let by_rate = if by_rate.is_finite() && by_rate >= 1.0 {
+        by_rate as usize
+    } else {
+        1
+    };
+    limits.concurrency.saturating_mul(4).min(by_rate).max(1)
 }
 
 /// Settling a delivery can fail when the connection dropped meanwhile; the

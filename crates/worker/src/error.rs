@@ -14,6 +14,8 @@ pub enum WorkerError {
     Http(#[from] reqwest::Error),
     #[error("cannot serve the shop API: {0}")]
     Serve(#[from] std::io::Error),
+    #[error("invalid settings: {0}")]
+    Settings(String),
 }
 
 impl WorkerError {
@@ -22,7 +24,7 @@ impl WorkerError {
         match self {
             WorkerError::Ledger(e) => e.is_retryable(),
             WorkerError::Queue(e) => e.is_retryable(),
-            WorkerError::Http(_) | WorkerError::Serve(_) => false,
+            WorkerError::Http(_) | WorkerError::Serve(_) | WorkerError::Settings(_) => false,
         }
     }
 }

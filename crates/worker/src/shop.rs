@@ -26,7 +26,6 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use jiff::Timestamp;
 use paysettle_core::{
     Account, Currency, Money, PaymentStatus, Provider, ProviderTxnId, Reference, form,
@@ -55,6 +54,14 @@ pub struct ShopApiSettings {
     pub read_timeout: Duration,
     /// Time allowed for requests in flight at shutdown.
     pub shutdown_grace: Duration,
+    /// Connections served at once, and per client address (see
+    /// `paysettle-door`: the heaviest client gives way at the limit).
+    pub max_connections: usize,
+    pub max_connections_per_client: usize,
+    /// How long a connection may stay open with no request in flight.
+    pub idle_timeout: Duration,
+    /// The oldest a connection may grow before it is closed gracefully.
+    pub max_connection_age: Duration,
 }
 
 impl Default for ShopApiSettings {
@@ -64,6 +71,10 @@ impl Default for ShopApiSettings {
             max_body_bytes: 16 * 1024,
             read_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(5),
+            max_connections: 256,
+            max_connections_per_client: 128,
+            idle_timeout: Duration::from_secs(30),
+            max_connection_age: Duration::from_secs(300),
         }
     }
 }
@@ -83,51 +94,34 @@ pub async fn serve(
     worker: Arc<WorkerSettings>,
     shutdown: CancellationToken,
 ) -> Result<(), WorkerError> {
-    let grace = api.shutdown_grace;
+    let mut door =
+        paysettle_door::DoorSettings::new("shop_api", "paysettle_shop_api", api.max_body_bytes);
+    door.max_connections = api.max_connections;
+    door.max_per_client = api.max_connections_per_client;
+    door.first_request_timeout = api.read_timeout;
+    door.idle_timeout = api.idle_timeout;
+    door.max_connection_age = api.max_connection_age;
+    door.close_grace = api.read_timeout;
+    door.shutdown_grace = api.shutdown_grace;
+    if let Some(problem) = door.problem() {
+        return Err(WorkerError::Settings(format!("shop API: {problem}")));
+    }
     let state = Arc::new(State {
         ledger,
         api,
         worker,
     });
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    loop {
-        let (stream, _peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(err) => {
-                    tracing::warn!(error = %err, "shop API accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = shutdown.cancelled() => break,
-        };
-        let read_timeout = state.api.read_timeout;
+    let service = |_peer| {
         let state = Arc::clone(&state);
-        let service = hyper::service::service_fn(move |request| {
+        hyper::service::service_fn(move |request| {
             let state = Arc::clone(&state);
             async move { Ok::<_, Infallible>(handle(&state, request).await) }
-        });
-        let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(read_timeout);
-        let connection = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        let watched = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(err) = watched.await {
-                tracing::debug!(error = %err, "shop API connection ended with an error");
-            }
-        });
-    }
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
+        })
+    };
+    let drained = paysettle_door::serve(listener, door, service, shutdown).await;
+    if drained.dropped > 0 {
         tracing::warn!(
+            connections = drained.dropped,
             "shop API requests still running at the end of the grace period were cut off"
         );
     }

@@ -1,4 +1,4 @@
-//! Health, readiness and metrics; the connection limit; draining on
+//! Health, readiness and metrics (on its own listener); draining on
 //! shutdown within the grace period, and not beyond it.
 
 use std::time::{Duration, Instant};
@@ -30,12 +30,16 @@ async fn health_readiness_and_metrics() {
         (ready.status.as_u16(), ready.json()),
         (200, json!({"status": "ready"}))
     );
-    let post = send(Method::POST, &receiver.url("/metrics"), &[], "").await;
+    let post = send(Method::POST, &receiver.metrics_url("/metrics"), &[], "").await;
     assert_eq!(post.status, 405);
     assert_eq!(post.header("allow"), Some("GET, HEAD"));
+    // The figures describe the shop's payments: not on the public port.
+    assert_eq!(get(&receiver.url("/metrics")).await.status, 404);
+    assert_eq!(get(&receiver.metrics_url("/healthz")).await.status, 404);
 
     // Traffic to count: one accepted callback, one refused, one unmatched.
-    let before = String::from_utf8_lossy(&get(&receiver.url("/metrics")).await.body).into_owned();
+    let before =
+        String::from_utf8_lossy(&get(&receiver.metrics_url("/metrics")).await.body).into_owned();
     let count =
         |text: &str, name: &str, labels: &[(&str, &str)]| metric(text, name, labels).unwrap_or(0.0);
     let pairs = [
@@ -61,7 +65,7 @@ async fn health_readiness_and_metrics() {
     );
     assert_eq!(get(&receiver.url("/nowhere")).await.status, 404);
 
-    let page = get(&receiver.url("/metrics")).await;
+    let page = get(&receiver.metrics_url("/metrics")).await;
     assert_eq!(page.status, 200);
     assert!(
         page.header("content-type")
@@ -126,44 +130,6 @@ async fn health_readiness_and_metrics() {
     receiver.stop().await;
 }
 
-/// Two connections allowed: a third waits until one of them closes, then is
-/// served.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connections_over_the_limit_wait_for_a_free_slot() {
-    let mut options = Options::new(BackendKind::Embedded);
-    options.settings = |s: &mut ReceiverSettings| {
-        s.max_connections = 2;
-        // Long enough that the two holders are not timed out during the test.
-        s.header_read_timeout = Duration::from_secs(20);
-    };
-    let receiver = spawn_with(options).await;
-    // Two holders, each in the middle of a request head.
-    let mut holders = Vec::new();
-    for _ in 0..2 {
-        let mut stream = TcpStream::connect(receiver.addr).await.unwrap();
-        stream
-            .write_all(b"GET /healthz HTTP/1.1\r\n")
-            .await
-            .unwrap();
-        holders.push(stream);
-    }
-    // The accept queue is first in, first out: the holders, connected
-    // first, are the two served; the third waits in the backlog.
-    let url = receiver.url("/healthz");
-    let mut third = tokio::spawn(async move { get(&url).await });
-    let early = tokio::time::timeout(Duration::from_millis(400), &mut third).await;
-    assert!(early.is_err(), "served beyond the connection limit");
-    // ...and is served as soon as one holder goes away.
-    drop(holders.pop());
-    let answer = tokio::time::timeout(DEADLINE, third)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(answer.status, 200);
-    drop(holders);
-    receiver.stop().await;
-}
-
 /// On shutdown: no new connections, the request in flight is finished and
 /// its callback durable, then `run` returns.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -217,10 +183,11 @@ async fn shutdown_gives_up_after_the_grace_period() {
     };
     let mut receiver = spawn_with(options).await;
     let mut stream = TcpStream::connect(receiver.addr).await.unwrap();
-    stream
-        .write_all(b"POST /callbacks/paysys HTTP/1.1\r\nHost: t\r\nContent-Length: 50\r\nExpect: 100-continue\r\n\r\n{")
-        .await
-        .unwrap();
+    let head = format!(
+        "POST /callbacks/paysys HTTP/1.1\r\nHost: t\r\nAuthorization: {}\r\nContent-Length: 50\r\nExpect: 100-continue\r\n\r\n{{",
+        paysys_authorization()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
     in_flight(&mut stream).await;
     let started = Instant::now();
     receiver.shutdown.cancel();

@@ -9,6 +9,8 @@
 //! - `outage`: RabbitMQ cut: spooled and answered, forwarded when it is back;
 //!   503 when nothing is durable.
 //! - `lifecycle`: health, readiness, metrics, the connection limit, drain on shutdown.
+//! - `door`: connection limits per client address, idle HTTP/2, heads judged
+//!   before bodies, the body budget.
 //! - `logs`: the scan of everything logged, and proof that the scan can fail.
 //!
 //! Every test ends with `TestReceiver::stop`, which also scans all the logs
@@ -18,6 +20,7 @@
 // allow-*-in-tests covers only #[test] functions, not the helpers they share.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod door;
 mod genuine;
 mod lifecycle;
 mod logs;

@@ -54,7 +54,7 @@ async fn with_rabbitmq_down_callbacks_are_spooled_answered_and_forwarded() {
     assert_eq!(answered, 4);
     assert_eq!(receiver.queue.stats().published_spooled, 4);
     assert_eq!(receiver.queue.spool_depth().await.unwrap(), 4);
-    let metrics = get(&receiver.url("/metrics")).await;
+    let metrics = get(&receiver.metrics_url("/metrics")).await;
     let text = String::from_utf8_lossy(&metrics.body);
     assert_eq!(metric(&text, "paysettle_queue_spool_depth", &[]), Some(4.0));
     assert_eq!(

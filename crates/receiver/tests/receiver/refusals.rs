@@ -189,18 +189,26 @@ async fn bad_requests(backend: BackendKind) {
 
     // A body over the limit, declared: refused before it is sent (the client
     // waits for the answer, as with `Expect: 100-continue`).
+    let authed = paysys_head();
+    let (answer, closed) = raw_exchange(
+        receiver.addr,
+        format!("{authed}Content-Length: 70000\r\n\r\n").as_bytes(),
+        DEADLINE,
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("body_too_large") && closed, "{answer}");
+    // Without credentials the head alone is refused, whatever the body.
     let (answer, closed) = raw_exchange(
         receiver.addr,
         b"POST /callbacks/paysys HTTP/1.1\r\nHost: t\r\nContent-Length: 70000\r\n\r\n",
         DEADLINE,
     )
     .await;
-    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
-    assert!(answer.contains("body_too_large") && closed, "{answer}");
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    assert!(answer.contains("missing_credentials") && closed, "{answer}");
     // Undeclared (chunked): refused once the limit is passed.
-    let mut chunked =
-        b"POST /callbacks/paysys HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n10000\r\n"
-            .to_vec();
+    let mut chunked = format!("{authed}Transfer-Encoding: chunked\r\n\r\n10000\r\n").into_bytes();
     chunked.extend(std::iter::repeat_n(b'x', 0x10000));
     chunked.extend_from_slice(b"\r\n1\r\nx");
     let (answer, closed) = raw_exchange(receiver.addr, &chunked, DEADLINE).await;
@@ -211,7 +219,7 @@ async fn bad_requests(backend: BackendKind) {
     let started = std::time::Instant::now();
     let (answer, closed) = raw_exchange(
         receiver.addr,
-        b"POST /callbacks/paysys HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n{\"id\":",
+        format!("{authed}Content-Length: 100\r\n\r\n{{\"id\":").as_bytes(),
         DEADLINE,
     )
     .await;
@@ -281,7 +289,7 @@ async fn a_trickling_body_is_timed_out() {
     let stream = TcpStream::connect(receiver.addr).await.unwrap();
     let (mut read, mut write) = stream.into_split();
     write
-        .write_all(b"POST /callbacks/paysys HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\n")
+        .write_all(format!("{}Content-Length: 1000\r\n\r\n", paysys_head()).as_bytes())
         .await
         .unwrap();
     // One byte every 50 ms: always moving, never finishing within the
@@ -315,4 +323,13 @@ async fn a_trickling_body_is_timed_out() {
     assert!(took < BODY_TIMEOUT * 3, "answered after {took:?}");
     trickle.abort();
     receiver.stop().await;
+}
+
+/// The head of a PaySys notification with genuine credentials, up to the
+/// body's headers.
+fn paysys_head() -> String {
+    format!(
+        "POST /callbacks/paysys HTTP/1.1\r\nHost: t\r\nAuthorization: {}\r\n",
+        paysys_authorization()
+    )
 }

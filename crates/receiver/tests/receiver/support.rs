@@ -196,6 +196,8 @@ pub fn settings() -> ReceiverSettings {
 /// A running receiver with its own queue.
 pub struct TestReceiver {
     pub addr: SocketAddr,
+    /// `/metrics`, on its own listener.
+    pub metrics_addr: SocketAddr,
     pub queue: Queue,
     pub proxy: Option<Proxy>,
     pub shutdown: CancellationToken,
@@ -230,6 +232,13 @@ pub async fn spawn_with(options: Options) -> TestReceiver {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();
+    let metrics_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let metrics_addr = metrics_listener.local_addr().unwrap();
+    tokio::spawn(paysettle_receiver::serve_metrics(
+        metrics_listener,
+        queue.clone(),
+        shutdown.clone(),
+    ));
     let task = tokio::spawn(paysettle_receiver::run(
         listener,
         Arc::new(settings),
@@ -238,6 +247,7 @@ pub async fn spawn_with(options: Options) -> TestReceiver {
     ));
     TestReceiver {
         addr,
+        metrics_addr,
         queue,
         proxy,
         shutdown,
@@ -249,6 +259,11 @@ pub async fn spawn_with(options: Options) -> TestReceiver {
 impl TestReceiver {
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// A URL on the metrics listener.
+    pub fn metrics_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.metrics_addr)
     }
 
     /// A simulator whose callbacks all come here.

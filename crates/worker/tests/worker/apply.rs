@@ -446,3 +446,132 @@ async fn finishing_hands_back_the_batch_taken_ahead_at_once() {
         assert_eq!(payment.status, PaymentStatus::Succeeded, "AHEAD-{i}");
     }
 }
+
+/// Issue 17: a hint is never worth more than one `/check`. Hints naming
+/// one payment that arrive together (a browser reloading, or a stranger
+/// replaying a forged one) cost one check, not one each: the others are
+/// acknowledged and counted as dropped while it is in flight. A forged
+/// psp_rrn creates nothing.
+#[tokio::test]
+async fn hints_for_one_payment_cost_one_check() {
+    let w = world().await;
+    let relay = w.relay();
+    let mut applier = w.applier(&relay);
+    let forged = ReturnHint {
+        psp_rrn: Some(ProviderTxnId::parse("forged-once").unwrap()),
+        client_rrn: Some(Reference::parse("PM-FORGED").unwrap()),
+    };
+    for _ in 0..6 {
+        publish(
+            &w.queue,
+            &inbound(
+                Provider::Portmanat,
+                "default",
+                Payload::PortmanatHint(forged.clone()),
+            ),
+        )
+        .await;
+    }
+    let before = w.sim.stats().portmanat.requests;
+    let round = applier.run_once().await.unwrap();
+    assert_eq!(round.received, 6, "{round:?}");
+    assert_eq!((round.hints, round.hints_dropped), (1, 5), "{round:?}");
+    assert_eq!(round.dead_lettered + round.requeued, 0, "{round:?}");
+    assert_eq!(
+        w.sim.stats().portmanat.requests - before,
+        1,
+        "one /check for six hints"
+    );
+    assert!(
+        w.ledger
+            .find(
+                Provider::Portmanat,
+                Account::default(),
+                paysettle_store::PaymentKey::Reference(Reference::parse("PM-FORGED").unwrap()),
+            )
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        w.queue.message_count(QueueKind::Callbacks).await.unwrap(),
+        0
+    );
+}
+
+/// Issue 17: with Portmanat answering in 350 ms at 5 checks a second, a
+/// burst of distinct hints taken in one batch outlived its lease and was
+/// delivered again and again (more checks than hints, and dead letters for
+/// "delivery limit exceeded"). Now the hint lane holds no more than it can
+/// check within half a lease: every hint is delivered once, checked or
+/// dropped and counted, and slowness dead-letters nothing.
+#[tokio::test]
+async fn slow_checks_never_outlive_the_lease_or_dead_letter_a_hint() {
+    let w = world_with(Duration::from_secs(20), |s| {
+        let limits = s.limits.get_mut(&Provider::Portmanat).unwrap();
+        limits.rate_per_sec = 5.0;
+        limits.concurrency = 2;
+        limits.timeout = Duration::from_millis(1000);
+        // Two batches: the second is taken ahead while the first is worked.
+        s.batch_size = 30;
+    })
+    .await;
+    w.sim
+        .set_scenario(
+            Some(SimProvider::Portmanat),
+            ScenarioPatch {
+                latency: Some(paysettle_sim::scenario::Latency::Fixed { ms: 350 }),
+                ..ScenarioPatch::default()
+            },
+        )
+        .unwrap();
+    const HINTS: usize = 60;
+    for n in 0..HINTS {
+        let forged = ReturnHint {
+            psp_rrn: Some(ProviderTxnId::parse(&format!("slow-{n}")).unwrap()),
+            client_rrn: Some(Reference::parse(&format!("PM-SLOW-{n}")).unwrap()),
+        };
+        publish(
+            &w.queue,
+            &inbound(
+                Provider::Portmanat,
+                "default",
+                Payload::PortmanatHint(forged),
+            ),
+        )
+        .await;
+    }
+    let before = w.sim.stats().portmanat.requests;
+    let relay = w.relay();
+    let mut applier = w.applier(&relay);
+    let mut total = paysettle_worker::ApplyRound::default();
+    let started = std::time::Instant::now();
+    // Every step returns with its work settled once the queue is empty;
+    // a redelivered hint would show as more received than published.
+    while total.received < HINTS || w.queue.message_count(QueueKind::Callbacks).await.unwrap() > 0 {
+        let round = applier.run_once().await.unwrap();
+        total.received += round.received;
+        total.hints += round.hints;
+        total.hints_dropped += round.hints_dropped;
+        total.dead_lettered += round.dead_lettered;
+        total.requeued += round.requeued;
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "not settled: {total:?}"
+        );
+    }
+    applier.finish().await;
+    assert_eq!(total.received, HINTS, "delivered once each: {total:?}");
+    assert_eq!(total.hints + total.hints_dropped, HINTS, "{total:?}");
+    assert_eq!((total.dead_lettered, total.requeued), (0, 0), "{total:?}");
+    assert_eq!(
+        w.queue.message_count(QueueKind::DeadLetters).await.unwrap(),
+        0
+    );
+    assert!(total.hints >= 1, "{total:?}");
+    assert_eq!(
+        w.sim.stats().portmanat.requests - before,
+        total.hints as u64,
+        "one /check per hint handled, none for a dropped one"
+    );
+}
