@@ -189,6 +189,18 @@ impl std::fmt::Display for Problem {
 
 /// Loads defaults, then `file`, then the environment.
 pub fn load(file: Option<&Path>) -> Result<Config, Vec<Problem>> {
+    load_with_env(file, None)
+}
+
+/// [`load`] with the environment given as a map (`None`: the process's).
+///
+/// Environment values are taken as the strings written: `0123` stays
+/// `0123` in a string field or a secret, and only a field the schema types
+/// as a number or a boolean parses it as one (no guessing by looks).
+fn load_with_env(
+    file: Option<&Path>,
+    env: Option<config::Map<String, String>>,
+) -> Result<Config, Vec<Problem>> {
     let mut builder = config::Config::builder()
         .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
     if let Some(file) = file {
@@ -208,7 +220,7 @@ pub fn load(file: Option<&Path>) -> Result<Config, Vec<Problem>> {
         config::Environment::with_prefix("PAYSETTLE")
             .prefix_separator("__")
             .separator("__")
-            .try_parsing(true),
+            .source(env),
     );
     let loaded = builder.build().map_err(|e| {
         vec![Problem {
@@ -647,5 +659,61 @@ impl Config {
     pub fn redacted_toml(&self) -> String {
         toml::to_string_pretty(self)
             .unwrap_or_else(|e| format!("# cannot show the settings: {e}\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Option<config::Map<String, String>> {
+        Some(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn environment_values_are_the_strings_written() {
+        let loaded = load_with_env(
+            None,
+            env(&[
+                (
+                    "PAYSETTLE__PAYSYS__DEFAULT__GATEWAY_URL",
+                    "http://gw.example/x",
+                ),
+                ("PAYSETTLE__PAYSYS__DEFAULT__SERVICE_ID", "0123"),
+                ("PAYSETTLE__PAYSYS__DEFAULT__SECRET_KEY", "007"),
+                ("PAYSETTLE__PLUTU__DEFAULT__SECRET_KEY", "1e3"),
+                ("PAYSETTLE__SHOP_API__TOKEN", "True"),
+                ("PAYSETTLE__QUEUE__AMQP_URL", " amqp://a b "),
+                ("PAYSETTLE__QUEUE__PREFIX", "pay settle 01"),
+                ("PAYSETTLE__QUEUE__PREFETCH", "007"),
+                ("PAYSETTLE__WORKER__PAYSYS_CONFIRM", "True"),
+                ("PAYSETTLE__POLLING__PAYSYS__RATE_PER_SEC", "1e3"),
+            ]),
+        )
+        .unwrap();
+        let paysys = &loaded.paysys["default"];
+        assert_eq!(paysys.service_id, "0123");
+        let expose = |s: &Option<SecretString>| s.as_ref().unwrap().expose_secret().to_owned();
+        assert_eq!(expose(&paysys.secret_key), "007");
+        assert_eq!(expose(&loaded.plutu["default"].secret_key), "1e3");
+        assert_eq!(expose(&loaded.shop_api.token), "True");
+        assert_eq!(expose(&loaded.queue.amqp_url), " amqp://a b ");
+        assert_eq!(loaded.queue.prefix, "pay settle 01");
+        assert_eq!(loaded.queue.prefetch, 7);
+        assert!(loaded.worker.paysys_confirm);
+        assert!((loaded.polling["paysys"].rate_per_sec - 1000.0).abs() < f64::EPSILON);
+    }
+
+    #[test]
+    fn a_number_field_given_words_is_an_error_by_key() {
+        let err = load_with_env(None, env(&[("PAYSETTLE__QUEUE__PREFETCH", "many")])).unwrap_err();
+        assert!(err[0].message.contains("many"), "{err:?}");
     }
 }

@@ -337,3 +337,47 @@ fn a_second_worker_on_the_same_ledger_is_refused_and_may_start_once_the_first_is
     second.kill().unwrap();
     second.wait().unwrap();
 }
+
+#[test]
+fn environment_values_are_taken_as_written_and_typed_by_the_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("p.toml");
+    std::fs::write(
+        &config,
+        "[paysys.default]\ngateway_url = \"http://127.0.0.1:9/gateway\"\nsecret_key = \"x\"\n\
+         [[paysys.default.notify_credentials]]\nuser = \"shop\"\npassword = \"pw\"\n",
+    )
+    .unwrap();
+    let out = paysettle(
+        &["config", "check", "--config", config.to_str().unwrap()],
+        &[
+            // String fields: exactly what was written.
+            ("PAYSETTLE__PAYSYS__DEFAULT__SERVICE_ID", "0123"),
+            ("PAYSETTLE__QUEUE__PREFIX", "007"),
+            (
+                "PAYSETTLE__LEDGER__PATH",
+                "/tmp/a ledger with spaces.sqlite",
+            ),
+            ("PAYSETTLE__QUEUE__EMBEDDED_PATH", "True"),
+            ("PAYSETTLE__QUEUE__SPOOL_PATH", "1e3"),
+            // Numbers and booleans where the schema says so.
+            ("PAYSETTLE__QUEUE__PREFETCH", "0123"),
+            ("PAYSETTLE__WORKER__PAYSYS_CONFIRM", "False"),
+            ("PAYSETTLE__POLLING__PAYSYS__RATE_PER_SEC", "1e3"),
+        ],
+    );
+    let printed = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for line in [
+        "service_id = \"0123\"",
+        "prefix = \"007\"",
+        "path = \"/tmp/a ledger with spaces.sqlite\"",
+        "embedded_path = \"True\"",
+        "spool_path = \"1e3\"",
+        "prefetch = 123",
+        "paysys_confirm = false",
+        "rate_per_sec = 1000.0",
+    ] {
+        assert!(printed.contains(line), "{line} not in:\n{printed}");
+    }
+}
