@@ -29,6 +29,7 @@ mod cli;
 mod crash;
 mod ops;
 mod settle;
+mod trust;
 
 /// A configuration file for the `paysettle` binary run by a test: the
 /// ledger in `dir`, RabbitMQ under `prefix`, every provider account at the
@@ -95,6 +96,8 @@ struct Options {
     /// Whether the worker runs in this process (the crash test runs it as a
     /// child process instead).
     pub run_worker: bool,
+    /// RabbitMQ (the default) or the embedded queue.
+    pub backend: BackendKind,
 }
 
 impl Default for Options {
@@ -104,6 +107,7 @@ impl Default for Options {
             paysys_confirm: true,
             sim: Box::new(|_| {}),
             run_worker: true,
+            backend: BackendKind::RabbitMq,
         }
     }
 }
@@ -123,7 +127,7 @@ struct App {
 }
 
 async fn spawn_app(options: Options) -> App {
-    let test_queue = TestQueue::new(BackendKind::RabbitMq).unwrap();
+    let test_queue = TestQueue::new(options.backend).unwrap();
     let receiver_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let shop_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let receiver = receiver_listener.local_addr().unwrap();
@@ -151,6 +155,7 @@ async fn spawn_app(options: Options) -> App {
         poll_idle: Duration::from_millis(25),
         paysys_confirm: options.paysys_confirm,
         shutdown_grace: Duration::from_secs(3),
+        handoff: Some(paysettle_testkit::handoff::keys()),
         ..WorkerSettings::default()
     };
     worker.portmanat.insert(
@@ -195,7 +200,10 @@ async fn spawn_app(options: Options) -> App {
     .unwrap();
     let finance = queue.consumer(QueueKind::Finance).unwrap();
 
-    let mut receiver_settings = ReceiverSettings::default();
+    let mut receiver_settings = ReceiverSettings {
+        handoff: Some(paysettle_testkit::handoff::keys()),
+        ..ReceiverSettings::default()
+    };
     receiver_settings.paysys.insert(
         Account::default(),
         PaysysAccount {

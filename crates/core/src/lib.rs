@@ -13,11 +13,13 @@
 //! - [`portmanat`], [`paysys`], [`plutu`]: each provider's protocol.
 //! - [`schedule`]: when to check a payment next.
 //! - [`redact`]: removing secrets and card numbers from what is kept.
+//! - [`handoff`]: signing what one part hands another ([`HandoffKeys`](handoff::HandoffKeys)).
 //! - [`form`], [`localtime`]: strict query parsing, provider local times.
 
 mod answer;
 mod crypto;
 pub mod form;
+pub mod handoff;
 pub mod ids;
 pub mod inbound;
 pub mod localtime;
