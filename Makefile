@@ -10,7 +10,7 @@ help: ## List the targets with what they do
 
 .PHONY: run
 run: ## Build and run the demo: paysettle serve (embedded defaults, no broker) with the provider simulator; Ctrl-C stops
-	$(CARGO) build --release --bin paysettle --bin paysettle-sim
+	$(CARGO) build --release --workspace --bin paysettle --bin paysettle-sim
 	bash scripts/demo.sh
 
 .PHONY: build

@@ -367,6 +367,11 @@ impl Handoff {
             Handoff::Generated(path) => path,
         };
         if !path.exists() {
+            // The data directory may not exist yet (the first `make run`).
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("creating {}", parent.display()))?;
+            }
             let mut bytes = [0u8; 32];
             rand::fill(&mut bytes);
             let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();

@@ -441,8 +441,9 @@ fn hand_off_keys_are_required_on_rabbitmq_and_generated_once_for_the_embedded_qu
 
     // Embedded, no key: `serve` generates one beside the queue file, private,
     // and keeps it across restarts.
-    let queue = dir.path().join("queue.sqlite");
-    let key = dir.path().join("queue.sqlite.handoff-key");
+    // In a data directory that does not exist yet, as on the first `make run`.
+    let queue = dir.path().join("data").join("queue.sqlite");
+    let key = dir.path().join("data").join("queue.sqlite.handoff-key");
     let mut first = None;
     for _ in 0..2 {
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_paysettle"))
