@@ -10,7 +10,7 @@ help: ## List the targets with what they do
 
 .PHONY: run
 run: ## Build and run the demo: paysettle serve (embedded defaults, no broker) with the provider simulator; Ctrl-C stops
-	$(CARGO) build --release --bin paysettle
+	$(CARGO) build --release --workspace --bin paysettle --bin paysettle-sim
 	bash scripts/demo.sh
 
 .PHONY: build
@@ -22,10 +22,11 @@ fmt: ## Format the code
 	$(CARGO) fmt --all
 
 .PHONY: lint
-lint: ## Check formatting, clippy with warnings as errors, and the crate walls
+lint: ## Check formatting, clippy with warnings as errors, the crate walls, and cargo deny (advisories, bans, licences, sources)
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	bash scripts/check-walls.sh
+	bash scripts/deny.sh
 
 .PHONY: test
 test: lint ## Lint, then run every test (needs RabbitMQ at 127.0.0.1:5672)

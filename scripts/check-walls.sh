@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The crate walls of ../shared/STYLE.md, enforced: core does no I/O, only the
-# store crate touches SQLite, only the queue crate touches RabbitMQ.
+# store crate touches SQLite, only the queue crate touches RabbitMQ; the
+# product binary does not link the simulator; one TLS crypto provider.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 fail=0
@@ -30,5 +31,19 @@ check_only() {
 }
 check_only rusqlite paysettle-store
 check_only lapin paysettle-queue
+
+# The product binary carries no simulator (with its code that forges
+# callbacks): `paysettle-sim` is its own binary, a dev-dependency only.
+binary_deps=$(cargo tree -p paysettle -e normal --prefix none --format '{p}' 2>/dev/null | awk '{print $1}' | sort -u)
+if grep -qx paysettle-sim <<<"$binary_deps"; then
+  echo "walls: the paysettle binary links paysettle-sim; the simulator is its own binary" >&2
+  fail=1
+fi
+
+# One TLS crypto provider: ring (reqwest's); aws-lc would be a second.
+if cargo tree --workspace -i aws-lc-rs >/dev/null 2>&1; then
+  echo "walls: aws-lc-rs is in the build; every TLS client uses rustls with ring" >&2
+  fail=1
+fi
 
 exit $fail

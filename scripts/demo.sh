@@ -6,6 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${PAYSETTLE_BIN:-target/release/paysettle}
+sim_bin=${PAYSETTLE_SIM_BIN:-target/release/paysettle-sim}
 rate=${DEMO_RATE:-1}
 
 sim_pid=
@@ -15,7 +16,7 @@ stop() {
 }
 trap stop INT TERM EXIT
 
-"$bin" sim --autopilot-rate "$rate" 2>&1 | sed -u 's/^/[sim]  /' &
+"$sim_bin" --autopilot-rate "$rate" 2>&1 | sed -u 's/^/[sim]  /' &
 sim_pid=$!
 # The simulator answers its control API once it listens.
 for _ in $(seq 1 50); do

@@ -43,7 +43,32 @@ pub struct Config {
     pub paysys: BTreeMap<String, PaysysAccount>,
     #[serde(default)]
     pub plutu: BTreeMap<String, PlutuAccount>,
+    #[serde(default)]
+    pub handoff: HandoffSection,
     pub log: LogSection,
+}
+
+/// The keys that sign what the receiver hands the worker and what the worker
+/// hands finance (see `paysettle_core::handoff`).
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HandoffSection {
+    /// Every key that verifies (several during a rotation).
+    #[serde(default)]
+    pub keys: Vec<HandoffKey>,
+    /// The id of the key that signs ("" = the only key).
+    #[serde(default)]
+    pub sign_with: String,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HandoffKey {
+    pub id: String,
+    #[serde(default, serialize_with = "redacted")]
+    pub secret: Option<SecretString>,
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -224,6 +249,18 @@ impl std::fmt::Display for Problem {
 
 /// Loads defaults, then `file`, then the environment.
 pub fn load(file: Option<&Path>) -> Result<Config, Vec<Problem>> {
+    load_with_env(file, None)
+}
+
+/// [`load`] with the environment given as a map (`None`: the process's).
+///
+/// Environment values are taken as the strings written: `0123` stays
+/// `0123` in a string field or a secret, and only a field the schema types
+/// as a number or a boolean parses it as one (no guessing by looks).
+fn load_with_env(
+    file: Option<&Path>,
+    env: Option<config::Map<String, String>>,
+) -> Result<Config, Vec<Problem>> {
     let mut builder = config::Config::builder()
         .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
     if let Some(file) = file {
@@ -243,7 +280,7 @@ pub fn load(file: Option<&Path>) -> Result<Config, Vec<Problem>> {
         config::Environment::with_prefix("PAYSETTLE")
             .prefix_separator("__")
             .separator("__")
-            .try_parsing(true),
+            .source(env),
     );
     let loaded = builder.build().map_err(|e| {
         vec![Problem {
@@ -340,6 +377,79 @@ pub struct Resolved {
     pub result_pages: BTreeMap<(Provider, Account), String>,
     pub log_json: bool,
     pub log_level: String,
+    /// Where the hand-off keys come from.
+    pub handoff: Handoff,
+}
+
+/// The hand-off keys: configured, or (embedded backend, none configured) a
+/// key generated once for the embedded queue file and kept beside it.
+#[derive(Debug, Clone)]
+pub enum Handoff {
+    Configured(paysettle_core::handoff::HandoffKeys),
+    Generated(PathBuf),
+}
+
+/// The id of a generated key.
+const GENERATED_KEY_ID: &str = "local";
+
+impl Handoff {
+    /// The keys, generating the embedded queue's key file (mode 0600) the
+    /// first time it is needed. Two processes starting at once agree: the
+    /// file is written aside and linked into place, and the loser reads the
+    /// winner's key.
+    pub fn keys(&self) -> anyhow::Result<paysettle_core::handoff::HandoffKeys> {
+        use anyhow::Context as _;
+        let path = match self {
+            Handoff::Configured(keys) => return Ok(keys.clone()),
+            Handoff::Generated(path) => path,
+        };
+        if !path.exists() {
+            // The data directory may not exist yet (the first `make run`).
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("creating {}", parent.display()))?;
+            }
+            let mut bytes = [0u8; 32];
+            rand::fill(&mut bytes);
+            let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            let aside = path.with_extension(format!("tmp-{}", std::process::id()));
+            write_private(&aside, secret.as_bytes())
+                .with_context(|| format!("writing the hand-off key {}", aside.display()))?;
+            let linked = std::fs::hard_link(&aside, path);
+            let _ = std::fs::remove_file(&aside);
+            match linked {
+                Ok(()) => {
+                    tracing::info!(path = %path.display(), "generated the embedded queue's hand-off key")
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => {
+                    return Err(e)
+                        .with_context(|| format!("creating the hand-off key {}", path.display()));
+                }
+            }
+        }
+        let secret = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the hand-off key {}", path.display()))?;
+        paysettle_core::handoff::HandoffKeys::new(
+            [(
+                GENERATED_KEY_ID.to_owned(),
+                SecretString::from(secret.trim().to_owned()),
+            )],
+            GENERATED_KEY_ID,
+        )
+        .with_context(|| format!("the hand-off key {}", path.display()))
+    }
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
 }
 
 /// The receiver's limits from the configuration.
@@ -718,6 +828,9 @@ impl Config {
             worker.plutu.push(acct);
         }
 
+        // Hand-off keys.
+        let handoff = self.handoff(backend, p);
+
         // Logs.
         let log_json = match self.log.format.as_str() {
             "json" => true,
@@ -788,12 +901,131 @@ impl Config {
             result_pages,
             log_json,
             log_level: self.log.level.clone(),
+            handoff,
         })
+    }
+
+    /// The configured hand-off keys; with none, a generated key beside the
+    /// embedded queue file, or (RabbitMQ, where the receiver and the worker
+    /// may run on different hosts and must share a key) a problem.
+    fn handoff(&self, backend: paysettle_queue::BackendKind, p: &mut Vec<Problem>) -> Handoff {
+        let section = &self.handoff;
+        let fallback = || {
+            let mut name = self.queue.embedded_path.clone().into_os_string();
+            name.push(".handoff-key");
+            Handoff::Generated(PathBuf::from(name))
+        };
+        if section.keys.is_empty() {
+            if backend == paysettle_queue::BackendKind::RabbitMq {
+                p.push(Problem {
+                    key: "handoff.keys".into(),
+                    message: "at least one key is required for the rabbitmq backend \
+                              (the receiver and the worker must share it; see the README)"
+                        .into(),
+                });
+            } else if !section.sign_with.is_empty() {
+                p.push(Problem {
+                    key: "handoff.sign_with".into(),
+                    message: "names a key, but no key is configured".into(),
+                });
+            }
+            return fallback();
+        }
+        let mut keys = Vec::new();
+        let before = p.len();
+        for (i, key) in section.keys.iter().enumerate() {
+            let at = format!("handoff.keys[{i}]");
+            if let Some(secret) =
+                required_secret(&format!("{at}.secret"), &key.secret, &key.secret_file, p)
+            {
+                keys.push((key.id.clone(), secret));
+            }
+        }
+        let sign_with = if section.sign_with.is_empty() && section.keys.len() == 1 {
+            section.keys[0].id.clone()
+        } else if section.sign_with.is_empty() {
+            p.push(Problem {
+                key: "handoff.sign_with".into(),
+                message: "is required when several keys are configured".into(),
+            });
+            return fallback();
+        } else {
+            section.sign_with.clone()
+        };
+        if p.len() > before {
+            return fallback();
+        }
+        match paysettle_core::handoff::HandoffKeys::new(keys, &sign_with) {
+            Ok(keys) => Handoff::Configured(keys),
+            Err(e) => {
+                p.push(Problem {
+                    key: "handoff".into(),
+                    message: e.to_string(),
+                });
+                fallback()
+            }
+        }
     }
 
     /// The effective settings as TOML, secrets redacted.
     pub fn redacted_toml(&self) -> String {
         toml::to_string_pretty(self)
             .unwrap_or_else(|e| format!("# cannot show the settings: {e}\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Option<config::Map<String, String>> {
+        Some(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn environment_values_are_the_strings_written() {
+        let loaded = load_with_env(
+            None,
+            env(&[
+                (
+                    "PAYSETTLE__PAYSYS__DEFAULT__GATEWAY_URL",
+                    "http://gw.example/x",
+                ),
+                ("PAYSETTLE__PAYSYS__DEFAULT__SERVICE_ID", "0123"),
+                ("PAYSETTLE__PAYSYS__DEFAULT__SECRET_KEY", "007"),
+                ("PAYSETTLE__PLUTU__DEFAULT__SECRET_KEY", "1e3"),
+                ("PAYSETTLE__SHOP_API__TOKEN", "True"),
+                ("PAYSETTLE__QUEUE__AMQP_URL", " amqp://a b "),
+                ("PAYSETTLE__QUEUE__PREFIX", "pay settle 01"),
+                ("PAYSETTLE__QUEUE__PREFETCH", "007"),
+                ("PAYSETTLE__WORKER__PAYSYS_CONFIRM", "True"),
+                ("PAYSETTLE__POLLING__PAYSYS__RATE_PER_SEC", "1e3"),
+            ]),
+        )
+        .unwrap();
+        let paysys = &loaded.paysys["default"];
+        assert_eq!(paysys.service_id, "0123");
+        let expose = |s: &Option<SecretString>| s.as_ref().unwrap().expose_secret().to_owned();
+        assert_eq!(expose(&paysys.secret_key), "007");
+        assert_eq!(expose(&loaded.plutu["default"].secret_key), "1e3");
+        assert_eq!(expose(&loaded.shop_api.token), "True");
+        assert_eq!(expose(&loaded.queue.amqp_url), " amqp://a b ");
+        assert_eq!(loaded.queue.prefix, "pay settle 01");
+        assert_eq!(loaded.queue.prefetch, 7);
+        assert!(loaded.worker.paysys_confirm);
+        assert!((loaded.polling["paysys"].rate_per_sec - 1000.0).abs() < f64::EPSILON);
+    }
+
+    #[test]
+    fn a_number_field_given_words_is_an_error_by_key() {
+        let err = load_with_env(None, env(&[("PAYSETTLE__QUEUE__PREFETCH", "many")])).unwrap_err();
+        assert!(err[0].message.contains("many"), "{err:?}");
     }
 }

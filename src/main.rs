@@ -27,7 +27,7 @@ struct Cli {
 enum Command {
     /// Run the receiver and the worker in one process (the usual sidecar).
     #[command(
-        after_help = "Examples:\n  paysettle serve                              # embedded defaults, no broker\n  paysettle serve --config deploy/demo.toml    # the demo, against `paysettle sim`"
+        after_help = "Examples:\n  paysettle serve                              # embedded defaults, no broker\n  paysettle serve --config deploy/demo.toml    # the demo, against `paysettle-sim`"
     )]
     Serve(ConfigArg),
     /// Run the receiver alone: authenticate provider callbacks and queue them durably.
@@ -56,8 +56,6 @@ enum Command {
     /// Check the ledger's integrity.
     #[command(subcommand)]
     Ledger(ops::LedgerCommand),
-    /// Run the provider simulator (Portmanat, PaySys and Plutu on one port).
-    Sim(paysettle_sim::SimArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -171,6 +169,7 @@ fn receiver_settings(
         body_budget_per_client: limits.body_budget_per_client,
         hints: limits.hints,
         shutdown_grace: limits.shutdown_grace,
+        handoff: resolved.worker.handoff.clone(),
         ..ReceiverSettings::default()
     };
     let page = |provider: Provider,
@@ -228,8 +227,10 @@ enum Roles {
 }
 
 async fn run(arg: ConfigArg, roles: Roles) -> anyhow::Result<()> {
-    let (_, resolved) = resolve(&arg)?;
+    let (_, mut resolved) = resolve(&arg)?;
     init_logging(resolved.log_json, &resolved.log_level, LogTo::Stdout);
+    let handoff = resolved.handoff.keys()?;
+    resolved.worker.handoff = Some(handoff.clone());
     // Claimed before anything starts and held until the process ends: one
     // worker per ledger.
     let _claim = if roles != Roles::Receiver {
@@ -355,10 +356,6 @@ fn main() -> ExitCode {
                     Command::Events(command) => ops::events(command).await,
                     Command::Dlq(command) => ops::dlq(command).await,
                     Command::Ledger(command) => ops::ledger(command).await,
-                    Command::Sim(args) => {
-                        init_logging(false, "info", LogTo::Stdout);
-                        paysettle_sim::run_cli(args).await.map(|()| 0)
-                    }
                     Command::Config(_) => Ok(0),
                 }
             }),

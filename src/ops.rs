@@ -652,7 +652,8 @@ pub async fn reconcile(args: ReconcileArgs) -> anyhow::Result<Exit> {
 async fn publish_outbox(resolved: &crate::config::Resolved, ledger: &Ledger) {
     let result = async {
         let queue = open_queue(resolved, None).await?;
-        let relay = paysettle_worker::Relay::new(ledger.clone(), queue.clone(), 256);
+        let relay = paysettle_worker::Relay::new(ledger.clone(), queue.clone(), 256)
+            .signing(Some(resolved.handoff.keys()?));
         let sent = tokio::time::timeout(Duration::from_secs(60), relay.run_until_idle())
             .await
             .context("publishing took over a minute")??;
@@ -1028,12 +1029,16 @@ pub async fn events(command: EventsCommand) -> anyhow::Result<Exit> {
         );
         return Ok(0);
     }
+    let keys = resolved.handoff.keys()?;
     let queue = open_queue(&resolved, None).await?;
     let mut sent = 0;
     for e in &selected {
-        let message = Message::json(e.event_id.clone(), e.body.clone().into_bytes())
+        let mut message = Message::json(e.event_id.clone(), e.body.clone().into_bytes())
             .with_header("event-type", e.event_type.clone())
             .with_header("replayed", "true");
+        for (name, value) in keys.sign(&message.body) {
+            message = message.with_header(name, value);
+        }
         queue
             .publish_event(&e.routing_key, &message)
             .await

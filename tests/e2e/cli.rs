@@ -28,6 +28,7 @@ fn the_example_configuration_passes_config_check_with_secrets_redacted() {
         "replace-with-the-paysys-secret-key",
         "replace-with-vendor-secret-key",
         "sk_replace_with_the_plutu_secret_key",
+        "replace-with-a-random-hand-off-secret",
         "guest:guest",
     ] {
         assert!(
@@ -257,8 +258,26 @@ fn every_subcommand_explains_itself_with_an_example() {
         let help = text(&out.stdout);
         assert!(help.contains("Example"), "{args:?} has no example:\n{help}");
     }
-    let out = paysettle(&["sim", "--help"], &[]);
+}
+
+#[test]
+fn the_product_binary_has_no_simulator() {
+    // The simulator, with its code that forges callbacks, is its own binary
+    // (`paysettle-sim`); `paysettle` neither offers nor links it.
+    let out = paysettle(&["--help"], &[]);
     assert!(out.status.success());
+    let help = text(&out.stdout);
+    assert!(
+        !help.lines().any(|l| l.trim_start().starts_with("sim")),
+        "{help}"
+    );
+    let out = paysettle(&["sim", "--help"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("unrecognized subcommand 'sim'"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 /// Issue 17: a shop API beyond loopback needs a token an attacker cannot
@@ -319,8 +338,9 @@ fn the_broker_address_may_come_from_a_file_alone() {
     std::fs::write(
         &config,
         format!(
-            "[queue]\nbackend = \"rabbitmq\"\namqp_url_file = \"{}\"\n",
-            secret.display()
+            "[queue]\nbackend = \"rabbitmq\"\namqp_url_file = \"{}\"\n{}",
+            secret.display(),
+            paysettle_testkit::config::handoff()
         ),
     )
     .unwrap();
@@ -420,4 +440,127 @@ fn a_second_worker_on_the_same_ledger_is_refused_and_may_start_once_the_first_is
     );
     second.kill().unwrap();
     second.wait().unwrap();
+}
+
+#[test]
+fn environment_values_are_taken_as_written_and_typed_by_the_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("p.toml");
+    std::fs::write(
+        &config,
+        "[paysys.default]\ngateway_url = \"http://127.0.0.1:9/gateway\"\nsecret_key = \"x\"\n\
+         [[paysys.default.notify_credentials]]\nuser = \"shop\"\npassword = \"pw\"\n",
+    )
+    .unwrap();
+    let out = paysettle(
+        &["config", "check", "--config", config.to_str().unwrap()],
+        &[
+            // String fields: exactly what was written.
+            ("PAYSETTLE__PAYSYS__DEFAULT__SERVICE_ID", "0123"),
+            ("PAYSETTLE__QUEUE__PREFIX", "007"),
+            (
+                "PAYSETTLE__LEDGER__PATH",
+                "/tmp/a ledger with spaces.sqlite",
+            ),
+            ("PAYSETTLE__QUEUE__EMBEDDED_PATH", "True"),
+            ("PAYSETTLE__QUEUE__SPOOL_PATH", "1e3"),
+            // Numbers and booleans where the schema says so.
+            ("PAYSETTLE__QUEUE__PREFETCH", "0123"),
+            ("PAYSETTLE__WORKER__PAYSYS_CONFIRM", "False"),
+            ("PAYSETTLE__POLLING__PAYSYS__RATE_PER_SEC", "1e3"),
+        ],
+    );
+    let printed = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for line in [
+        "service_id = \"0123\"",
+        "prefix = \"007\"",
+        "path = \"/tmp/a ledger with spaces.sqlite\"",
+        "embedded_path = \"True\"",
+        "spool_path = \"1e3\"",
+        "prefetch = 123",
+        "paysys_confirm = false",
+        "rate_per_sec = 1000.0",
+    ] {
+        assert!(printed.contains(line), "{line} not in:\n{printed}");
+    }
+}
+
+#[test]
+fn hand_off_keys_are_required_on_rabbitmq_and_generated_once_for_the_embedded_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    // RabbitMQ: the receiver and the worker must share a configured key.
+    let out = paysettle(
+        &["config", "check"],
+        &[("PAYSETTLE__QUEUE__BACKEND", "rabbitmq")],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("handoff.keys: at least one key is required for the rabbitmq backend"),
+        "{err}"
+    );
+    // A short secret, or sign_with naming no key, is named by its key.
+    let config = dir.path().join("keys.toml");
+    std::fs::write(
+        &config,
+        "[handoff]\nsign_with = \"b\"\n[[handoff.keys]]\nid = \"a\"\nsecret = \"short\"\n",
+    )
+    .unwrap();
+    let out = paysettle(
+        &["config", "check", "--config", config.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("handoff: key \"a\" is 5 bytes"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        !text(&out.stderr).contains("short"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // Embedded, no key: `serve` generates one beside the queue file, private,
+    // and keeps it across restarts.
+    // In a data directory that does not exist yet, as on the first `make run`.
+    let queue = dir.path().join("data").join("queue.sqlite");
+    let key = dir.path().join("data").join("queue.sqlite.handoff-key");
+    let mut first = None;
+    for _ in 0..2 {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_paysettle"))
+            .arg("serve")
+            .env_remove("PAYSETTLE_CONFIG")
+            .env("PAYSETTLE__LEDGER__PATH", dir.path().join("ledger.sqlite"))
+            .env("PAYSETTLE__QUEUE__EMBEDDED_PATH", &queue)
+            .env("PAYSETTLE__SHOP_API__LISTEN", "127.0.0.1:0")
+            .env("PAYSETTLE__RECEIVER__LISTEN", "127.0.0.1:0")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines =
+            std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+        assert!(
+            lines.any(|l| l.is_ok_and(|l| l.contains("worker starting"))),
+            "serve did not start"
+        );
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let secret = std::fs::read_to_string(&key).unwrap();
+        assert_eq!(secret.trim().len(), 64, "32 random bytes in hex");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        assert!(
+            first.get_or_insert(secret.clone()) == &secret,
+            "the same key"
+        );
+    }
 }

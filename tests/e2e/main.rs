@@ -29,6 +29,7 @@ mod cli;
 mod crash;
 mod ops;
 mod settle;
+mod trust;
 mod truth;
 
 /// A configuration file for the `paysettle` binary run by a test: the
@@ -96,6 +97,8 @@ struct Options {
     /// Whether the worker runs in this process (the crash test runs it as a
     /// child process instead).
     pub run_worker: bool,
+    /// RabbitMQ (the default) or the embedded queue.
+    pub backend: BackendKind,
 }
 
 impl Default for Options {
@@ -105,6 +108,7 @@ impl Default for Options {
             paysys_confirm: true,
             sim: Box::new(|_| {}),
             run_worker: true,
+            backend: BackendKind::RabbitMq,
         }
     }
 }
@@ -124,7 +128,7 @@ struct App {
 }
 
 async fn spawn_app(options: Options) -> App {
-    let test_queue = TestQueue::new(BackendKind::RabbitMq).unwrap();
+    let test_queue = TestQueue::new(options.backend).unwrap();
     let receiver_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let shop_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let receiver = receiver_listener.local_addr().unwrap();
@@ -152,6 +156,7 @@ async fn spawn_app(options: Options) -> App {
         poll_idle: Duration::from_millis(25),
         paysys_confirm: options.paysys_confirm,
         shutdown_grace: Duration::from_secs(3),
+        handoff: Some(paysettle_testkit::handoff::keys()),
         ..WorkerSettings::default()
     };
     worker.portmanat.insert(
@@ -209,6 +214,7 @@ async fn spawn_app(options: Options) -> App {
             per_client_per_sec: 10_000.0,
             ..paysettle_receiver::HintLimits::default()
         },
+        handoff: Some(paysettle_testkit::handoff::keys()),
         ..ReceiverSettings::default()
     };
     receiver_settings.paysys.insert(

@@ -139,7 +139,9 @@ password = "{shop2_secret}"
 [plutu.default]
 secret_key = "{plutu}"
 result_page = "{plutu_page}"
-"#,
+
+{handoff}"#,
+        handoff = paysettle_testkit::config::handoff(),
         ledger = dir.join("ledger.sqlite").display(),
         url = env.amqp_url,
         prefix = env.prefix,
@@ -329,6 +331,7 @@ impl Product {
     pub fn worker_settings() -> paysettle_worker::WorkerSettings {
         let mut settings = paysettle_worker::WorkerSettings {
             batch_wait: Duration::from_millis(5),
+            handoff: Some(paysettle_testkit::handoff::keys()),
             ..paysettle_worker::WorkerSettings::default()
         };
         settings.plutu.push(Account::default());

@@ -57,6 +57,40 @@ pub enum Payload {
     },
 }
 
+impl Payload {
+    /// The payload with every card number masked in the fields a card
+    /// registration carries as text (`card_id`, `code`, `message`,
+    /// `pan_masked`): the form in which it leaves the receiver and reaches
+    /// the shop. The token, the one secret the shop needs, stays in its own
+    /// field as it is; a payment observation is left as it is (its fields
+    /// are the payment's identity in the ledger).
+    #[must_use]
+    pub fn masked(self) -> Payload {
+        use crate::redact::mask_card_numbers as mask;
+        match self {
+            Payload::CardRegistered {
+                card_id,
+                token,
+                pan_masked,
+            } => Payload::CardRegistered {
+                card_id: mask(&card_id),
+                token,
+                pan_masked: mask(&pan_masked),
+            },
+            Payload::CardRegistrationFailed {
+                card_id,
+                code,
+                message,
+            } => Payload::CardRegistrationFailed {
+                card_id: mask(&card_id),
+                code: mask(&code),
+                message: mask(&message),
+            },
+            other @ (Payload::Observation(_) | Payload::PortmanatHint(_)) => other,
+        }
+    }
+}
+
 /// A card token: serialised as itself for the shop, never shown by `Debug`.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -133,5 +167,27 @@ mod tests {
             message
         );
         assert_eq!(message.card_event(), Some("card.registered"));
+    }
+
+    #[test]
+    fn card_payloads_leave_with_card_numbers_masked_and_the_token_intact() {
+        let registered = Payload::CardRegistered {
+            card_id: "4111111111111111".into(),
+            token: CardToken("5555555555554444".into()),
+            pan_masked: "4111111111111111".into(),
+        }
+        .masked();
+        let json = serde_json::to_string(&registered).unwrap();
+        assert!(!json.contains("4111111111111111"), "{json}");
+        assert!(json.contains("5555555555554444"), "the token is the shop's");
+        let failed = Payload::CardRegistrationFailed {
+            card_id: "c-4111111111111111".into(),
+            code: "4111111111111111".into(),
+            message: "card 4111 1111 1111 1111 / 4111111111111111 refused".into(),
+        }
+        .masked();
+        let json = serde_json::to_string(&failed).unwrap();
+        assert!(!json.contains("4111111111111111"), "{json}");
+        assert!(json.contains("c-411111******1111"), "{json}");
     }
 }

@@ -15,6 +15,7 @@
 //! - [`portmanat`], [`paysys`], [`plutu`]: each provider's protocol.
 //! - [`schedule`]: when to check a payment next.
 //! - [`redact`]: removing secrets and card numbers from what is kept.
+//! - [`handoff`]: signing what one part hands another ([`HandoffKeys`](handoff::HandoffKeys)).
 //! - [`form`], [`json`], [`localtime`]: strict query and JSON parsing, provider
 //!   local times.
 
@@ -22,6 +23,7 @@ mod answer;
 mod crypto;
 pub mod decide;
 pub mod form;
+pub mod handoff;
 pub mod ids;
 pub mod inbound;
 pub mod json;

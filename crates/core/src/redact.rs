@@ -69,6 +69,18 @@ pub fn headers(headers: &HeaderMap) -> Vec<(String, String)> {
 /// Redacts a JSON document in place: secret fields replaced, card numbers
 /// masked in keys, strings and numbers alike.
 pub fn json(value: &mut Value) {
+    walk(value, true);
+}
+
+/// Masks card numbers in a JSON document in place, in keys, strings and
+/// numbers alike, and leaves every other value as it is: for what
+/// paysettle sends out (events, card registrations for the shop), whose
+/// fields are all meant to be read, a card token in its own field included.
+pub fn mask_json(value: &mut Value) {
+    walk(value, false);
+}
+
+fn walk(value: &mut Value, secrets: bool) {
     match value {
         Value::Object(map) => {
             if map.keys().any(|key| !is_masked(key)) {
@@ -81,14 +93,14 @@ pub fn json(value: &mut Value) {
                     .collect();
             }
             for (key, field) in map.iter_mut() {
-                if is_secret_field(key) && !field.is_null() {
+                if secrets && is_secret_field(key) && !field.is_null() {
                     *field = Value::String(REDACTED.to_owned());
                 } else {
-                    json(field);
+                    walk(field, secrets);
                 }
             }
         }
-        Value::Array(items) => items.iter_mut().for_each(json),
+        Value::Array(items) => items.iter_mut().for_each(|item| walk(item, secrets)),
         Value::String(text) => {
             let masked = mask_card_numbers(text);
             if masked != *text {
@@ -235,6 +247,26 @@ mod tests {
         assert!(text.contains(REDACTED));
         assert!(text.contains("222222******2222"));
         assert_eq!(doc["params"]["stat"], "SUCCESS");
+    }
+
+    #[test]
+    fn outbound_documents_keep_their_fields_but_not_card_numbers() {
+        let mut doc = serde_json::json!({
+            "token": "tok_1",
+            "card_id": "4111111111111111",
+            "message": "card 5555555555554444 declined",
+            "n": 4111111111111111u64,
+            "4111111111111111": 1,
+            "amount": 1500
+        });
+        mask_json(&mut doc);
+        let text = doc.to_string();
+        assert!(!text.contains("4111111111111111"), "{text}");
+        assert!(!text.contains("5555555555554444"), "{text}");
+        assert_eq!(doc["token"], "tok_1");
+        assert_eq!(doc["card_id"], "411111******1111");
+        assert_eq!(doc["n"], "411111******1111");
+        assert_eq!(doc["amount"], 1500);
     }
 
     #[test]

@@ -56,6 +56,7 @@ fn settings(c: &Credentials) -> ReceiverSettings {
             },
         )]),
         portmanat: BTreeMap::from([(account, PortmanatAccount { result_page: None })]),
+        handoff: Some(paysettle_testkit::handoff::keys()),
         ..ReceiverSettings::default()
     }
 }

@@ -10,7 +10,7 @@
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use paysettle_store::fifo::{
     Fifo, FifoError, FifoMessage, FifoTx, Lease, LeasedMessage, QueuePolicy,
@@ -22,6 +22,13 @@ use crate::QueueError;
 /// Most operations one transaction takes, so one huge burst does not hold
 /// every reply until it is all written.
 const MAX_BATCH: usize = 1024;
+
+/// After messages were removed, how long the file must be quiet before the
+/// write-ahead log is emptied (see [`Fifo::truncate_log`]): the old copies of
+/// what `secure_delete` overwrote, a card token say, go with it.
+const TRUNCATE_WHEN_QUIET: Duration = Duration::from_millis(500);
+/// ... and how long at most under steady load.
+const TRUNCATE_AT_LEAST_EVERY: Duration = Duration::from_secs(5);
 
 enum Op {
     Declare(String, QueuePolicy),
@@ -206,7 +213,33 @@ fn run(
     writable: Arc<AtomicBool>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = rx.blocking_recv() {
+    // A timer for the quiet wait; without one (it cannot fail in practice),
+    // the log is emptied only under load and at the end.
+    let clock = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .ok();
+    let mut removed = false;
+    let mut truncated_at = Instant::now();
+    loop {
+        let next = match (&clock, removed) {
+            (Some(clock), true) => {
+                // The timer is made inside the runtime it needs.
+                match clock
+                    .block_on(async { tokio::time::timeout(TRUNCATE_WHEN_QUIET, rx.recv()).await })
+                {
+                    Ok(next) => next,
+                    Err(_quiet) => {
+                        truncate_log(&mut fifo);
+                        removed = false;
+                        truncated_at = Instant::now();
+                        continue;
+                    }
+                }
+            }
+            _ => rx.blocking_recv(),
+        };
+        let Some(first) = next else { break };
         batch.push(first);
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
@@ -217,6 +250,9 @@ fn run(
         let adds_work = batch
             .iter()
             .any(|c| matches!(c.op, Op::Push(..) | Op::Release(_)));
+        let removes = batch
+            .iter()
+            .any(|c| matches!(c.op, Op::Ack(_) | Op::DeadLetter(..)));
         let results = apply_batch(&mut fifo, &mut batch);
         let committed = results.is_ok();
         writable.store(committed, Ordering::Relaxed);
@@ -230,6 +266,12 @@ fn run(
                 if adds_work {
                     changes.send_modify(|n| *n = n.wrapping_add(1));
                 }
+                removed |= removes;
+                if removed && truncated_at.elapsed() >= TRUNCATE_AT_LEAST_EVERY {
+                    truncate_log(&mut fifo);
+                    removed = false;
+                    truncated_at = Instant::now();
+                }
             }
             Err(e) => {
                 tracing::error!(error = %e, operations = batch.len(), "fifo transaction failed");
@@ -241,6 +283,18 @@ fn run(
                 }
             }
         }
+    }
+    if removed {
+        truncate_log(&mut fifo);
+    }
+}
+
+/// Empties the write-ahead log; a failure only postpones it.
+fn truncate_log(fifo: &mut Fifo) {
+    match fifo.truncate_log() {
+        Ok(true) => {}
+        Ok(false) => tracing::debug!("the fifo's log is in use; emptied later"),
+        Err(e) => tracing::warn!(error = %e, "cannot empty the fifo's log"),
     }
 }
 

@@ -410,7 +410,9 @@ password = "demo-vendor-secret"
 [plutu.default]
 secret_key = "sk_demo_plutu_secret"
 result_page = "https://shop.example/plutu"
-"#
+
+{handoff}"#,
+        handoff = paysettle_testkit::config::handoff(),
     );
     let path = dir.join("paysettle.toml");
     std::fs::write(&path, text).unwrap();

@@ -9,6 +9,7 @@ use http::header::CONTENT_TYPE;
 use http::request::Parts;
 use http::{HeaderMap, Method};
 use jiff::Timestamp;
+use paysettle_core::handoff::HandoffKeys;
 use paysettle_core::inbound::{CardToken, FORMAT_VERSION, InboundCallback, Payload, RawRequest};
 use paysettle_core::paysys::CardRegistration;
 use paysettle_core::portmanat::{self, ReturnHint};
@@ -265,11 +266,18 @@ const MESSAGE_CAPACITY: usize = 1536;
 
 /// The inbound callback and its queue message (id = the callback's uuid v7,
 /// so the worker dedupes a message the spool may deliver twice).
+///
+/// Card numbers in a card registration's fields are masked first (the
+/// token stays in its own field), and the message is signed with the
+/// hand-off key (`paysettle-key-id`, `paysettle-signature`): the worker
+/// applies nothing else.
 pub(crate) fn message(
     origin: Origin,
     payload: Payload,
     raw: RawRequest,
+    keys: &HandoffKeys,
 ) -> Result<(String, Message), serde_json::Error> {
+    let payload = payload.masked();
     let kind = kind(&payload);
     let inbound = InboundCallback {
         format: FORMAT_VERSION,
@@ -286,11 +294,14 @@ pub(crate) fn message(
     let mut json = Vec::with_capacity(MESSAGE_CAPACITY);
     serde_json::to_writer(&mut json, &inbound)?;
     let body = Bytes::from(json);
-    let message = Message::json(inbound.id.clone(), body)
+    let mut message = Message::json(inbound.id.clone(), body)
         .with_header("provider", inbound.provider.as_str())
         .with_header("account", inbound.account.as_str())
         .with_header("kind", kind)
         .with_header("format", FORMAT_VERSION.to_string());
+    for (name, value) in keys.sign(&message.body) {
+        message = message.with_header(name, value);
+    }
     Ok((inbound.id, message))
 }
 

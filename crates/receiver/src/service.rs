@@ -202,7 +202,12 @@ impl Receiver {
             received_at,
             client: peer.ip(),
         };
-        let (id, message) = match callback::message(origin, verified.payload, raw) {
+        let Some(keys) = &self.settings.handoff else {
+            // `validate` refuses settings without keys; never publish unsigned.
+            tracing::error!("no hand-off key to sign the callback message with");
+            return Answer::Refused(Refusal::NotDurable);
+        };
+        let (id, message) = match callback::message(origin, verified.payload, raw, keys) {
             Ok(built) => built,
             Err(e) => {
                 // Cannot happen with these types; if it did, claim nothing.

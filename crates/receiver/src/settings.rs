@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use paysettle_core::Account;
 use paysettle_core::form;
+use paysettle_core::handoff::HandoffKeys;
 use paysettle_core::paysys::NotificationAuth;
 use paysettle_core::plutu::CallbackVerifier;
 
@@ -65,6 +66,12 @@ pub struct ReceiverSettings {
     /// Portmanat accounts: nothing to verify (returns are unsigned), a
     /// result page.
     pub portmanat: BTreeMap<Account, PortmanatAccount>,
+    /// The keys that sign every callback message published, so the worker
+    /// can tell them from anyone else's. Required: [`validate`] refuses
+    /// settings without them.
+    ///
+    /// [`validate`]: ReceiverSettings::validate
+    pub handoff: Option<HandoffKeys>,
 }
 
 impl Default for ReceiverSettings {
@@ -87,6 +94,7 @@ impl Default for ReceiverSettings {
             paysys: BTreeMap::new(),
             plutu: BTreeMap::new(),
             portmanat: BTreeMap::new(),
+            handoff: None,
         }
     }
 }
@@ -123,6 +131,9 @@ impl ReceiverSettings {
             return bad(
                 "body_budget_bytes >= body_budget_per_client >= max_body_bytes: one body must fit",
             );
+        }
+        if self.handoff.is_none() {
+            return bad("no hand-off key to sign callback messages with");
         }
         Ok(())
     }
@@ -222,9 +233,26 @@ mod tests {
         let settings = ReceiverSettings::default();
         assert_eq!(settings.max_body_bytes, 65_536);
         assert!(settings.paysys.is_empty() && settings.plutu.is_empty());
-        settings.validate().unwrap();
+        assert!(
+            matches!(settings.validate(), Err(ReceiverError::InvalidSettings(why)) if why.contains("hand-off key")),
+            "nothing is published unsigned"
+        );
+        let keys = HandoffKeys::new(
+            [(
+                "k1".to_owned(),
+                secrecy::SecretString::from("a-hand-off-secret-of-32-bytes-or-more"),
+            )],
+            "k1",
+        )
+        .unwrap();
+        let signed = ReceiverSettings {
+            handoff: Some(keys.clone()),
+            ..ReceiverSettings::default()
+        };
+        signed.validate().unwrap();
         let zero = ReceiverSettings {
             max_connections: 0,
+            handoff: Some(keys),
             ..ReceiverSettings::default()
         };
         assert!(

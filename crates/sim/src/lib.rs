@@ -21,7 +21,7 @@
 //!   money, and URL-encoding including PHP's `http_build_query`.
 //!
 //! In-process use: [`Sim::start`] returns a [`SimHandle`]; from the command
-//! line, `paysettle sim` ([`SimArgs`], [`run_cli`]).
+//! line, the `paysettle-sim` binary ([`SimArgs`], [`run_cli`]).
 
 #![warn(missing_docs)]
 
@@ -113,7 +113,7 @@ impl SimArgs {
     }
 }
 
-/// `paysettle sim`: starts the simulator and serves until Ctrl-C or SIGTERM,
+/// `paysettle-sim`: starts the simulator and serves until Ctrl-C or SIGTERM,
 /// then shuts down cleanly.
 pub async fn run_cli(args: SimArgs) -> anyhow::Result<()> {
     if args.print_config {

@@ -95,12 +95,69 @@ pub(crate) fn build(event: &Event, context: &EventContext<'_>) -> (String, Strin
         key_word(event.kind),
         context.provider.as_str()
     );
-    // Serialising a struct of strings and integers cannot fail.
-    let body = serde_json::to_string(&body).unwrap_or_default();
+    // Serialising a struct of strings and integers cannot fail. Card
+    // numbers are masked in every field, as in the ledger's raw payloads:
+    // whatever a provider put in a reference or a status text, no full card
+    // number leaves in an event.
+    let mut value = serde_json::to_value(&body).unwrap_or_default();
+    paysettle_core::redact::mask_json(&mut value);
+    let body = serde_json::to_string(&value).unwrap_or_default();
     (routing_key, body)
 }
 
 /// RFC 3339 in UTC with millisecond precision, as every event writes times.
 pub fn rfc3339(at: Timestamp) -> String {
     format!("{:.3}", at)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use paysettle_core::decide::FlagKind;
+    use paysettle_core::{Currency, PaymentStatus};
+
+    use super::*;
+
+    #[test]
+    fn no_full_card_number_leaves_in_an_event_whatever_field_it_stands_in() {
+        let account = Account::default();
+        let reference = Reference::parse("4111111111111111").unwrap();
+        let event = Event {
+            kind: EventKind::Mismatch,
+            status: PaymentStatus::Succeeded,
+            previous_status: PaymentStatus::Succeeded,
+            amount: Some(Money::from_minor(1250, Currency::Usd).unwrap()),
+            refunded_total: None,
+            expected: Some(Money::from_minor(1300, Currency::Usd).unwrap()),
+            flag: Some(FlagKind::AmountMismatch),
+            resolution: None,
+            version: 2,
+        };
+        let (routing_key, body) = build(
+            &event,
+            &EventContext {
+                event_id: "e-1",
+                provider: Provider::Plutu,
+                account: &account,
+                reference: &reference,
+                provider_txn_id: Some("T-5555555555554444"),
+                source: Source::Callback,
+                occurred_at: Timestamp::UNIX_EPOCH,
+            },
+        );
+        assert_eq!(routing_key, "payment.mismatch.plutu");
+        for pan in ["4111111111111111", "5555555555554444"] {
+            assert!(!body.contains(pan), "{body}");
+        }
+        let value: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(value["reference"], "411111******1111");
+        assert_eq!(value["provider_transaction_id"], "T-555555******4444");
+        assert_eq!(value["amount"], 1250, "numbers stay numbers");
+        // The contract's field order is kept.
+        assert!(
+            body.starts_with(r#"{"event_id":"e-1","type":"payment.mismatch""#),
+            "{body}"
+        );
+    }
 }

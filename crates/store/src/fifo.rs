@@ -193,7 +193,10 @@ pub struct Fifo {
 
 impl Fifo {
     /// Opens (creating if needed) the FIFO file at `path`, in WAL mode with full
-    /// synchronous commits.
+    /// synchronous commits and `secure_delete`: a message removed (acknowledged,
+    /// or forwarded from the spool) is overwritten with zeros, so a card token
+    /// does not stay readable in the file's free pages. Its old copies in the
+    /// write-ahead log go at the next [`Fifo::truncate_log`].
     pub fn open(path: &Path) -> Result<Self, FifoError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
             && let Err(err) = std::fs::create_dir_all(parent)
@@ -207,8 +210,20 @@ impl Fifo {
         // `journal_mode` answers with the mode now in force, so it is a query.
         let _mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
         conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "secure_delete", "ON")?;
         conn.execute_batch(SCHEMA)?;
         Ok(Self { conn })
+    }
+
+    /// Copies the write-ahead log into the file and empties it, so what
+    /// `secure_delete` overwrote in the file has no older copy left in the
+    /// log. Returns whether the log was emptied (not while another
+    /// connection reads).
+    pub fn truncate_log(&mut self) -> Result<bool, FifoError> {
+        let busy: i64 = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+        Ok(busy == 0)
     }
 
     /// Starts a transaction; nothing in it is durable until [`FifoTx::commit`].

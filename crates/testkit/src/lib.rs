@@ -22,6 +22,7 @@
 
 pub mod amqp;
 pub mod config;
+pub mod handoff;
 pub mod logs;
 pub mod proxy;
 pub mod queue;

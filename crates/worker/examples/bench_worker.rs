@@ -163,6 +163,7 @@ async fn main() {
     let mut apply_settings = WorkerSettings {
         batch_size: 512,
         batch_wait: Duration::from_millis(2),
+        handoff: Some(paysettle_testkit::handoff::keys()),
         ..WorkerSettings::default()
     };
     apply_settings.plutu.push(Account::default());
@@ -214,7 +215,10 @@ async fn main() {
         let chunk = chunk.to_vec();
         publishes.spawn(async move {
             for (id, body) in chunk {
-                queue.publish(&Message::json(id, body)).await.unwrap();
+                queue
+                    .publish(&paysettle_testkit::handoff::sign(Message::json(id, body)))
+                    .await
+                    .unwrap();
             }
         });
     }

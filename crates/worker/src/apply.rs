@@ -16,6 +16,9 @@
 //!   dropped (`paysettle_worker_hints_dropped_total{reason}`).
 //! - A card registration is forwarded to the shop on the events exchange
 //!   (`card.registered.paysys`) and never touches the ledger.
+//! - A message whose hand-off signature does not verify (see
+//!   `paysettle_core::handoff`) is not read at all: it is counted
+//!   ([`REFUSED_METRIC`]) and dead-lettered with the reason.
 //! - A message that cannot be read, or names an account nobody configured,
 //!   is dead-lettered with the reason; a ledger that is busy gets the message
 //!   back for later, never dropped.
@@ -32,9 +35,11 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use paysettle_core::Provider;
+use paysettle_core::handoff::{self, HandoffError};
 use paysettle_core::inbound::{FORMAT_VERSION, InboundCallback, Payload};
 use paysettle_core::portmanat::ReturnHint;
+use paysettle_core::redact;
+use paysettle_core::{ObservedStatus, Provider};
 use paysettle_queue::{Consumer, Delivery, Message, Queue, QueueKind};
 use paysettle_store::{ApplyRequest, CheckNow, Ledger, PaymentKey};
 use tokio::sync::Notify;
@@ -66,7 +71,12 @@ pub struct ApplyRound {
     pub dead_lettered: usize,
     /// Messages handed back for a later try.
     pub requeued: usize,
+    /// Messages refused (and dead-lettered) for want of a valid signature.
+    pub refused: usize,
 }
+
+/// The counter of callback messages refused for want of a valid signature.
+pub const REFUSED_METRIC: &str = "paysettle_worker_unsigned_refused_total";
 
 /// The applier. One active per ledger.
 #[derive(Debug)]
@@ -160,6 +170,20 @@ impl Applier {
         }
     }
 
+    /// Whether the receiver signed this message: only then is it read.
+    fn authentic(&self, delivery: &Delivery) -> Result<(), String> {
+        let Some(keys) = &self.settings.handoff else {
+            return Err(HandoffError::NoKeys.to_string());
+        };
+        let header = |name: &str| delivery.headers().get(name).map(String::as_str);
+        keys.verify(
+            header(handoff::KEY_ID_HEADER),
+            header(handoff::SIGNATURE_HEADER),
+            delivery.body(),
+        )
+        .map_err(|e| format!("refused: {e}"))
+    }
+
     fn decode(&self, delivery: &Delivery) -> Result<Work, String> {
         let message: InboundCallback = serde_json::from_slice(delivery.body())
             .map_err(|e| format!("not a callback message: {e}"))?;
@@ -224,6 +248,14 @@ impl Applier {
         let mut owners = Vec::new();
         let mut others = Vec::new();
         for (index, delivery) in batch.iter().enumerate() {
+            if let Err(reason) = self.authentic(delivery) {
+                // Nothing of an unsigned message is read, let alone applied.
+                metrics::counter!(REFUSED_METRIC).increment(1);
+                round.refused += 1;
+                tracing::warn!(message.id = %redact::mask_card_numbers(delivery.message_id()), reason = %reason, "dead-lettering a callback message without a valid signature");
+                fate[index] = Settlement::DeadLetter(reason);
+                continue;
+            }
             match self.decode(delivery) {
                 Ok(Work::Observe(request)) => {
                     requests.push(request);
@@ -231,6 +263,8 @@ impl Applier {
                 }
                 Ok(work) => others.push((index, work)),
                 Err(reason) => {
+                    // The reason may quote the message: no card number in it.
+                    let reason = redact::mask_card_numbers(&reason);
                     tracing::warn!(message.id = delivery.message_id(), reason = %reason, "dead-lettering a callback message");
                     fate[index] = Settlement::DeadLetter(reason);
                 }
@@ -288,7 +322,9 @@ impl Applier {
                             }
                             Err(err) => {
                                 tracing::error!(message.id = delivery.message_id(), error = %err, "callback cannot be applied; dead-lettering");
-                                Settlement::DeadLetter(format!("cannot be applied: {err}"))
+                                Settlement::DeadLetter(redact::mask_card_numbers(&format!(
+                                    "cannot be applied: {err}"
+                                )))
                             }
                         };
                     }
@@ -432,8 +468,15 @@ impl Applier {
             return Settlement::Ack;
         };
         let routing_key = format!("{word}.{}", message.provider);
-        let body = serde_json::to_vec(&message.payload).unwrap_or_default();
-        let event = Message::json(message.id.clone(), body).with_header("event-type", word);
+        // Masked again here, whatever the receiver did: card numbers never
+        // reach the shop, only the token in its own field.
+        let body = serde_json::to_vec(&message.payload.clone().masked()).unwrap_or_default();
+        let mut event = Message::json(message.id.clone(), body).with_header("event-type", word);
+        if let Some(keys) = &self.settings.handoff {
+            for (name, value) in keys.sign(&event.body) {
+                event = event.with_header(name, value);
+            }
+        }
         match self.queue.publish_event(&routing_key, &event).await {
             Ok(()) => {
                 tracing::info!(message.id = %message.id, routing_key, "card registration forwarded to the shop");

@@ -82,7 +82,8 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), WorkerError> {
     let client = StatusClient::new(Arc::clone(&settings))?;
-    let relay = Relay::new(ledger.clone(), queue.clone(), settings.relay_batch);
+    let relay = Relay::new(ledger.clone(), queue.clone(), settings.relay_batch)
+        .signing(settings.handoff.clone());
     let mut applier = Applier::new(
         ledger.clone(),
         queue.clone(),

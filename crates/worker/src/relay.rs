@@ -2,9 +2,15 @@
 //! exchange with publisher confirms, and are marked sent only after the
 //! confirm. A crash between the two sends the event again with the same
 //! `event_id` (at-least-once; finance dedupes on it).
+//!
+//! With hand-off keys, every event carries the `paysettle-key-id` and
+//! `paysettle-signature` headers: HMAC-SHA256 over the exact body bytes
+//! (see `paysettle_core::handoff` and the README), so finance can tell
+//! paysettle's events from anyone else's.
 
 use std::sync::Arc;
 
+use paysettle_core::handoff::HandoffKeys;
 use paysettle_queue::{Message, Queue};
 use paysettle_store::Ledger;
 use tokio::sync::Notify;
@@ -26,6 +32,7 @@ pub struct Relay {
     queue: Queue,
     batch: usize,
     wake: Arc<Notify>,
+    keys: Option<Arc<HandoffKeys>>,
 }
 
 impl Relay {
@@ -36,7 +43,15 @@ impl Relay {
             queue,
             batch: batch.max(1),
             wake: Arc::new(Notify::new()),
+            keys: None,
         }
+    }
+
+    /// Signs every event with `keys`' signing key (`None`: unsigned).
+    #[must_use]
+    pub fn signing(mut self, keys: Option<HandoffKeys>) -> Relay {
+        self.keys = keys.map(Arc::new);
+        self
     }
 
     /// A handle that wakes the relay (the applier pokes it after a commit
@@ -55,9 +70,15 @@ impl Relay {
         let mut publishes = JoinSet::new();
         for event in events {
             let queue = self.queue.clone();
+            let keys = self.keys.clone();
             publishes.spawn(async move {
-                let message = Message::json(event.event_id.clone(), event.body.into_bytes())
+                let mut message = Message::json(event.event_id.clone(), event.body.into_bytes())
                     .with_header("event-type", event.event_type.clone());
+                if let Some(keys) = keys {
+                    for (name, value) in keys.sign(&message.body) {
+                        message = message.with_header(name, value);
+                    }
+                }
                 let result = queue.publish_event(&event.routing_key, &message).await;
                 (event.seq, event.event_id, result)
             });

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use paysettle_core::handoff::HandoffKeys;
 use paysettle_core::schedule::CheckPolicy;
 use paysettle_core::{Account, Provider, paysys};
 use secrecy::SecretString;
@@ -82,6 +83,11 @@ pub struct WorkerSettings {
     pub plutu: Vec<Account>,
     /// Limits and schedule per provider.
     pub limits: BTreeMap<Provider, ProviderLimits>,
+    /// The hand-off keys: a callback message is applied only when its
+    /// signature verifies with one of them, and the relay signs settled
+    /// events with the signing one. `None` (the default) trusts no message:
+    /// every callback is dead-lettered, and events go out unsigned.
+    pub handoff: Option<HandoffKeys>,
 }
 
 impl Default for WorkerSettings {
@@ -101,6 +107,7 @@ impl Default for WorkerSettings {
                 .into_iter()
                 .map(|p| (p, ProviderLimits::default()))
                 .collect(),
+            handoff: None,
         }
     }
 }

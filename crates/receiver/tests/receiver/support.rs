@@ -189,6 +189,7 @@ pub fn settings() -> ReceiverSettings {
             ),
             (account("nopage"), PortmanatAccount { result_page: None }),
         ]),
+        handoff: Some(paysettle_testkit::handoff::keys()),
         ..ReceiverSettings::default()
     }
 }

@@ -6,6 +6,7 @@
 // functions as tests, not the helpers of an integration-test binary.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod binary;
 mod callbacks;
 mod common;
 mod control;

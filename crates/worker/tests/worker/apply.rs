@@ -44,7 +44,10 @@ async fn messages_that_cannot_be_applied_are_dead_lettered_with_the_reason() {
     let relay = w.relay();
     let mut applier = w.applier(&relay);
     w.queue
-        .publish(&Message::json("garbage-1", b"{not json".to_vec()))
+        .publish(&paysettle_testkit::handoff::sign(Message::json(
+            "garbage-1",
+            b"{not json".to_vec(),
+        )))
         .await
         .unwrap();
     let unknown = inbound(
@@ -574,4 +577,189 @@ async fn slow_checks_never_outlive_the_lease_or_dead_letter_a_hint() {
         total.hints as u64,
         "one /check per hint handled, none for a dropped one"
     );
+}
+
+#[tokio::test]
+async fn a_message_without_a_valid_signature_is_refused_dead_lettered_and_changes_nothing() {
+    let w = world().await;
+    w.register(Provider::Plutu, "INV-F", 1250, None).await;
+    let relay = w.relay();
+    let mut applier = w.applier(&relay);
+    let forged = inbound(
+        Provider::Plutu,
+        "default",
+        Payload::Observation(observation(
+            Provider::Plutu,
+            "INV-F",
+            ObservedStatus::Succeeded,
+            Some(money(Provider::Plutu, 1250)),
+        )),
+    );
+    let body = serde_json::to_vec(&forged).unwrap();
+    let plain = || Message::json(uuid::Uuid::now_v7().to_string(), body.clone());
+    // Unsigned; signed with a key the worker does not have; under the
+    // worker's key id but another secret; genuine but a byte changed after.
+    let other = paysettle_testkit::handoff::ring(
+        &[("other", "someone-elses-secret-of-32-bytes-or-more")],
+        "other",
+    );
+    let impostor = paysettle_testkit::handoff::ring(
+        &[(
+            paysettle_testkit::handoff::KEY_ID,
+            "a-guessed-secret-of-thirty-two-bytes-plus",
+        )],
+        paysettle_testkit::handoff::KEY_ID,
+    );
+    let mut tampered = paysettle_testkit::handoff::sign(plain());
+    let mut bytes = tampered.body.to_vec();
+    let at = bytes.len() - 2;
+    bytes[at] ^= 1;
+    tampered.body = bytes.into();
+    for message in [
+        plain(),
+        paysettle_testkit::handoff::sign_with(&other, plain()),
+        paysettle_testkit::handoff::sign_with(&impostor, plain()),
+        tampered,
+    ] {
+        w.queue.publish(&message).await.unwrap();
+    }
+    let round = applier.run_once().await.unwrap();
+    assert_eq!(
+        (
+            round.received,
+            round.refused,
+            round.dead_lettered,
+            round.applied
+        ),
+        (4, 4, 4, 0)
+    );
+    let mut dead = w.queue.consumer(QueueKind::DeadLetters).unwrap();
+    let batch = dead
+        .next_batch(10, Duration::from_millis(200))
+        .await
+        .unwrap();
+    let mut reasons: Vec<String> = batch
+        .iter()
+        .map(|d| d.headers()[paysettle_queue::DEAD_LETTER_REASON_HEADER].clone())
+        .collect();
+    reasons.sort();
+    assert_eq!(reasons.len(), 4, "{reasons:?}");
+    assert!(
+        reasons.iter().all(|r| r.starts_with("refused: ")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("carries no paysettle-key-id")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("key \"other\", which is not configured")),
+        "{reasons:?}"
+    );
+    assert_eq!(
+        reasons
+            .iter()
+            .filter(|r| r.contains("does not verify"))
+            .count(),
+        2,
+        "{reasons:?}"
+    );
+    let payment = w
+        .ledger
+        .payment(
+            Provider::Plutu,
+            Account::default(),
+            Reference::parse("INV-F").unwrap(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(payment.status, PaymentStatus::Created, "nothing applied");
+    relay.run_until_idle().await.unwrap();
+    assert!(w.events().await.is_empty(), "nothing announced");
+}
+
+#[tokio::test]
+async fn a_key_rotation_with_two_keys_loses_nothing() {
+    const OLD: (&str, &str) = ("2026-10", "the-old-hand-off-secret-of-32-bytes-or-more");
+    const NEW: (&str, &str) = ("2026-11", "the-new-hand-off-secret-of-32-bytes-or-more");
+    // Step 2 of the rotation: every process knows both keys, the new one signs.
+    let w = world_with(Duration::from_secs(20), |s| {
+        s.handoff = Some(paysettle_testkit::handoff::ring(&[OLD, NEW], NEW.0));
+    })
+    .await;
+    let old_receiver = paysettle_testkit::handoff::ring(&[OLD], OLD.0);
+    let new_receiver = paysettle_testkit::handoff::ring(&[OLD, NEW], NEW.0);
+    let mut references = Vec::new();
+    for (i, keys) in [&old_receiver, &new_receiver, &old_receiver, &new_receiver]
+        .into_iter()
+        .enumerate()
+    {
+        let reference = format!("INV-R{i}");
+        w.register(Provider::Plutu, &reference, 1000 + i as i64, None)
+            .await;
+        let callback = inbound(
+            Provider::Plutu,
+            "default",
+            Payload::Observation(observation(
+                Provider::Plutu,
+                &reference,
+                ObservedStatus::Succeeded,
+                Some(money(Provider::Plutu, 1000 + i as i64)),
+            )),
+        );
+        let body = serde_json::to_vec(&callback).unwrap();
+        w.queue
+            .publish(&paysettle_testkit::handoff::sign_with(
+                keys,
+                Message::json(callback.id.clone(), body),
+            ))
+            .await
+            .unwrap();
+        references.push(reference);
+    }
+    let relay = w.relay().signing(w.settings.handoff.clone());
+    let mut applier = w.applier(&relay);
+    let round = applier.run_once().await.unwrap();
+    assert_eq!(
+        (round.applied, round.refused, round.dead_lettered),
+        (4, 0, 0)
+    );
+    for reference in &references {
+        let payment = w
+            .ledger
+            .payment(
+                Provider::Plutu,
+                Account::default(),
+                Reference::parse(reference).unwrap(),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(payment.status, PaymentStatus::Succeeded, "{reference}");
+    }
+    // The events are signed with the new key, and verify with both rings
+    // finance may hold during the rotation.
+    relay.run_until_idle().await.unwrap();
+    let mut finance = w.queue.consumer(QueueKind::Finance).unwrap();
+    let batch = finance
+        .next_batch(10, Duration::from_millis(500))
+        .await
+        .unwrap();
+    assert_eq!(batch.len(), 4);
+    for delivery in &batch {
+        let header = |n: &str| delivery.headers().get(n).map(String::as_str);
+        assert_eq!(header("paysettle-key-id"), Some(NEW.0));
+        new_receiver
+            .verify(
+                header("paysettle-key-id"),
+                header("paysettle-signature"),
+                delivery.body(),
+            )
+            .unwrap();
+    }
 }

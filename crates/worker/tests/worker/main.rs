@@ -65,6 +65,7 @@ async fn world_where(
     let base = sim.base_url().trim_end_matches('/').to_owned();
     let mut settings = WorkerSettings {
         batch_wait: Duration::from_millis(5),
+        handoff: Some(paysettle_testkit::handoff::keys()),
         ..WorkerSettings::default()
     };
     settings.portmanat.insert(
@@ -321,7 +322,10 @@ fn observation(
 async fn publish(queue: &Queue, message: &InboundCallback) {
     let body = serde_json::to_vec(message).unwrap();
     queue
-        .publish(&Message::json(message.id.clone(), body))
+        .publish(&paysettle_testkit::handoff::sign(Message::json(
+            message.id.clone(),
+            body,
+        )))
         .await
         .unwrap();
 }
