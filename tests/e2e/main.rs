@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 mod cli;
 mod crash;
+mod feed;
 mod ops;
 mod settle;
 

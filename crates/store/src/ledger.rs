@@ -15,8 +15,8 @@ use std::time::Duration;
 use jiff::Timestamp;
 use paysettle_core::schedule::CheckPolicy;
 use paysettle_core::{Account, PaymentStatus, Provider, Reference};
-use rusqlite::{Connection, OpenFlags, TransactionBehavior};
-use tokio::sync::{mpsc, oneshot};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::error::StoreError;
 use crate::migrate;
@@ -85,6 +85,11 @@ struct Inner {
     path: PathBuf,
     commands: mpsc::Sender<Command>,
     readers: Mutex<Vec<Connection>>,
+    /// This ledger file's id (kept in its `meta` table): the event feed's
+    /// cursor carries it, so a cursor from another ledger is refused.
+    id: String,
+    /// Bumped after every commit of this process's writer.
+    commits: watch::Sender<u64>,
 }
 
 /// A ledger file. Cheap to clone; every clone talks to the same writer.
@@ -131,12 +136,15 @@ impl Ledger {
         };
         conn.pragma_update(None, "synchronous", synchronous)?;
         migrate::migrate(&mut conn, &shown)?;
+        let id = ledger_id(&conn)?;
 
         let (commands, receiver) = mpsc::channel(options.queue_depth.max(1));
         let policies = options.policies.clone();
+        let commits = watch::Sender::new(0);
+        let bump = commits.clone();
         std::thread::Builder::new()
             .name("ledger-writer".into())
-            .spawn(move || writer(conn, receiver, policies))
+            .spawn(move || writer(conn, receiver, policies, bump))
             .map_err(|error| StoreError::Open {
                 path: shown.clone(),
                 error,
@@ -146,6 +154,8 @@ impl Ledger {
                 path,
                 commands,
                 readers: Mutex::new(Vec::new()),
+                id,
+                commits,
             }),
         })
     }
@@ -153,6 +163,18 @@ impl Ledger {
     /// Where the file is.
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// The ledger file's id: stable for the file, different for another one.
+    pub fn id(&self) -> &str {
+        &self.inner.id
+    }
+
+    /// Changes after each commit of this process's writer: for waiting for
+    /// new events instead of polling. (Another process's writes, such as
+    /// `reconcile --apply`, do not wake it.)
+    pub fn commits(&self) -> watch::Receiver<u64> {
+        self.inner.commits.subscribe()
     }
 
     async fn send<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, StoreError> {
@@ -482,6 +504,24 @@ impl Ledger {
     }
 }
 
+/// The file's id, made on first open. Not a schema change: the `meta` table
+/// is there since version 1. A file paysettle may not write keeps working
+/// (its writes fail later, each with its own error) under a fixed id.
+fn ledger_id(conn: &Connection) -> Result<String, StoreError> {
+    if let Err(err) = conn.execute(
+        "INSERT OR IGNORE INTO meta (key, value) VALUES ('ledger_id', lower(hex(randomblob(8))))",
+        [],
+    ) {
+        tracing::debug!(error = %err, "the ledger's id could not be written");
+    }
+    let id: Option<String> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'ledger_id'", [], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    Ok(id.unwrap_or_else(|| "0".repeat(16)))
+}
+
 /// The `WHERE` condition of a payment filter, with its parameters.
 fn filter_sql(filter: &PaymentFilter) -> (String, Vec<Box<dyn rusqlite::ToSql>>) {
     let mut sql = String::from("1 = 1");
@@ -646,7 +686,12 @@ impl Command {
 /// checks, the relay, the shop API) share one fsync. If anything in a group
 /// fails, the group is rolled back and each command redone on its own, so
 /// one failure never takes another caller's write with it.
-fn writer(mut conn: Connection, mut commands: mpsc::Receiver<Command>, policies: Policies) {
+fn writer(
+    mut conn: Connection,
+    mut commands: mpsc::Receiver<Command>,
+    policies: Policies,
+    commits: watch::Sender<u64>,
+) {
     while let Some(first) = commands.blocking_recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -666,6 +711,7 @@ fn writer(mut conn: Connection, mut commands: mpsc::Receiver<Command>, policies:
             }
         }
         commit_group(&mut conn, singles, &policies, now);
+        commits.send_modify(|n| *n = n.wrapping_add(1));
     }
     tracing::debug!("ledger writer stopped");
 }

@@ -8,8 +8,9 @@
 //! - A Portmanat return hint makes the payment's check due now; for a payment
 //!   the ledger does not hold, `/check` is asked at once, and only the
 //!   provider's answer creates it.
-//! - A card registration is forwarded to the shop on the events exchange
-//!   (`card.registered.paysys`) and never touches the ledger.
+//! - A card registration is kept for the shop API's card feed (a file of its
+//!   own, see `paysettle_store::cards`) and forwarded to the shop on the
+//!   events exchange (`card.registered.paysys`); it never touches the ledger.
 //! - A message that cannot be read, or names an account nobody configured,
 //!   is dead-lettered with the reason; a ledger that is busy gets the message
 //!   back for later, never dropped.
@@ -347,6 +348,24 @@ impl Applier {
         };
         let routing_key = format!("{word}.{}", message.provider);
         let body = serde_json::to_vec(&message.payload).unwrap_or_default();
+        // Kept for the card feed first: a message is acknowledged only once
+        // the registration is on the feed and (where there is one) on the
+        // shop queue. A redelivery is recorded once.
+        if let Some(cards) = &self.settings.cards {
+            let text = String::from_utf8_lossy(&body).into_owned();
+            if let Err(err) = cards
+                .record(
+                    message.id.clone(),
+                    routing_key.clone(),
+                    text,
+                    self.settings.card_retention,
+                )
+                .await
+            {
+                tracing::warn!(message.id = %message.id, error = %err, "card registration not kept for the card feed; it will come back");
+                return Settlement::Requeue;
+            }
+        }
         let event = Message::json(message.id.clone(), body).with_header("event-type", word);
         match self.queue.publish_event(&routing_key, &event).await {
             Ok(()) => {

@@ -10,6 +10,7 @@
 //!   limits and `Retry-After`.
 //! - [`relay`]: [`Relay`] publishes outbox events with confirms.
 //! - [`shop`]: the shop API.
+//! - [`feed`]: the shop API's feeds of settled events and card registrations.
 //! - [`settings`]: the worker's settings ([`WorkerSettings`]).
 //!
 //! Each part is a step (`run_once`) with a thin loop around it in
@@ -17,6 +18,7 @@
 
 pub mod apply;
 mod error;
+pub mod feed;
 pub mod poll;
 pub mod relay;
 pub mod settings;

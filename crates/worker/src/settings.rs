@@ -76,6 +76,11 @@ pub struct WorkerSettings {
     pub plutu: Vec<Account>,
     /// Limits and schedule per provider.
     pub limits: BTreeMap<Provider, ProviderLimits>,
+    /// Where card registrations are kept for the shop API's card feed
+    /// (`None`: they are only published to the shop queue).
+    pub cards: Option<paysettle_store::CardFeed>,
+    /// How long a card registration stays on the card feed.
+    pub card_retention: Duration,
 }
 
 impl Default for WorkerSettings {
@@ -95,6 +100,8 @@ impl Default for WorkerSettings {
                 .into_iter()
                 .map(|p| (p, ProviderLimits::default()))
                 .collect(),
+            cards: None,
+            card_retention: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }

@@ -11,10 +11,12 @@
 //! - `GET /v1/payments?status=&provider=&account=&since=&until=&limit=` → a list.
 //!   Only `status` may be given more than once; any other parameter twice is
 //!   a 400.
+//! - `GET /v1/events` and `GET /v1/cards`: the feeds (see [`crate::feed`]).
 //! - `GET /healthz`.
 //!
 //! With a token configured every `/v1` request needs exactly one
-//! `Authorization: Bearer` header, compared in constant time.
+//! `Authorization: Bearer` header, compared in constant time. The card feed
+//! needs its own token (`card_token`), and no other.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -39,6 +41,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::WorkerError;
+use crate::feed;
 use crate::settings::WorkerSettings;
 
 /// The shop API's own settings.
@@ -46,6 +49,8 @@ use crate::settings::WorkerSettings;
 pub struct ShopApiSettings {
     /// When set, every `/v1` request must carry it as a bearer token.
     pub token: Option<SecretString>,
+    /// The card feed's own token; without one the card feed is off.
+    pub card_token: Option<SecretString>,
     /// The largest request body read.
     pub max_body_bytes: usize,
     /// How long a client may take to send its headers, and then its body.
@@ -58,6 +63,7 @@ impl Default for ShopApiSettings {
     fn default() -> Self {
         ShopApiSettings {
             token: None,
+            card_token: None,
             max_body_bytes: 16 * 1024,
             read_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(5),
@@ -69,6 +75,8 @@ struct State {
     ledger: Ledger,
     api: ShopApiSettings,
     worker: Arc<WorkerSettings>,
+    /// Ends the feeds' long polls at shutdown.
+    shutdown: CancellationToken,
 }
 
 /// Serves the shop API on `listener` until `shutdown` fires, then lets
@@ -85,6 +93,7 @@ pub async fn serve(
         ledger,
         api,
         worker,
+        shutdown: shutdown.clone(),
     });
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
@@ -155,6 +164,9 @@ enum ApiError {
     },
     NotFound,
     Unauthorized,
+    /// The route exists but is switched off; the message says how to turn
+    /// it on.
+    Forbidden(&'static str),
     MethodNotAllowed(&'static str),
     TooLarge,
     BodyTimeout,
@@ -182,6 +194,10 @@ impl ApiError {
             ApiError::NotFound => {
                 json_answer(StatusCode::NOT_FOUND, &json!({"error": "not_found"}))
             }
+            ApiError::Forbidden(message) => json_answer(
+                StatusCode::FORBIDDEN,
+                &json!({"error": "forbidden", "message": message}),
+            ),
             ApiError::Unauthorized => {
                 let mut answer =
                     json_answer(StatusCode::UNAUTHORIZED, &json!({"error": "unauthorized"}));
@@ -261,6 +277,12 @@ fn authorized(state: &State, request: &Request<Incoming>) -> bool {
     let Some(token) = &state.api.token else {
         return true;
     };
+    presents(request, token)
+}
+
+/// Whether the request carries exactly one `Authorization: Bearer` header
+/// with `token`.
+fn presents(request: &Request<Incoming>, token: &SecretString) -> bool {
     // Exactly one Authorization header: with two, a proxy and this server
     // could each read a different one.
     let mut values = request.headers().get_all(header::AUTHORIZATION).iter();
@@ -284,7 +306,14 @@ async fn route(state: &State, request: Request<Incoming>) -> Result<Answer, ApiE
     let segments: Vec<&str> = path.strip_prefix('/').unwrap_or(&path).split('/').collect();
     match segments.as_slice() {
         ["healthz"] => Ok(json_answer(StatusCode::OK, &json!({"status": "ok"}))),
-        ["v1", "payments", ..] if !authorized(state, &request) => Err(ApiError::Unauthorized),
+        ["v1", "payments", ..] | ["v1", "events"] if !authorized(state, &request) => {
+            Err(ApiError::Unauthorized)
+        }
+        ["v1", "events"] => match *request.method() {
+            Method::GET => event_feed(state, request.uri().query().unwrap_or("")).await,
+            _ => Err(ApiError::MethodNotAllowed("GET")),
+        },
+        ["v1", "cards"] => card_feed(state, &request).await,
         ["v1", "payments"] => match *request.method() {
             Method::POST => register(state, request).await,
             Method::GET => list(state, request.uri().query().unwrap_or("")).await,
@@ -304,6 +333,53 @@ async fn route(state: &State, request: Request<Incoming>) -> Result<Answer, ApiE
         },
         _ => Err(ApiError::NotFound),
     }
+}
+
+/// `GET /v1/events`: the settled events, as on RabbitMQ.
+async fn event_feed(state: &State, query: &str) -> Result<Answer, ApiError> {
+    let pairs = query_pairs(query, &[])?;
+    let query = feed::parse_query(&pairs, state.ledger.id()).map_err(feed_error)?;
+    let body = feed::events(&state.ledger, &query, &state.shutdown).await?;
+    Ok(raw_json_answer(body))
+}
+
+/// `GET /v1/cards`: the card registrations, behind their own token.
+async fn card_feed(state: &State, request: &Request<Incoming>) -> Result<Answer, ApiError> {
+    let Some(token) = &state.api.card_token else {
+        return Err(ApiError::Forbidden(
+            "the card feed is off: set shop_api.card_token (or card_token_file)",
+        ));
+    };
+    if !presents(request, token) {
+        return Err(ApiError::Unauthorized);
+    }
+    if request.method() != Method::GET {
+        return Err(ApiError::MethodNotAllowed("GET"));
+    }
+    let Some(cards) = &state.worker.cards else {
+        return Err(ApiError::NotFound);
+    };
+    let pairs = query_pairs(request.uri().query().unwrap_or(""), &[])?;
+    let query = feed::parse_query(&pairs, cards.id()).map_err(feed_error)?;
+    let body = feed::cards(cards, &query, &state.shutdown).await?;
+    Ok(raw_json_answer(body))
+}
+
+fn feed_error(err: feed::BadParameter) -> ApiError {
+    ApiError::Invalid {
+        field: err.field,
+        message: err.message,
+    }
+}
+
+/// A 200 whose body is already JSON.
+fn raw_json_answer(body: String) -> Answer {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 /// The currencies each provider settles in.
