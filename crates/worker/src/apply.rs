@@ -248,12 +248,8 @@ impl Applier {
                         let delivery = &batch[index];
                         fate[index] = match outcome {
                             Ok(outcome) => {
-                                tracing::info!(
-                                    message.id = delivery.message_id(),
-                                    payment.id = outcome.payment_id().0,
-                                    outcome = outcome.kind(),
-                                    "callback applied"
-                                );
+                                tracing::info_span!("callback", message.id = delivery.message_id())
+                                    .in_scope(|| crate::outcome::log(&outcome, "callback applied"));
                                 wrote_events |= matches!(&outcome, paysettle_store::ApplyOutcome::Applied { events, .. } if !events.is_empty())
                                     || matches!(
                                         &outcome,
@@ -442,11 +438,7 @@ impl Applier {
                         raw: Some(raw),
                     })
                     .await?;
-                tracing::info!(
-                    payment.id = outcome.payment_id().0,
-                    outcome = outcome.kind(),
-                    "return hint confirmed by /check"
-                );
+                crate::outcome::log(&outcome, "return hint confirmed by /check");
                 self.relay_wake.notify_one();
             }
             other => {

@@ -10,6 +10,8 @@
 //!   limits and `Retry-After`.
 //! - [`relay`]: [`Relay`] publishes outbox events with confirms.
 //! - [`shop`]: the shop API.
+//! - [`outcome`]: what the ledger made of an observation, logged at the
+//!   level it deserves (a flag or a conflict is WARN).
 //! - [`feed`]: the shop API's feeds of settled events and card registrations.
 //! - [`settings`]: the worker's settings ([`WorkerSettings`]).
 //!
@@ -19,6 +21,7 @@
 pub mod apply;
 mod error;
 pub mod feed;
+pub mod outcome;
 pub mod poll;
 pub mod relay;
 pub mod settings;
