@@ -12,10 +12,10 @@ use paysettle_store::EventFilter;
 
 use super::*;
 
-const SHOP_TOKEN: &str = "shop-token-for-the-feed-test-0001";
-const CARD_TOKEN: &str = "card-token-for-the-feed-test-0002";
+pub(super) const SHOP_TOKEN: &str = "shop-token-for-the-feed-test-0001";
+pub(super) const CARD_TOKEN: &str = "card-token-for-the-feed-test-0002";
 
-fn free_port() -> u16 {
+pub(super) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -23,7 +23,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn embedded_config(
+pub(super) fn embedded_config(
     dir: &std::path::Path,
     sim_base: &str,
     receiver: u16,
@@ -72,7 +72,7 @@ poll_idle_ms = 25
     path
 }
 
-fn start(config: &std::path::Path) -> Child {
+pub(super) fn start(config: &std::path::Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_paysettle"))
         .args(["serve", "--config"])
         .arg(config)
@@ -83,7 +83,7 @@ fn start(config: &std::path::Path) -> Child {
 }
 
 /// A client that never reuses a connection: every poll reconnects.
-fn fresh_client() -> reqwest::Client {
+pub(super) fn fresh_client() -> reqwest::Client {
     reqwest::Client::builder()
         .pool_max_idle_per_host(0)
         .timeout(Duration::from_secs(30))
@@ -91,7 +91,7 @@ fn fresh_client() -> reqwest::Client {
         .unwrap()
 }
 
-async fn ready(shop: u16) {
+pub(super) async fn ready(shop: u16) {
     paysettle_testkit::eventually(
         Duration::from_secs(30),
         "paysettle's shop API answers",

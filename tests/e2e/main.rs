@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 mod cli;
 mod crash;
 mod feed;
+mod openapi;
 mod ops;
 mod settle;
 

@@ -21,8 +21,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::error::StoreError;
 use crate::migrate;
 use crate::model::{
-    ApplyOutcome, ApplyRequest, DueCheck, EventFilter, HistoryEntry, OutboxEvent, PaymentFilter,
-    PaymentId, PaymentKey, PaymentRecord, RegisterOutcome, Registration,
+    ApplyOutcome, ApplyRequest, CheckState, DueCheck, EventFilter, HistoryEntry, OutboxEvent,
+    PaymentFilter, PaymentId, PaymentKey, PaymentRecord, RegisterOutcome, Registration,
 };
 use crate::rows::{self, ms};
 use crate::write::{self, Policies};
@@ -373,6 +373,12 @@ impl Ledger {
         .await
     }
 
+    /// A payment's place in the check schedule (`None` once it is final).
+    pub async fn check_state(&self, payment: PaymentId) -> Result<Option<CheckState>, StoreError> {
+        self.read(move |conn| rows::check_state(conn, payment))
+            .await
+    }
+
     /// Payments whose check is due at `now`, most overdue first.
     pub async fn due_checks(
         &self,
@@ -610,7 +616,15 @@ impl Command {
                 Ok(Output::Apply(outcome))
             }
             Command::RecordCheck(payment, next, error, _) => {
-                write::record_check(tx, *payment, *next, error.as_deref()).map(Output::RecordCheck)
+                let recorded = write::record_check(tx, *payment, *next, error.as_deref())?;
+                if error.is_some() && next.is_some() {
+                    // When it failed, for the shop API (schema version 2).
+                    tx.prepare_cached(
+                        "UPDATE checks SET last_error_at_ms = ?2 WHERE payment_id = ?1",
+                    )?
+                    .execute((payment.0, rows::ms(now)))?;
+                }
+                Ok(Output::RecordCheck(recorded))
             }
             Command::CheckNow(provider, account, key, _) => {
                 write::check_now(tx, *provider, account, key, now).map(Output::CheckNow)

@@ -36,6 +36,6 @@ pub use error::StoreError;
 pub use ledger::{Ledger, LedgerOptions, Synchronous};
 pub use migrate::SCHEMA_VERSION;
 pub use model::{
-    ApplyOutcome, ApplyRequest, DueCheck, EventFilter, HistoryEntry, OutboxEvent, PaymentFilter,
-    PaymentId, PaymentKey, PaymentRecord, RegisterOutcome, Registration,
+    ApplyOutcome, ApplyRequest, CheckState, DueCheck, EventFilter, HistoryEntry, OutboxEvent,
+    PaymentFilter, PaymentId, PaymentKey, PaymentRecord, RegisterOutcome, Registration,
 };

@@ -89,6 +89,10 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX checks_due ON checks (next_check_at_ms);
     ",
+    // 2: when the last failed status check failed (the shop API shows it).
+    "
+    ALTER TABLE checks ADD COLUMN last_error_at_ms INTEGER;
+    ",
 ];
 
 /// The schema version this build writes.

@@ -32,7 +32,8 @@ use paysettle_core::{
     Account, Currency, Money, PaymentStatus, Provider, ProviderTxnId, Reference, form,
 };
 use paysettle_store::{
-    HistoryEntry, Ledger, PaymentFilter, PaymentRecord, RegisterOutcome, Registration, StoreError,
+    CheckState, HistoryEntry, Ledger, PaymentFilter, PaymentRecord, RegisterOutcome, Registration,
+    StoreError,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
@@ -517,9 +518,14 @@ async fn show(
         .await?
         .ok_or(ApiError::NotFound)?;
     let history = state.ledger.history(payment.id).await?;
+    let check = state.ledger.check_state(payment.id).await?;
     Ok(json_answer(
         StatusCode::OK,
-        &json!({"payment": payment_view(&payment), "history": history.iter().map(history_view).collect::<Vec<_>>()}),
+        &json!({
+            "payment": payment_view(&payment),
+            "history": history.iter().map(history_view).collect::<Vec<_>>(),
+            "check": check.as_ref().map(check_view),
+        }),
     ))
 }
 
@@ -689,6 +695,8 @@ fn history_view(h: &HistoryEntry) -> Value {
         "provider_status": h.provider_status,
         "amount": money_minor(h.money),
         "refund_total": money_minor(h.refund_total),
+        "provider_time": h.provider_time.map(|t| t.to_string()),
+        "provider_time_raw": h.provider_time_raw,
         "observed_at": h.observed_at.to_string(),
         "recorded_at": h.recorded_at.to_string(),
         "outcome": h.outcome,
@@ -696,6 +704,20 @@ fn history_view(h: &HistoryEntry) -> Value {
         "to": h.to_status,
         "reason": h.reason,
         "ledger_version": h.version,
+    })
+}
+
+/// Where a payment not yet final stands with the provider's status API: the
+/// next check, the deadline, and the last failed check (when and why).
+fn check_view(c: &CheckState) -> Value {
+    json!({
+        "attempts": c.attempts,
+        "next_check_at": c.next_check_at.to_string(),
+        "deadline_at": c.deadline_at.to_string(),
+        "last_failure": c.last_error.as_ref().map(|error| json!({
+            "at": c.last_error_at.map(|t| t.to_string()),
+            "error": error,
+        })),
     })
 }
 
