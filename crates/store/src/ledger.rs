@@ -373,6 +373,40 @@ impl Ledger {
         .await
     }
 
+    /// For `/metrics`: per provider and account, the scheduled payments
+    /// whose last status check failed; and the number of unpublished
+    /// outbox events with the age of the oldest, in seconds at `now`.
+    pub async fn health(&self, now: Timestamp) -> Result<LedgerHealth, StoreError> {
+        self.read(move |conn| {
+            let mut statement = conn.prepare_cached(
+                "SELECT p.provider, p.account, count(*) FROM checks c \
+                 JOIN payments p ON p.id = c.payment_id \
+                 WHERE c.last_error IS NOT NULL GROUP BY p.provider, p.account",
+            )?;
+            let failing_checks = statement
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<Result<Vec<(String, String, i64)>, _>>()?;
+            let (unpublished, oldest): (i64, Option<i64>) = conn.query_row(
+                "SELECT count(*), min(created_at_ms) FROM outbox WHERE published_at_ms IS NULL",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            let flagged: i64 = conn.query_row(
+                "SELECT count(*) FROM payments WHERE mismatch IS NOT NULL",
+                [],
+                |r| r.get(0),
+            )?;
+            Ok(LedgerHealth {
+                failing_checks,
+                unpublished: u64::try_from(unpublished).unwrap_or(0),
+                oldest_unpublished_seconds: oldest
+                    .map_or(0.0, |at| ((ms(now) - at).max(0) as f64) / 1000.0),
+                flagged: u64::try_from(flagged).unwrap_or(0),
+            })
+        })
+        .await
+    }
+
     /// A payment's place in the check schedule (`None` once it is final).
     pub async fn check_state(&self, payment: PaymentId) -> Result<Option<CheckState>, StoreError> {
         self.read(move |conn| rows::check_state(conn, payment))
@@ -508,6 +542,17 @@ impl Ledger {
     pub async fn integrity_problems(&self) -> Result<Vec<String>, StoreError> {
         self.read(crate::integrity::problems).await
     }
+}
+
+/// What `/metrics` shows of the ledger (see [`Ledger::health`]).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct LedgerHealth {
+    /// (provider, account, payments whose last check failed).
+    pub failing_checks: Vec<(String, String, i64)>,
+    pub unpublished: u64,
+    pub oldest_unpublished_seconds: f64,
+    /// Payments carrying a mismatch flag.
+    pub flagged: u64,
 }
 
 /// The file's id, made on first open. Not a schema change: the `meta` table

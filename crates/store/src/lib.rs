@@ -33,7 +33,7 @@ mod write;
 pub use cards::{CardEntry, CardFeed};
 pub use claim::WorkerClaim;
 pub use error::StoreError;
-pub use ledger::{Ledger, LedgerOptions, Synchronous};
+pub use ledger::{Ledger, LedgerHealth, LedgerOptions, Synchronous};
 pub use migrate::SCHEMA_VERSION;
 pub use model::{
     ApplyOutcome, ApplyRequest, CheckState, DueCheck, EventFilter, HistoryEntry, OutboxEvent,

@@ -208,6 +208,7 @@ impl Applier {
                 Ok(work) => others.push((index, work)),
                 Err(reason) => {
                     tracing::warn!(message.id = delivery.message_id(), reason = %reason, "dead-lettering a callback message");
+                    crate::telemetry::dead_lettered("unreadable");
                     fate[index] = Settlement::DeadLetter(reason);
                 }
             }
@@ -267,6 +268,7 @@ impl Applier {
                             }
                             Err(err) => {
                                 tracing::error!(message.id = delivery.message_id(), error = %err, "callback cannot be applied; dead-lettering");
+                                crate::telemetry::dead_lettered("cannot_apply");
                                 Settlement::DeadLetter(format!("cannot be applied: {err}"))
                             }
                         };

@@ -21,6 +21,11 @@ pub fn needs_attention(outcome: &ApplyOutcome) -> bool {
 /// Logs `outcome` of an observation that came as `what` ("callback
 /// applied", "status checked", …) at the level it deserves.
 pub fn log(outcome: &ApplyOutcome, what: &str) {
+    match outcome {
+        ApplyOutcome::Mismatch { .. } => crate::telemetry::attention("mismatch"),
+        _ if needs_attention(outcome) => crate::telemetry::attention("conflict"),
+        _ => {}
+    }
     let payment = outcome.payment_id().0;
     let kind = outcome.kind();
     match outcome {
