@@ -25,6 +25,7 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
+mod alerts;
 mod cli;
 mod crash;
 mod feed;
