@@ -646,6 +646,7 @@ impl Config {
         let ledger = paysettle_store::LedgerOptions {
             synchronous: self.ledger.synchronous,
             policies: worker.policies(),
+            rules: worker.ledger_rules(),
             ..paysettle_store::LedgerOptions::default()
         };
         let limits = ReceiverLimits {

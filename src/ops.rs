@@ -12,12 +12,13 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use jiff::Timestamp;
+use paysettle_core::decide::Resolution;
 use paysettle_core::{Account, PaymentStatus, Provider, Reference};
 use paysettle_ops::reconcile::{Fix, ReportSpec};
 use paysettle_ops::report::{AmountFormat, Mapping};
 use paysettle_ops::{Batch, Class, Journal, Progress, Reconciler, Summary, render};
 use paysettle_queue::{DEAD_LETTER_REASON_HEADER, Message, Queue, QueueKind};
-use paysettle_store::{EventFilter, Ledger, PaymentFilter, PaymentId, PaymentKey};
+use paysettle_store::{EventFilter, Ledger, PaymentFilter, PaymentId, PaymentKey, StoreError};
 use tokio_util::sync::CancellationToken;
 
 use crate::{ConfigArg, resolve};
@@ -149,6 +150,40 @@ pub enum PaymentsCommand {
         after_help = "Examples:\n  paysettle payments show --provider portmanat ORDER-1001\n  paysettle payments show --id 42 --format json"
     )]
     Show(ShowArgs),
+    /// Resolve a flagged payment (a mismatch or a conflict): accept what the
+    /// provider said, or keep the ledger. Kept in the history and announced
+    /// to finance (`payment.resolved`, and the status event of any move).
+    #[command(
+        after_help = "Examples:\n  paysettle payments resolve plutu INV-1001 --accept-provider --reason \"captured per the bank statement\"\n  paysettle payments resolve portmanat ORDER-7 --keep-ledger --reason \"test-mode answer, not real money\""
+    )]
+    Resolve(ResolveArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ResolveArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// The provider: portmanat, paysys or plutu.
+    #[arg(value_parser = parse_provider)]
+    provider: Provider,
+    /// The shop's reference.
+    reference: String,
+    #[arg(long, value_parser = parse_account)]
+    account: Option<Account>,
+    /// The provider is right: its status, amount and transaction id become
+    /// the ledger's.
+    #[arg(
+        long,
+        conflicts_with = "keep_ledger",
+        required_unless_present = "keep_ledger"
+    )]
+    accept_provider: bool,
+    /// The ledger is right: the provider's claim is set aside.
+    #[arg(long)]
+    keep_ledger: bool,
+    /// Why, for the history and for finance.
+    #[arg(long)]
+    reason: String,
 }
 
 #[derive(Debug, Args)]
@@ -162,7 +197,7 @@ pub struct ListArgs {
     /// Any of these statuses (repeat or comma-separate).
     #[arg(long = "status", value_delimiter = ',', value_parser = parse_status)]
     statuses: Vec<PaymentStatus>,
-    /// Only payments flagged with an amount or currency mismatch.
+    /// Only flagged payments (a mismatch or a conflict).
     #[arg(long)]
     mismatched: bool,
     /// Updated at or after: RFC 3339, a date, or an age such as 24h.
@@ -727,6 +762,7 @@ pub async fn payments(command: PaymentsCommand) -> anyhow::Result<Exit> {
             write_report(None, text.as_bytes())?;
             Ok(0)
         }
+        PaymentsCommand::Resolve(args) => resolve_payment(args).await,
         PaymentsCommand::Show(args) => {
             let (_, resolved) = resolve(&args.config)?;
             init_logging();
@@ -764,6 +800,54 @@ pub async fn payments(command: PaymentsCommand) -> anyhow::Result<Exit> {
             write_report(None, text.as_bytes())?;
             Ok(0)
         }
+    }
+}
+
+/// `paysettle payments resolve`: exit 0 resolved, 1 no such payment or not
+/// flagged (nothing changed), 2 bad input.
+pub async fn resolve_payment(args: ResolveArgs) -> anyhow::Result<Exit> {
+    let (_, resolved) = resolve(&args.config)?;
+    init_logging();
+    let reference =
+        Reference::parse(&args.reference).map_err(|e| anyhow::anyhow!("the reference: {e}"))?;
+    if args.reason.trim().is_empty() {
+        eprintln!("paysettle: --reason is empty; say why, for the history and for finance");
+        return Ok(2);
+    }
+    let resolution = if args.accept_provider {
+        Resolution::AcceptProvider
+    } else {
+        Resolution::KeepLedger
+    };
+    let ledger = open_ledger(&resolved)?;
+    let account = args.account.unwrap_or_default();
+    match ledger
+        .resolve(
+            args.provider,
+            account,
+            reference.clone(),
+            resolution,
+            args.reason,
+        )
+        .await
+    {
+        Ok(done) => {
+            println!(
+                "{} {}: resolved ({}), {} -> {}; {} event(s) for finance",
+                args.provider,
+                reference,
+                resolution.code(),
+                done.from,
+                done.to,
+                done.events.len()
+            );
+            Ok(0)
+        }
+        Err(err @ (StoreError::NotFound { .. } | StoreError::Refused { .. })) => {
+            eprintln!("paysettle: {err}; nothing changed");
+            Ok(1)
+        }
+        Err(err) => Err(err.into()),
     }
 }
 
@@ -825,8 +909,19 @@ fn show_text(
             "no (the provider spoke first)"
         }
     ));
-    if let Some(mismatch) = &p.mismatch {
-        out.push_str(&format!("  MISMATCH        {mismatch}\n"));
+    if let Some(flag) = &p.flag {
+        let state = if flag.awaiting_recheck {
+            "awaiting its re-check"
+        } else {
+            "resolve with `paysettle payments resolve`"
+        };
+        out.push_str(&format!("  FLAG            {} ({state})\n", flag.summary()));
+        out.push_str(&format!(
+            "  PROVIDER SAID   {} {} (from a {})\n",
+            flag.claim.status.target(),
+            money_text(flag.claim.money),
+            flag.claim.source
+        ));
     }
     out.push_str(&format!("  version         {}\n", p.version));
     out.push_str(&format!(

@@ -32,6 +32,7 @@ mod feed;
 mod openapi;
 mod ops;
 mod settle;
+mod truth;
 
 /// A configuration file for the `paysettle` binary run by a test: the
 /// ledger in `dir`, RabbitMQ under `prefix`, every provider account at the
@@ -192,6 +193,7 @@ async fn spawn_app(options: Options) -> App {
         test_queue.dir.path().join("ledger.sqlite"),
         LedgerOptions {
             policies: worker.policies(),
+            rules: worker.ledger_rules(),
             ..LedgerOptions::default()
         },
     )

@@ -360,7 +360,7 @@ async fn reconcile_reports_every_class_and_apply_fixes_exactly_those_and_publish
     let summary = &report["summary"];
     assert_eq!(summary["payments"], 7);
     assert_eq!(summary["discrepancies"], 6);
-    assert_eq!(summary["by_class"].as_object().unwrap().len(), 9);
+    assert_eq!(summary["by_class"].as_object().unwrap().len(), 10);
     assert_eq!(summary["by_class"]["status_mismatch"], 1);
     assert_eq!(summary["money"]["amount_mismatch"]["AZN"], 1500);
 
@@ -469,8 +469,80 @@ async fn reconcile_reports_every_class_and_apply_fixes_exactly_those_and_publish
     let after = findings_by_reference(&out);
     assert_eq!(class_of(&after, "STATUS-1"), "ok");
     assert_eq!(class_of(&after, "UNPUB-1"), "ok");
-    assert_eq!(class_of(&after, "AMOUNT-1"), "amount_mismatch");
+    // Flagged now: only an operator's resolution clears it.
+    assert_eq!(class_of(&after, "AMOUNT-1"), "flagged");
+    assert!(
+        after["AMOUNT-1"]["classes"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("amount_mismatch"))
+    );
     assert_eq!(class_of(&after, "MISSING-1"), "missing_at_provider");
+    // --apply never clears a flag, nor settles the flagged payment.
+    let mut args = RECONCILE_JSON.to_vec();
+    args.extend(["--apply", "--yes", "--fresh"]);
+    let out = env.run(&args);
+    let again = findings_by_reference(&out);
+    assert!(
+        again["AMOUNT-1"]["applied"].is_null(),
+        "{}",
+        again["AMOUNT-1"]
+    );
+    let amount = env.status(Provider::Portmanat, "AMOUNT-1").await;
+    assert!(amount.mismatch.is_some());
+    assert!(!amount.status.is_final(), "{amount:?}");
+
+    // The operator's way out: refused without a flag or a reason, then the
+    // provider's word is accepted, kept in the history and announced.
+    let out = env.run(&[
+        "payments",
+        "resolve",
+        "paysys",
+        "STATUS-1",
+        "--keep-ledger",
+        "--reason",
+        "x",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("not flagged"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = env.run(&[
+        "payments",
+        "resolve",
+        "portmanat",
+        "AMOUNT-1",
+        "--accept-provider",
+        "--reason",
+        " ",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let out = env.run(&[
+        "payments",
+        "resolve",
+        "portmanat",
+        "AMOUNT-1",
+        "--accept-provider",
+        "--reason",
+        "the bank statement shows 15.00 AZN",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let resolved = env.status(Provider::Portmanat, "AMOUNT-1").await;
+    assert!(
+        resolved.mismatch.is_none() && resolved.flag.is_none(),
+        "{resolved:?}"
+    );
+    let history = env.ledger.history(resolved.id).await.unwrap();
+    let last = history.last().unwrap();
+    assert_eq!(last.outcome, "resolved");
+    assert_eq!(last.reason.as_deref(), Some("accept_provider"));
+    let events = env.ledger.events_of(resolved.id).await.unwrap();
+    assert!(
+        events.iter().any(|e| e.event_type == "payment.resolved"),
+        "{events:?}"
+    );
     assert_eq!(class_of(&after, "STUCK-1"), "stuck_pending");
 
     // Only ok payments: exit 0.

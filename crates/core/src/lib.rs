@@ -7,6 +7,8 @@
 //! - [`money`]: [`Money`] in integer minor units of an ISO 4217 [`Currency`].
 //! - [`ids`]: [`Provider`], [`Account`], [`Reference`], [`ProviderTxnId`], [`Source`].
 //! - [`state`]: [`PaymentStatus`] and the state machine's [`apply`](state::apply).
+//! - [`decide`]: what an observation, a registration or an operator's
+//!   correction does to a payment: flags, re-checks, events and schedule.
 //! - [`observation`]: [`Observation`], what every callback and status answer becomes.
 //! - [`verify`]: [`VerifiedCallback`] and [`VerifyError`].
 //! - [`inbound`]: [`InboundCallback`](inbound::InboundCallback), the message from receiver to worker.
@@ -17,6 +19,7 @@
 
 mod answer;
 mod crypto;
+pub mod decide;
 pub mod form;
 pub mod ids;
 pub mod inbound;

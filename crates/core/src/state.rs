@@ -9,10 +9,15 @@
 //! growing total; succeeded → canceled for a reversal) and everything else is
 //! refused with a reason and changes nothing.
 //!
-//! Refund observations carry the *total* refunded so far (or nothing, meaning
-//! everything paid), never an increment, so seeing one twice cannot count it
-//! twice. A refund seen before the success it implies settles both: the
-//! provider saying "refunded" is the provider saying "it was paid".
+//! Refund observations carry the *total* refunded so far, never an increment,
+//! so seeing one twice cannot count it twice; a refund whose amount nobody
+//! reported moves the payment to refunded with its refunded total unknown,
+//! and never books an amount. A refund seen before the success it implies
+//! settles both: the provider saying "refunded" is the provider saying "it
+//! was paid".
+//!
+//! Flags, re-checks, holds and the schedule are layered on top of this table
+//! in [`decide`](crate::decide).
 
 use std::fmt;
 use std::str::FromStr;
@@ -118,7 +123,8 @@ pub enum ObservedStatus {
     Failed,
     /// Cancelled or reversed.
     Canceled,
-    /// Refunded; `total` is everything refunded so far, `None` meaning all of it.
+    /// Refunded; `total` is everything refunded so far, `None` when the
+    /// provider did not say how much (PaySys `check_payment` never does).
     Refunded {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         total: Option<Money>,
@@ -151,7 +157,8 @@ pub struct PaymentState {
     /// What was paid, once the payment succeeded (kept through refunds, cleared
     /// by a reversal).
     pub paid: Option<Money>,
-    /// Everything refunded so far.
+    /// Everything refunded so far (`None` for a refunded payment whose
+    /// refunded total nobody reported).
     pub refunded: Option<Money>,
 }
 
@@ -373,7 +380,23 @@ fn apply_refund(
             return Err(TransitionError::ConflictsWithFinal { from, to: Refunded });
         }
     };
-    let refund = total.unwrap_or(paid);
+    let Some(refund) = total else {
+        // Refunded, by an amount nobody reported: what is known of the
+        // refunded total is kept, and nothing is booked.
+        if from == Refunded {
+            return Err(TransitionError::AlreadyInState(Refunded));
+        }
+        let step_from = steps.last().map_or(from, |s: &Step| s.to);
+        steps.push(Step {
+            from: step_from,
+            to: Refunded,
+            amount: None,
+        });
+        next.paid = Some(paid);
+        next.refunded = None;
+        next.status = Refunded;
+        return Ok(Transition { steps, state: next });
+    };
     if refund.currency() != paid.currency() {
         return Err(TransitionError::CurrencyMismatch {
             expected: paid.currency(),
@@ -636,8 +659,22 @@ mod tests {
             ),
             Err(TransitionError::EmptyRefund)
         );
-        let full = apply(&succeeded, ObservedStatus::Refunded { total: None }, None).unwrap();
-        assert_eq!(full.state.refunded, Some(usd(1000)));
+        let unknown = apply(&succeeded, ObservedStatus::Refunded { total: None }, None).unwrap();
+        assert_eq!(unknown.state.status, PaymentStatus::Refunded);
+        assert_eq!(
+            unknown.state.refunded, None,
+            "no amount is booked that nobody reported"
+        );
+        assert_eq!(unknown.steps[0].amount, None);
+        assert_eq!(
+            apply(
+                &partial.state,
+                ObservedStatus::Refunded { total: None },
+                None
+            ),
+            Err(TransitionError::AlreadyInState(PaymentStatus::Refunded)),
+            "a refund without an amount keeps the known total"
+        );
     }
 
     #[test]

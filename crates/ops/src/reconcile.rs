@@ -37,6 +37,9 @@ pub enum Class {
     UnknownLocally,
     /// The provider does not know a payment the ledger has.
     MissingAtProvider,
+    /// The ledger holds the payment flagged (a mismatch or a conflict):
+    /// only `paysettle payments resolve` clears it, never `--apply`.
+    Flagged,
     /// The provider and the ledger disagree on the currency.
     CurrencyMismatch,
     /// … on the amount.
@@ -56,9 +59,10 @@ pub enum Class {
 
 impl Class {
     /// Every class, most serious first.
-    pub const ALL: [Class; 9] = [
+    pub const ALL: [Class; 10] = [
         Class::UnknownLocally,
         Class::MissingAtProvider,
+        Class::Flagged,
         Class::CurrencyMismatch,
         Class::AmountMismatch,
         Class::StatusMismatch,
@@ -73,6 +77,7 @@ impl Class {
         match self {
             Class::UnknownLocally => "unknown_locally",
             Class::MissingAtProvider => "missing_at_provider",
+            Class::Flagged => "flagged",
             Class::CurrencyMismatch => "currency_mismatch",
             Class::AmountMismatch => "amount_mismatch",
             Class::StatusMismatch => "status_mismatch",
@@ -775,6 +780,21 @@ fn judge(payment: &PaymentRecord, said: Said, events: &[OutboxEvent], batch: &Ba
             details.push(format!("the provider could not be asked: {why}"));
         }
     }
+    if let Some(flag) = payment.flag.as_ref().filter(|f| f.holds()) {
+        // A flag is for a person: `--apply` would only be held by it, and
+        // must never look as if it settled what the flag disputes.
+        classes.insert(Class::Flagged);
+        details.insert(
+            0,
+            format!(
+                "flagged {}; an operator resolves it (paysettle payments resolve)",
+                flag.summary()
+            ),
+        );
+        if fix == Fix::Apply {
+            fix = Fix::None;
+        }
+    }
     let age = now.duration_since(payment.created_at);
     if !payment.status.is_final()
         && !provider_final
@@ -835,5 +855,11 @@ fn describe(outcome: &ApplyOutcome) -> String {
             Some(_) => format!("flagged {reason}; finance told"),
             None => format!("flagged {reason} (already announced)"),
         },
+        ApplyOutcome::Held { reason, .. } => {
+            format!("held: the payment is flagged {reason}; an operator resolves it")
+        }
+        ApplyOutcome::Recheck { .. } => {
+            "conflicts with the ledger's final status; the provider is asked once more".into()
+        }
     }
 }

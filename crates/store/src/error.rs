@@ -28,6 +28,13 @@ pub enum StoreError {
         existing: String,
         requested: String,
     },
+    /// No payment with that key.
+    #[error("no {what} in the ledger")]
+    NotFound { what: String },
+    /// The operation is refused for what the payment is now (a resolution
+    /// of a payment that is not flagged).
+    #[error("refused: {reason}")]
+    Refused { reason: String },
     /// A value read back from the ledger breaks its own rules (hand-edited or
     /// corrupt file).
     #[error("the ledger holds an invalid {what}: {detail}")]

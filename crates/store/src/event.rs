@@ -2,48 +2,12 @@
 //! object per message, routing key `payment.<status>.<provider>`.
 
 use jiff::Timestamp;
-use paysettle_core::{Money, Observation, PaymentStatus};
+use paysettle_core::decide::{Event, EventKind};
+use paysettle_core::{Account, Money, Provider, Reference, Source};
 use serde::Serialize;
 
-/// The event types finance hears about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventType {
-    Succeeded,
-    Failed,
-    Canceled,
-    Refunded,
-    Stale,
-    Mismatch,
-}
-
-impl EventType {
-    /// The event type for a payment entering `status`, if finance hears of it.
-    pub fn for_status(status: PaymentStatus) -> Option<EventType> {
-        match status {
-            PaymentStatus::Succeeded => Some(EventType::Succeeded),
-            PaymentStatus::Failed => Some(EventType::Failed),
-            PaymentStatus::Canceled => Some(EventType::Canceled),
-            PaymentStatus::Refunded => Some(EventType::Refunded),
-            PaymentStatus::Stale => Some(EventType::Stale),
-            PaymentStatus::Created | PaymentStatus::Pending => None,
-        }
-    }
-
-    /// `payment.succeeded` and so on.
-    pub fn name(self) -> &'static str {
-        match self {
-            EventType::Succeeded => "payment.succeeded",
-            EventType::Failed => "payment.failed",
-            EventType::Canceled => "payment.canceled",
-            EventType::Refunded => "payment.refunded",
-            EventType::Stale => "payment.stale",
-            EventType::Mismatch => "payment.mismatch",
-        }
-    }
-
-    fn key_word(self) -> &'static str {
-        self.name().trim_start_matches("payment.")
-    }
+fn key_word(kind: EventKind) -> &'static str {
+    kind.name().trim_start_matches("payment.")
 }
 
 /// The published event. Field order is the contract's order.
@@ -56,8 +20,8 @@ pub struct SettledEvent<'a> {
     pub account: &'a str,
     pub reference: &'a str,
     pub provider_transaction_id: Option<&'a str>,
-    /// Minor units. For a refund, what this event refunds; for a mismatch,
-    /// what the provider reported.
+    /// Minor units. For a refund, what this event refunds (`null` when the
+    /// provider did not say); for a flag, what the provider reported.
     pub amount: Option<i64>,
     pub currency: Option<&'a str>,
     pub status: &'static str,
@@ -69,55 +33,70 @@ pub struct SettledEvent<'a> {
     pub expected_amount: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expected_currency: Option<&'a str>,
+    /// `payment.mismatch`: which disagreement.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mismatch: Option<&'a str>,
+    /// `payment.refunded`: everything refunded so far (`null`: not known).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refunded_total: Option<Option<i64>>,
+    /// `payment.conflict` and `payment.resolved`: the flag.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flag: Option<&'a str>,
+    /// `payment.resolved`: `accept_provider` or `keep_ledger`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolution: Option<&'a str>,
 }
 
-/// Everything an event is built from.
-pub(crate) struct EventInput<'a> {
+/// The payment and the moment an event is about.
+pub(crate) struct EventContext<'a> {
     pub event_id: &'a str,
-    pub event_type: EventType,
-    pub observation: &'a Observation,
+    pub provider: Provider,
+    pub account: &'a Account,
+    pub reference: &'a Reference,
     pub provider_txn_id: Option<&'a str>,
-    pub amount: Option<Money>,
-    pub status: PaymentStatus,
-    pub previous_status: PaymentStatus,
-    pub version: i64,
-    pub expected: Option<Money>,
-    pub mismatch: Option<&'a str>,
+    pub source: Source,
+    pub occurred_at: Timestamp,
 }
 
 /// The routing key and JSON body of an event.
-pub(crate) fn build(input: &EventInput<'_>) -> (String, String) {
-    let o = input.observation;
-    let currency = input.amount.map(|m| m.currency().code());
-    let event = SettledEvent {
-        event_id: input.event_id,
-        event_type: input.event_type.name(),
-        provider: o.provider.as_str(),
-        account: o.account.as_str(),
-        reference: o.reference.as_str(),
-        provider_transaction_id: input.provider_txn_id,
-        amount: input.amount.map(Money::minor),
-        currency,
-        status: input.status.as_str(),
-        previous_status: input.previous_status.as_str(),
-        source: o.source.as_str(),
-        occurred_at: rfc3339(o.observed_at),
-        ledger_version: input.version,
-        expected_amount: input.mismatch.and(input.expected.map(Money::minor)),
-        expected_currency: input
-            .mismatch
-            .and(input.expected.map(|m| m.currency().code())),
-        mismatch: input.mismatch,
+pub(crate) fn build(event: &Event, context: &EventContext<'_>) -> (String, String) {
+    let flag = event.flag.map(|f| f.code());
+    let is_flag = matches!(event.kind, EventKind::Mismatch | EventKind::Conflict);
+    let body = SettledEvent {
+        event_id: context.event_id,
+        event_type: event.kind.name(),
+        provider: context.provider.as_str(),
+        account: context.account.as_str(),
+        reference: context.reference.as_str(),
+        provider_transaction_id: context.provider_txn_id,
+        amount: event.amount.map(Money::minor),
+        currency: event.amount.map(|m| m.currency().code()),
+        status: event.status.as_str(),
+        previous_status: event.previous_status.as_str(),
+        source: context.source.as_str(),
+        occurred_at: rfc3339(context.occurred_at),
+        ledger_version: event.version,
+        expected_amount: is_flag.then(|| event.expected.map(Money::minor)).flatten(),
+        expected_currency: is_flag
+            .then(|| event.expected.map(|m| m.currency().code()))
+            .flatten(),
+        mismatch: (event.kind == EventKind::Mismatch)
+            .then_some(flag)
+            .flatten(),
+        refunded_total: (event.kind == EventKind::Status(paysettle_core::PaymentStatus::Refunded))
+            .then(|| event.refunded_total.map(Money::minor)),
+        flag: matches!(event.kind, EventKind::Conflict | EventKind::Resolved)
+            .then_some(flag)
+            .flatten(),
+        resolution: event.resolution.map(|r| r.code()),
     };
     let routing_key = format!(
         "payment.{}.{}",
-        input.event_type.key_word(),
-        o.provider.as_str()
+        key_word(event.kind),
+        context.provider.as_str()
     );
     // Serialising a struct of strings and integers cannot fail.
-    let body = serde_json::to_string(&event).unwrap_or_default();
+    let body = serde_json::to_string(&body).unwrap_or_default();
     (routing_key, body)
 }
 

@@ -16,7 +16,7 @@ const CHECKS: &[(&str, &str)] = &[
     (
         "payment whose status is not where its history moved it",
         "SELECT p.id || ' (' || p.status || ', history says ' || coalesce(last.to_status, 'created') || ')' FROM payments p \
-         LEFT JOIN history last ON last.id = (SELECT max(id) FROM history WHERE payment_id = p.id AND outcome = 'applied') \
+         LEFT JOIN history last ON last.id = (SELECT max(id) FROM history WHERE payment_id = p.id AND outcome IN ('applied', 'resolved')) \
          WHERE p.status != coalesce(last.to_status, 'created')",
     ),
     (
@@ -31,9 +31,17 @@ const CHECKS: &[(&str, &str)] = &[
          WHERE h.id IS NULL OR h.payment_id != o.payment_id",
     ),
     (
-        "settled payment still on the check schedule",
+        "settled payment still on the check schedule (not for a re-check)",
         "SELECT p.id FROM checks c JOIN payments p ON p.id = c.payment_id \
-         WHERE p.status IN ('succeeded', 'failed', 'canceled', 'refunded', 'stale')",
+         WHERE p.status IN ('succeeded', 'failed', 'canceled', 'refunded', 'stale') AND c.recheck = 0",
+    ),
+    (
+        "flagged payment still on the check schedule",
+        "SELECT p.id FROM checks c JOIN payments p ON p.id = c.payment_id WHERE p.mismatch IS NOT NULL",
+    ),
+    (
+        "flag the ledger cannot read",
+        "SELECT id FROM payments WHERE flag IS NOT NULL AND json_valid(flag) = 0",
     ),
     (
         "refund larger than the payment",

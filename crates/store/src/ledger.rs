@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jiff::Timestamp;
+use paysettle_core::decide::Resolution;
 use paysettle_core::schedule::CheckPolicy;
 use paysettle_core::{Account, PaymentStatus, Provider, Reference};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
@@ -21,11 +22,12 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::error::StoreError;
 use crate::migrate;
 use crate::model::{
-    ApplyOutcome, ApplyRequest, CheckState, DueCheck, EventFilter, HistoryEntry, OutboxEvent,
-    PaymentFilter, PaymentId, PaymentKey, PaymentRecord, RegisterOutcome, Registration,
+    ApplyOutcome, ApplyRequest, CheckNow, CheckState, DueCheck, EventFilter, HistoryEntry,
+    LedgerRules, OutboxEvent, PaymentFilter, PaymentId, PaymentKey, PaymentRecord, RegisterOutcome,
+    Registration, Resolved,
 };
 use crate::rows::{self, ms};
-use crate::write::{self, Policies};
+use crate::write::{self, Policies, Rules};
 
 /// How durable a commit is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -45,6 +47,8 @@ pub struct LedgerOptions {
     pub synchronous: Synchronous,
     /// Each provider's polling policy (first check, deadline).
     pub policies: Policies,
+    /// The rules of the ledger's decisions besides polling.
+    pub rules: LedgerRules,
     /// How many write commands may wait for the writer.
     pub queue_depth: usize,
     /// How long a write waits for another process's lock (an operator's
@@ -60,6 +64,7 @@ impl Default for LedgerOptions {
                 .into_iter()
                 .map(|p| (p, CheckPolicy::default()))
                 .collect(),
+            rules: LedgerRules::default(),
             queue_depth: 1024,
             busy_timeout: Duration::from_secs(5),
         }
@@ -77,7 +82,13 @@ enum Command {
         Reply<Vec<Result<ApplyOutcome, StoreError>>>,
     ),
     RecordCheck(PaymentId, Option<Timestamp>, Option<String>, Reply<bool>),
-    CheckNow(Provider, Account, PaymentKey, Reply<Option<PaymentId>>),
+    CheckNow(Provider, Account, PaymentKey, Reply<CheckNow>),
+    Resolve(
+        Box<(Provider, Account, Reference)>,
+        Resolution,
+        String,
+        Reply<Resolved>,
+    ),
     MarkPublished(Vec<i64>, Reply<usize>),
 }
 
@@ -139,12 +150,15 @@ impl Ledger {
         let id = ledger_id(&conn)?;
 
         let (commands, receiver) = mpsc::channel(options.queue_depth.max(1));
-        let policies = options.policies.clone();
+        let rules = Rules {
+            checks: options.policies.clone(),
+            ledger: options.rules.clone(),
+        };
         let commits = watch::Sender::new(0);
         let bump = commits.clone();
         std::thread::Builder::new()
             .name("ledger-writer".into())
-            .spawn(move || writer(conn, receiver, policies, bump))
+            .spawn(move || writer(conn, receiver, rules, bump))
             .map_err(|error| StoreError::Open {
                 path: shown.clone(),
                 error,
@@ -245,16 +259,38 @@ impl Ledger {
             .await
     }
 
-    /// Makes a scheduled payment due now. `None` when the ledger has no such
-    /// payment.
+    /// Makes a payment's check due now, and says whether it did: a stale or
+    /// settled payment comes back for one re-check; a flagged payment, or one
+    /// of a provider without a status API, is not checked.
     pub async fn check_now(
         &self,
         provider: Provider,
         account: Account,
         key: PaymentKey,
-    ) -> Result<Option<PaymentId>, StoreError> {
+    ) -> Result<CheckNow, StoreError> {
         self.send(|reply| Command::CheckNow(provider, account, key, reply))
             .await
+    }
+
+    /// An operator's resolution of a flagged payment, decided by core's
+    /// `decide_resolution`: kept in the history and announced to finance.
+    pub async fn resolve(
+        &self,
+        provider: Provider,
+        account: Account,
+        reference: Reference,
+        resolution: Resolution,
+        reason: String,
+    ) -> Result<Resolved, StoreError> {
+        self.send(|reply| {
+            Command::Resolve(
+                Box::new((provider, account, reference)),
+                resolution,
+                reason,
+                reply,
+            )
+        })
+        .await
     }
 
     /// Marks outbox events published (after the broker confirmed them).
@@ -635,7 +671,8 @@ enum Output {
     Register(RegisterOutcome),
     Apply(ApplyOutcome),
     RecordCheck(bool),
-    CheckNow(Option<PaymentId>),
+    CheckNow(CheckNow),
+    Resolve(Resolved),
     MarkPublished(usize),
 }
 
@@ -645,25 +682,23 @@ impl Command {
     fn execute(
         &self,
         tx: &rusqlite::Transaction<'_>,
-        policies: &Policies,
+        rules: &Rules,
         now: Timestamp,
     ) -> Result<Output, StoreError> {
         match self {
             Command::Register(registration, _) => {
-                write::register(tx, registration, policies).map(Output::Register)
+                write::register(tx, registration, rules).map(Output::Register)
             }
-            Command::Apply(request, _) => {
-                write::apply(tx, request, policies, now).map(Output::Apply)
-            }
+            Command::Apply(request, _) => write::apply(tx, request, rules, now).map(Output::Apply),
             Command::ApplyCheck(request, next, _) => {
-                let outcome = write::apply(tx, request, policies, now)?;
+                let outcome = write::apply(tx, request, rules, now)?;
                 write::record_check(tx, outcome.payment_id(), Some(*next), None)?;
                 Ok(Output::Apply(outcome))
             }
             Command::RecordCheck(payment, next, error, _) => {
                 let recorded = write::record_check(tx, *payment, *next, error.as_deref())?;
                 if error.is_some() && next.is_some() {
-                    // When it failed, for the shop API (schema version 2).
+                    // When it failed, for the shop API (schema version 3).
                     tx.prepare_cached(
                         "UPDATE checks SET last_error_at_ms = ?2 WHERE payment_id = ?1",
                     )?
@@ -672,7 +707,10 @@ impl Command {
                 Ok(Output::RecordCheck(recorded))
             }
             Command::CheckNow(provider, account, key, _) => {
-                write::check_now(tx, *provider, account, key, now).map(Output::CheckNow)
+                write::check_now(tx, *provider, account, key, rules, now).map(Output::CheckNow)
+            }
+            Command::Resolve(key, resolution, reason, _) => {
+                write::resolve(tx, key, *resolution, reason, rules, now).map(Output::Resolve)
             }
             Command::MarkPublished(seqs, _) => {
                 write::mark_published(tx, seqs, now).map(Output::MarkPublished)
@@ -724,6 +762,15 @@ impl Command {
                     }
                 }));
             }
+            Command::Resolve(.., reply) => {
+                let _ = reply.send(result.and_then(|o| {
+                    if let Output::Resolve(v) = o {
+                        Ok(v)
+                    } else {
+                        Err(mismatch())
+                    }
+                }));
+            }
             Command::MarkPublished(_, reply) => {
                 let _ = reply.send(result.and_then(|o| {
                     if let Output::MarkPublished(v) = o {
@@ -748,7 +795,7 @@ impl Command {
 fn writer(
     mut conn: Connection,
     mut commands: mpsc::Receiver<Command>,
-    policies: Policies,
+    rules: Rules,
     commits: watch::Sender<u64>,
 ) {
     while let Some(first) = commands.blocking_recv() {
@@ -763,19 +810,19 @@ fn writer(
         let mut singles = Vec::new();
         for command in group {
             if let Command::ApplyBatch(requests, reply) = command {
-                commit_group(&mut conn, std::mem::take(&mut singles), &policies, now);
-                let _ = reply.send(apply_batch(&mut conn, &requests, &policies, now));
+                commit_group(&mut conn, std::mem::take(&mut singles), &rules, now);
+                let _ = reply.send(apply_batch(&mut conn, &requests, &rules, now));
             } else {
                 singles.push(command);
             }
         }
-        commit_group(&mut conn, singles, &policies, now);
+        commit_group(&mut conn, singles, &rules, now);
         commits.send_modify(|n| *n = n.wrapping_add(1));
     }
     tracing::debug!("ledger writer stopped");
 }
 
-fn commit_group(conn: &mut Connection, group: Vec<Command>, policies: &Policies, now: Timestamp) {
+fn commit_group(conn: &mut Connection, group: Vec<Command>, rules: &Rules, now: Timestamp) {
     if group.is_empty() {
         return;
     }
@@ -783,7 +830,7 @@ fn commit_group(conn: &mut Connection, group: Vec<Command>, policies: &Policies,
         let together = in_transaction(conn, |tx| {
             group
                 .iter()
-                .map(|c| c.execute(tx, policies, now))
+                .map(|c| c.execute(tx, rules, now))
                 .collect::<Result<Vec<_>, _>>()
         });
         if let Ok(outputs) = together {
@@ -794,7 +841,7 @@ fn commit_group(conn: &mut Connection, group: Vec<Command>, policies: &Policies,
         }
     }
     for command in group {
-        let result = in_transaction(conn, |tx| command.execute(tx, policies, now));
+        let result = in_transaction(conn, |tx| command.execute(tx, rules, now));
         command.reply(result);
     }
 }
@@ -804,13 +851,13 @@ fn commit_group(conn: &mut Connection, group: Vec<Command>, policies: &Policies,
 fn apply_batch(
     conn: &mut Connection,
     requests: &[write::Prepared],
-    policies: &Policies,
+    rules: &Rules,
     now: Timestamp,
 ) -> Result<Vec<Result<ApplyOutcome, StoreError>>, StoreError> {
     let whole = in_transaction(conn, |tx| {
         requests
             .iter()
-            .map(|request| write::apply(tx, request, policies, now))
+            .map(|request| write::apply(tx, request, rules, now))
             .collect::<Result<Vec<_>, _>>()
     });
     match whole {
@@ -819,7 +866,7 @@ fn apply_batch(
             let mut outcomes = Vec::with_capacity(requests.len());
             for request in requests {
                 tx.execute_batch("SAVEPOINT observation")?;
-                let outcome = write::apply(tx, request, policies, now);
+                let outcome = write::apply(tx, request, rules, now);
                 if outcome.is_ok() {
                     tx.execute_batch("RELEASE observation")?;
                 } else {

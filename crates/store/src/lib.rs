@@ -36,6 +36,7 @@ pub use error::StoreError;
 pub use ledger::{Ledger, LedgerHealth, LedgerOptions, Synchronous};
 pub use migrate::SCHEMA_VERSION;
 pub use model::{
-    ApplyOutcome, ApplyRequest, CheckState, DueCheck, EventFilter, HistoryEntry, OutboxEvent,
-    PaymentFilter, PaymentId, PaymentKey, PaymentRecord, RegisterOutcome, Registration,
+    ApplyOutcome, ApplyRequest, CheckNow, CheckState, DueCheck, EventFilter, HistoryEntry,
+    LedgerRules, OutboxEvent, PaymentFilter, PaymentId, PaymentKey, PaymentRecord, RegisterOutcome,
+    Registration, Resolved,
 };

@@ -89,7 +89,24 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX checks_due ON checks (next_check_at_ms);
     ",
-    // 2: when the last failed status check failed (the shop API shows it).
+    // 2: flags as states (core's `decide::Flag`, JSON), the shop's expected
+    // currency apart from the paid one, and re-checks of settled payments.
+    "
+    ALTER TABLE payments ADD COLUMN expected_currency TEXT;
+    UPDATE payments SET expected_currency = currency WHERE expected_minor IS NOT NULL;
+    ALTER TABLE payments ADD COLUMN flag TEXT;
+    UPDATE payments SET flag = json_object(
+        'kind', CASE WHEN instr(mismatch, ':') > 0 THEN substr(mismatch, 1, instr(mismatch, ':') - 1) ELSE 'amount_mismatch' END,
+        'claim', json_object(
+            'status', json_object('status', CASE status WHEN 'created' THEN 'pending' ELSE status END),
+            'money', NULL,
+            'provider_txn_id', provider_txn_id,
+            'source', 'callback'),
+        'detail', mismatch)
+    WHERE mismatch IS NOT NULL;
+    ALTER TABLE checks ADD COLUMN recheck INTEGER NOT NULL DEFAULT 0;
+    ",
+    // 3: when the last failed status check failed (the shop API shows it).
     "
     ALTER TABLE checks ADD COLUMN last_error_at_ms INTEGER;
     ",

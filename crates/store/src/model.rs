@@ -1,6 +1,7 @@
 //! What goes into the ledger and what comes out of it.
 
 use jiff::Timestamp;
+use paysettle_core::decide::Flag;
 use paysettle_core::{
     Account, Money, Observation, PaymentStatus, Provider, ProviderTxnId, Reference,
 };
@@ -44,6 +45,30 @@ impl RegisterOutcome {
     }
 }
 
+/// The rules of the ledger's decisions besides each provider's polling
+/// policy (see `paysettle_core::decide::Policy`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerRules {
+    /// A PaySys "completed" notification waits for `check_payment`. Off in
+    /// [`Default`] (a ledger on its own has nobody to check with); the
+    /// product turns it on from `worker.paysys_confirm` (default true).
+    pub hold_paysys_success: bool,
+    /// Accounts whose test-mode payments are real (test accounts).
+    pub test_accounts: Vec<(Provider, Account)>,
+    /// How long a re-check of a settled or stale payment may take.
+    pub recheck_window: std::time::Duration,
+}
+
+impl Default for LedgerRules {
+    fn default() -> Self {
+        LedgerRules {
+            hold_paysys_success: false,
+            test_accounts: Vec::new(),
+            recheck_window: std::time::Duration::from_secs(60 * 60),
+        }
+    }
+}
+
 /// One observation to apply, with the raw request or answer it came from
 /// (secrets and card numbers are removed again before it is written).
 #[derive(Debug, Clone)]
@@ -72,14 +97,23 @@ pub enum ApplyOutcome {
         reason: &'static str,
         detail: String,
     },
-    /// The provider contradicts the expected payment: flagged, and announced
-    /// once (`event` is `None` when the same mismatch was already announced).
+    /// The provider contradicts the shop or the ledger: the payment is
+    /// flagged (`reason` is the flag's code) and finance hears of it once
+    /// (`payment.mismatch` or `payment.conflict`).
     Mismatch {
         payment_id: PaymentId,
         reason: &'static str,
         detail: String,
         event: Option<String>,
     },
+    /// A flag holds the payment: recorded in the history, not applied.
+    Held {
+        payment_id: PaymentId,
+        reason: &'static str,
+    },
+    /// A callback contradicts a final state; the provider is asked once more
+    /// before the conflict is announced.
+    Recheck { payment_id: PaymentId },
 }
 
 impl ApplyOutcome {
@@ -89,7 +123,9 @@ impl ApplyOutcome {
             ApplyOutcome::Applied { payment_id, .. }
             | ApplyOutcome::Duplicate { payment_id }
             | ApplyOutcome::Ignored { payment_id, .. }
-            | ApplyOutcome::Mismatch { payment_id, .. } => *payment_id,
+            | ApplyOutcome::Mismatch { payment_id, .. }
+            | ApplyOutcome::Held { payment_id, .. }
+            | ApplyOutcome::Recheck { payment_id } => *payment_id,
         }
     }
 
@@ -99,7 +135,18 @@ impl ApplyOutcome {
             ApplyOutcome::Applied { .. } => "applied",
             ApplyOutcome::Duplicate { .. } => "duplicate",
             ApplyOutcome::Ignored { .. } => "ignored",
-            ApplyOutcome::Mismatch { .. } => "mismatch",
+            ApplyOutcome::Mismatch { .. } => "flagged",
+            ApplyOutcome::Held { .. } => "held",
+            ApplyOutcome::Recheck { .. } => "recheck",
+        }
+    }
+
+    /// Whether outbox events were written with it.
+    pub fn wrote_events(&self) -> bool {
+        match self {
+            ApplyOutcome::Applied { events, .. } => !events.is_empty(),
+            ApplyOutcome::Mismatch { event, .. } => event.is_some(),
+            _ => false,
         }
     }
 }
@@ -113,13 +160,20 @@ pub struct PaymentRecord {
     pub reference: Reference,
     pub provider_txn_id: Option<ProviderTxnId>,
     pub status: PaymentStatus,
+    /// What the shop registered (or, until it does, the provider's first
+    /// amount).
     pub expected: Option<Money>,
     pub paid: Option<Money>,
+    /// Everything refunded so far; `None` for a refunded payment whose
+    /// refunded total nobody reported.
     pub refunded: Option<Money>,
     /// Whether the shop registered it (otherwise the provider spoke first).
     pub registered: bool,
-    /// The last mismatch flagged, if any (`amount_mismatch: …`).
+    /// The standing flag's summary, if one holds the payment
+    /// (`amount_mismatch: …`).
     pub mismatch: Option<String>,
+    /// The flag, with the provider's claim (also one awaiting its re-check).
+    pub flag: Option<Flag>,
     /// Bumped by every change; events carry it as `ledger_version`.
     pub version: i64,
     pub created_at: Timestamp,
@@ -140,7 +194,8 @@ pub struct HistoryEntry {
     pub provider_time_raw: Option<String>,
     pub observed_at: Timestamp,
     pub recorded_at: Timestamp,
-    /// `registered`, `applied`, `ignored` or `mismatch`.
+    /// `registered`, `applied`, `ignored`, `flagged`, `held`, `recheck` or
+    /// `resolved` (`mismatch` in ledgers written before flags).
     pub outcome: String,
     pub from_status: Option<String>,
     pub to_status: Option<String>,
@@ -197,7 +252,7 @@ pub struct PaymentFilter {
     pub account: Option<Account>,
     /// Any of these statuses; empty means all.
     pub statuses: Vec<PaymentStatus>,
-    /// Only payments flagged with a mismatch.
+    /// Only flagged payments.
     pub mismatched: bool,
     pub since: Option<Timestamp>,
     pub until: Option<Timestamp>,
@@ -221,6 +276,38 @@ pub struct EventFilter {
     /// Paging: only events after this outbox position.
     pub after_seq: Option<i64>,
     pub limit: usize,
+}
+
+/// What asking for a check now did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckNow {
+    /// The payment's check is due now (a stale or settled payment is back on
+    /// the schedule for one re-check).
+    Scheduled(PaymentId),
+    /// The payment is known but not checked: flagged, or its provider has
+    /// no status API.
+    NotScheduled(PaymentId),
+    /// No such payment.
+    Unknown,
+}
+
+impl CheckNow {
+    /// The payment, when known.
+    pub fn payment_id(self) -> Option<PaymentId> {
+        match self {
+            CheckNow::Scheduled(id) | CheckNow::NotScheduled(id) => Some(id),
+            CheckNow::Unknown => None,
+        }
+    }
+}
+
+/// What an operator's resolution of a flag did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    pub payment_id: PaymentId,
+    pub from: PaymentStatus,
+    pub to: PaymentStatus,
+    pub events: Vec<String>,
 }
 
 /// How to find one payment.

@@ -9,7 +9,8 @@ use crate::error::StoreError;
 use crate::model::{HistoryEntry, OutboxEvent, PaymentId, PaymentRecord};
 
 pub(crate) const PAYMENT_COLUMNS: &str = "id, provider, account, reference, provider_txn_id, status, currency, \
-     expected_minor, paid_minor, refunded_minor, registered, mismatch, version, created_at_ms, updated_at_ms";
+     expected_minor, paid_minor, refunded_minor, registered, mismatch, version, created_at_ms, updated_at_ms, \
+     expected_currency, flag";
 
 pub(crate) fn ms(at: Timestamp) -> i64 {
     at.as_millisecond()
@@ -55,6 +56,8 @@ struct PaymentRow {
     version: i64,
     created_at: i64,
     updated_at: i64,
+    expected_currency: Option<String>,
+    flag: Option<String>,
 }
 
 fn payment_row(row: &Row<'_>) -> rusqlite::Result<PaymentRow> {
@@ -74,12 +77,24 @@ fn payment_row(row: &Row<'_>) -> rusqlite::Result<PaymentRow> {
         version: row.get(12)?,
         created_at: row.get(13)?,
         updated_at: row.get(14)?,
+        expected_currency: row.get(15)?,
+        flag: row.get(16)?,
     })
 }
 
 impl PaymentRow {
     fn into_record(self) -> Result<PaymentRecord, StoreError> {
         let currency = currency(self.currency)?;
+        let expected_currency = match self.expected_currency {
+            Some(code) => {
+                Some(Currency::from_code(&code).map_err(|e| StoreError::corrupt("currency", e))?)
+            }
+            None => currency,
+        };
+        let flag = self
+            .flag
+            .map(|json| serde_json::from_str(&json).map_err(|e| StoreError::corrupt("flag", e)))
+            .transpose()?;
         Ok(PaymentRecord {
             id: PaymentId(self.id),
             provider: self
@@ -101,11 +116,12 @@ impl PaymentRow {
                 .status
                 .parse::<PaymentStatus>()
                 .map_err(|e| StoreError::corrupt("status", e))?,
-            expected: money(currency, self.expected)?,
+            expected: money(expected_currency, self.expected)?,
             paid: money(currency, self.paid)?,
             refunded: money(currency, self.refunded)?,
             registered: self.registered,
             mismatch: self.mismatch,
+            flag,
             version: self.version,
             created_at: timestamp(self.created_at)?,
             updated_at: timestamp(self.updated_at)?,
@@ -185,10 +201,10 @@ pub(crate) fn due_checks(
         .query_map((now, limit as i64), |r| {
             Ok((
                 payment_row(r)?,
-                r.get(15)?,
-                r.get(16)?,
                 r.get(17)?,
                 r.get(18)?,
+                r.get(19)?,
+                r.get(20)?,
             ))
         })?
         .collect::<Result<_, _>>()?;

@@ -9,8 +9,8 @@ use paysettle_core::{
     Reference, Source,
 };
 use paysettle_store::{
-    ApplyOutcome, ApplyRequest, Ledger, LedgerOptions, PaymentFilter, PaymentKey, RegisterOutcome,
-    Registration, StoreError,
+    ApplyOutcome, ApplyRequest, CheckNow, Ledger, LedgerOptions, PaymentFilter, PaymentKey,
+    RegisterOutcome, Registration, StoreError,
 };
 
 fn usd(minor: i64) -> Money {
@@ -145,8 +145,10 @@ async fn registration_is_idempotent_and_conflicts_are_refused() {
     assert_eq!(payment.expected, Some(usd(1000)));
     assert!(payment.registered);
     let history = ledger.history(payment.id).await.unwrap();
-    assert_eq!(history.len(), 1);
-    assert_eq!(history[0].outcome, "registered");
+    // The registration, and the one that added the provider's id.
+    assert_eq!(history.len(), 2);
+    assert!(history.iter().all(|h| h.outcome == "registered"));
+    assert_eq!(payment.provider_txn_id.as_ref().unwrap().as_str(), "A");
     assert!(ledger.integrity_problems().await.unwrap().is_empty());
 }
 
@@ -272,10 +274,13 @@ async fn a_mismatch_is_flagged_and_announced_once_and_never_succeeds() {
         Some(usd(10)),
         Source::Check,
     );
-    let ApplyOutcome::Mismatch { event, .. } = ledger.apply(from_check).await.unwrap() else {
+    let ApplyOutcome::Held { reason, .. } = ledger.apply(from_check).await.unwrap() else {
         panic!()
     };
-    assert_eq!(event, None, "the same mismatch is announced once");
+    assert_eq!(
+        reason, "amount_mismatch",
+        "the flag holds the payment; it is announced once"
+    );
 
     let payment = ledger.payment_by_id(id).await.unwrap().unwrap();
     assert_eq!(payment.status, PaymentStatus::Created);
@@ -369,9 +374,26 @@ async fn refunds_and_stale_verdicts_are_announced_with_their_amounts() {
         panic!()
     };
     assert_eq!(events.len(), 2);
-    let full = observation(
+    // A refund answer without an amount (PaySys check_payment) books
+    // nothing: the known total stands.
+    let no_amount = observation(
         "ORDER-5",
         ObservedStatus::Refunded { total: None },
+        None,
+        Source::Check,
+    );
+    assert!(matches!(
+        ledger.apply(no_amount).await.unwrap(),
+        ApplyOutcome::Ignored {
+            reason: "already_in_state",
+            ..
+        }
+    ));
+    let full = observation(
+        "ORDER-5",
+        ObservedStatus::Refunded {
+            total: Some(usd(1000)),
+        },
         None,
         Source::Check,
     );
@@ -448,7 +470,7 @@ async fn the_schedule_and_the_outbox_are_queried_and_updated() {
         )
         .await
         .unwrap();
-    assert_eq!(found, Some(id));
+    assert_eq!(found, CheckNow::Scheduled(id));
     let due = ledger.due_checks(Timestamp::now(), 10).await.unwrap();
     assert_eq!(
         (due[0].attempts, due[0].last_error.as_deref()),
@@ -463,7 +485,7 @@ async fn the_schedule_and_the_outbox_are_queried_and_updated() {
             )
             .await
             .unwrap(),
-        None
+        CheckNow::Unknown
     );
 
     ledger
@@ -935,8 +957,13 @@ async fn a_registration_in_another_currency_than_the_provider_reported_is_flagge
             .is_some_and(|m| m.starts_with("currency_mismatch")),
         "{payment:?}"
     );
-    // The payment's amounts keep the one currency they share.
-    assert_eq!(payment.paid.or(payment.expected), Some(usd(500)));
+    // The payment shows what the shop registered; the provider's money is
+    // the flag's claim.
+    assert_eq!(
+        payment.expected,
+        Some(Money::from_minor(500, Currency::Eur).unwrap())
+    );
+    assert_eq!(payment.flag.as_ref().unwrap().claim.money, Some(usd(500)));
     let events = event_bodies(&ledger.unpublished(10).await.unwrap());
     let mismatch = events.last().unwrap();
     assert_eq!(mismatch["type"], "payment.mismatch");

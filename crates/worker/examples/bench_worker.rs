@@ -84,6 +84,7 @@ async fn main() {
         dir.path().join("poll.sqlite"),
         LedgerOptions {
             policies: settings.policies(),
+            rules: settings.ledger_rules(),
             ..LedgerOptions::default()
         },
     )

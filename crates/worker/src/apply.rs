@@ -1,10 +1,9 @@
 //! The applier: callback messages from the queue, applied to the ledger in
 //! batches (one transaction each), acknowledged only after the commit.
 //!
-//! - An observation goes through the ledger's state machine. A PaySys
-//!   "completed" notification is held as pending until `check_payment` agrees
-//!   (when configured): the callback's amount is recorded (so a mismatch is
-//!   caught at once) and the payment is checked now.
+//! - An observation goes to the ledger as it came; what it does to the
+//!   payment is core's `decide` (a PaySys "completed" notification, for one,
+//!   is held there until `check_payment` agrees, and makes the check due now).
 //! - A Portmanat return hint makes the payment's check due now; for a payment
 //!   the ledger does not hold, `/check` is asked at once, and only the
 //!   provider's answer creates it.
@@ -28,9 +27,8 @@ use std::time::Duration;
 
 use paysettle_core::inbound::{FORMAT_VERSION, InboundCallback, Payload};
 use paysettle_core::portmanat::ReturnHint;
-use paysettle_core::{ObservedStatus, Provider};
 use paysettle_queue::{Consumer, Delivery, Message, Queue, QueueKind};
-use paysettle_store::{ApplyRequest, Ledger, PaymentKey};
+use paysettle_store::{ApplyRequest, CheckNow, Ledger, PaymentKey};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
@@ -81,7 +79,7 @@ enum Settlement {
 
 /// A decoded message and what to do with it.
 enum Work {
-    Observe(ApplyRequest, bool),
+    Observe(ApplyRequest),
     Hint(InboundCallback, ReturnHint),
     Card(InboundCallback),
 }
@@ -139,26 +137,11 @@ impl Applier {
                         "the observation's provider or account differs from the message's".into(),
                     );
                 }
-                let mut observation = observation.clone();
-                let held = self.settings.paysys_confirm
-                    && observation.provider == Provider::Paysys
-                    && observation.status == ObservedStatus::Succeeded;
-                if held {
-                    // Recorded as pending with its amount; check_payment decides.
-                    observation.status = ObservedStatus::Pending;
-                    observation.provider_status = format!(
-                        "{} (held until check_payment agrees)",
-                        observation.provider_status
-                    );
-                }
                 let raw = serde_json::json!({ "message_id": message.id, "client_addr": message.client_addr, "request": message.raw });
-                Ok(Work::Observe(
-                    ApplyRequest {
-                        observation,
-                        raw: Some(raw),
-                    },
-                    held,
-                ))
+                Ok(Work::Observe(ApplyRequest {
+                    observation: observation.clone(),
+                    raw: Some(raw),
+                }))
             }
             Payload::PortmanatHint(hint) => {
                 let hint = hint.clone();
@@ -194,14 +177,10 @@ impl Applier {
         let mut fate: Vec<Settlement> = vec![Settlement::Requeue; batch.len()];
         let mut requests = Vec::new();
         let mut owners = Vec::new();
-        let mut held = Vec::new();
         let mut others = Vec::new();
         for (index, delivery) in batch.iter().enumerate() {
             match self.decode(delivery) {
-                Ok(Work::Observe(request, is_held)) => {
-                    if is_held {
-                        held.push(request.observation.clone());
-                    }
+                Ok(Work::Observe(request)) => {
                     requests.push(request);
                     owners.push(index);
                 }
@@ -251,14 +230,7 @@ impl Applier {
                             Ok(outcome) => {
                                 tracing::info_span!("callback", message.id = delivery.message_id())
                                     .in_scope(|| crate::outcome::log(&outcome, "callback applied"));
-                                wrote_events |= matches!(&outcome, paysettle_store::ApplyOutcome::Applied { events, .. } if !events.is_empty())
-                                    || matches!(
-                                        &outcome,
-                                        paysettle_store::ApplyOutcome::Mismatch {
-                                            event: Some(_),
-                                            ..
-                                        }
-                                    );
+                                wrote_events |= outcome.wrote_events();
                                 round.applied += 1;
                                 Settlement::Ack
                             }
@@ -275,15 +247,6 @@ impl Applier {
                     }
                     if wrote_events {
                         self.relay_wake.notify_one();
-                    }
-                    for observation in held {
-                        self.ledger
-                            .check_now(
-                                observation.provider,
-                                observation.account.clone(),
-                                PaymentKey::Reference(observation.reference.clone()),
-                            )
-                            .await?;
                     }
                 }
                 Err(err) => {
@@ -382,18 +345,18 @@ impl Applier {
     /// payment the ledger does not hold.
     async fn hint(&self, message: &InboundCallback, hint: &ReturnHint) -> Result<(), WorkerError> {
         let (provider, account) = message.origin();
-        if let Some(psp_rrn) = &hint.psp_rrn
-            && let Some(id) = self
+        if let Some(psp_rrn) = &hint.psp_rrn {
+            let done = self
                 .ledger
                 .check_now(
                     provider,
                     account.clone(),
                     PaymentKey::ProviderTxnId(psp_rrn.clone()),
                 )
-                .await?
-        {
-            tracing::info!(payment.id = id.0, "return hint: checking now");
-            return Ok(());
+                .await?;
+            if log_check_now(done) {
+                return Ok(());
+            }
         }
         let Some(reference) = &hint.client_rrn else {
             tracing::warn!(message.id = %message.id, "return hint names no payment the ledger holds; nothing to check");
@@ -410,14 +373,15 @@ impl Applier {
         if let Some(payment) = &known
             && payment.provider_txn_id.is_some()
         {
-            self.ledger
+            let done = self
+                .ledger
                 .check_now(
                     provider,
                     account.clone(),
                     PaymentKey::Reference(reference.clone()),
                 )
                 .await?;
-            tracing::info!(payment.id = payment.id.0, "return hint: checking now");
+            log_check_now(done);
             return Ok(());
         }
         // The ledger has no psp_rrn for this payment (or no payment at all).
@@ -448,6 +412,25 @@ impl Applier {
             }
         }
         Ok(())
+    }
+}
+
+/// Logs what a hint's `check_now` did; `true` when the ledger knows the
+/// payment.
+fn log_check_now(done: CheckNow) -> bool {
+    match done {
+        CheckNow::Scheduled(id) => {
+            tracing::info!(payment.id = id.0, "return hint: checking now");
+            true
+        }
+        CheckNow::NotScheduled(id) => {
+            tracing::info!(
+                payment.id = id.0,
+                "return hint: the payment is flagged or cannot be checked; no check"
+            );
+            true
+        }
+        CheckNow::Unknown => false,
     }
 }
 

@@ -129,4 +129,12 @@ impl WorkerSettings {
             .map(|p| (p, self.limits(p).policy))
             .collect()
     }
+
+    /// The ledger's decision rules that come from the worker's settings.
+    pub fn ledger_rules(&self) -> paysettle_store::LedgerRules {
+        paysettle_store::LedgerRules {
+            hold_paysys_success: self.paysys_confirm,
+            ..paysettle_store::LedgerRules::default()
+        }
+    }
 }

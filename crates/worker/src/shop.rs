@@ -680,11 +680,29 @@ pub fn payment_view(p: &PaymentRecord) -> Value {
         "currency": p.expected.or(p.paid).map(|m| m.currency().code()),
         "paid": money_minor(p.paid),
         "refunded": money_minor(p.refunded),
+        "paid_currency": p.paid.or(p.refunded).map(|m| m.currency().code()),
         "registered": p.registered,
         "mismatch": p.mismatch,
+        "flag": p.flag.as_ref().map(flag_view),
         "ledger_version": p.version,
         "created_at": p.created_at.to_string(),
         "updated_at": p.updated_at.to_string(),
+    })
+}
+
+/// A flag as the shop sees it: what disagrees, and what the provider said.
+fn flag_view(flag: &paysettle_core::decide::Flag) -> Value {
+    json!({
+        "kind": flag.kind.code(),
+        "detail": flag.detail,
+        "awaiting_recheck": flag.awaiting_recheck,
+        "provider_said": {
+            "status": flag.claim.status.target(),
+            "amount": money_minor(flag.claim.money),
+            "currency": flag.claim.money.map(|m| m.currency().code()),
+            "provider_transaction_id": flag.claim.provider_txn_id,
+            "source": flag.claim.source,
+        },
     })
 }
 

@@ -125,6 +125,8 @@ async fn a_paysys_success_notification_is_held_until_check_payment_agrees() {
         Some(money(Provider::Paysys, 250_000)),
     );
     notified.provider_status = "2".into();
+    // The provider's own transaction id (another one would be flagged).
+    notified.provider_txn_id = payment.provider_txn_id.clone();
     publish(
         &w.queue,
         &inbound(Provider::Paysys, "default", Payload::Observation(notified)),
@@ -497,7 +499,7 @@ async fn a_flag_and_a_conflict_are_logged_as_warnings_with_their_reason() {
     let line = level(&contradiction.id);
     assert_eq!(line["level"], "WARN", "{line:#}");
     assert_eq!(line["fields"]["outcome"], "conflict");
-    assert_eq!(line["fields"]["reason"], "conflicts_with_final");
+    assert_eq!(line["fields"]["reason"], "conflict");
     // A plain success is news, not a problem.
     assert_eq!(level(&paid.id)["level"], "INFO");
 }

@@ -91,6 +91,7 @@ async fn world_with(deadline: Duration, tune: impl FnOnce(&mut WorkerSettings)) 
         LedgerOptions {
             synchronous: Synchronous::Normal,
             policies: settings.policies(),
+            rules: settings.ledger_rules(),
             ..LedgerOptions::default()
         },
     )
