@@ -80,18 +80,18 @@ line='
     end;
   def pad($n): (. + "            ")[0:$n];
   .events[]
-  | if .type == "payment.mismatch" then
-      "[settle] \(.provider | pad(9)) \(.reference | pad(13)) FLAGGED     \(.mismatch // "mismatch"): paid \(money(.amount; .currency)), expected \(money(.expected_amount; .expected_currency)) · event \(.type) published"
+  | if .type == "payment.mismatch" or .type == "payment.conflict" then
+      "[settle] \(.provider | pad(9)) \(.reference | pad(13)) FLAGGED     \(.mismatch // .flag // "mismatch"): paid \(money(.amount; .currency)), expected \(money(.expected_amount; .expected_currency)) · event \(.type) published"
     else
       "[settle] \(.provider | pad(9)) \(.reference | pad(13)) \(.status | pad(11)) \(money(.amount; .currency) | pad(14)) · event \(.type) published (\(.source))"
     end'
 summary='
-  (map(select(.type != "payment.mismatch"))
+  (map(select(.type != "payment.mismatch" and .type != "payment.conflict"))
    | group_by(.provider + "/" + .reference) | map(max_by(.ledger_version))
    | group_by(.provider)
    | map("\(.[0].provider) " + (group_by(.status) | map("\(length) \(.[0].status)") | join(", ")))
    | join(" · ")) as $settled
-  | (map(select(.type == "payment.mismatch")) | length) as $flagged
+  | (map(select(.type == "payment.mismatch" or .type == "payment.conflict")) | length) as $flagged
   | "[summary] settled: \(if $settled == "" then "none yet" else $settled end) | pending \($pending) | flagged \($flagged) | events published \(length)"'
 follow() {
   local after= page next=$((SECONDS + summary_every)) pending
