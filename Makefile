@@ -9,7 +9,7 @@ help: ## List the targets with what they do
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
 
 .PHONY: run
-run: ## Build and run the demo: paysettle serve (embedded defaults, no broker) with the provider simulator; Ctrl-C stops
+run: ## Build and run the demo: paysettle serve (embedded defaults, no broker), then the provider simulator; one line per settlement; Ctrl-C stops
 	$(CARGO) build --release --workspace --bin paysettle --bin paysettle-sim
 	bash scripts/demo.sh
 

@@ -123,6 +123,10 @@ pub struct ShopApiSection {
     #[serde(serialize_with = "redacted")]
     pub token: Option<SecretString>,
     pub token_file: Option<PathBuf>,
+    #[serde(serialize_with = "redacted")]
+    pub card_token: Option<SecretString>,
+    pub card_token_file: Option<PathBuf>,
+    pub card_retention_hours: u64,
     pub max_connections: usize,
     pub max_connections_per_client: usize,
     pub idle_timeout_ms: u64,
@@ -559,6 +563,9 @@ impl Config {
             embedded_path: self.queue.embedded_path.clone(),
             lease_duration: ms(self.queue.lease_ms),
             finance_queue: self.queue.finance_queue,
+            // On one box the shop API's feeds serve events and card
+            // registrations; queues nobody reads would only grow.
+            embedded_event_queues: false,
             ..paysettle_queue::QueueConfig::default()
         };
         if let Err(e) = queue.validate() {
@@ -662,6 +669,28 @@ impl Config {
                 Some(_) => {}
             }
         }
+        let card_token = secret(
+            "shop_api.card_token",
+            &self.shop_api.card_token,
+            &self.shop_api.card_token_file,
+            p,
+        );
+        if let (Some(card), Some(shop)) = (&card_token, &token)
+            && card.expose_secret() == shop.expose_secret()
+        {
+            push(
+                p,
+                "shop_api.card_token",
+                "must differ from shop_api.token: the card feed carries card tokens".into(),
+            );
+        }
+        if self.shop_api.card_retention_hours == 0 {
+            push(
+                p,
+                "shop_api.card_retention_hours",
+                "must be at least 1".into(),
+            );
+        }
 
         // Polling.
         let mut worker = paysettle_worker::WorkerSettings {
@@ -672,6 +701,9 @@ impl Config {
             relay_interval: ms(self.worker.relay_interval_ms),
             poll_idle: ms(self.worker.poll_idle_ms),
             shutdown_grace: ms(self.worker.shutdown_grace_ms),
+            card_retention: Duration::from_secs(
+                self.shop_api.card_retention_hours.saturating_mul(3600),
+            ),
             ..paysettle_worker::WorkerSettings::default()
         };
         if worker.batch_size == 0 || worker.batch_size > 10_000 {
@@ -893,6 +925,7 @@ impl Config {
                 max_connections_per_client: self.shop_api.max_connections_per_client,
                 idle_timeout: ms(self.shop_api.idle_timeout_ms),
                 max_connection_age: ms(self.shop_api.max_connection_age_ms),
+                card_token,
                 ..Default::default()
             },
             worker,

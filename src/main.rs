@@ -295,7 +295,13 @@ async fn run(arg: ConfigArg, roles: Roles) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("binding the shop API to {}", resolved.shop_listen))?;
         tracing::info!(shop_api = %resolved.shop_listen, ledger = %resolved.ledger_path.display(), "worker starting");
-        let settings = Arc::new(resolved.worker);
+        let mut worker = resolved.worker;
+        let cards = paysettle_store::CardFeed::path_for(&resolved.ledger_path);
+        worker.cards = Some(
+            paysettle_store::CardFeed::open(&cards)
+                .with_context(|| format!("opening the card feed {}", cards.display()))?,
+        );
+        let settings = Arc::new(worker);
         let (l, s, stop) = (ledger.clone(), Arc::clone(&settings), shutdown.clone());
         let api = resolved.shop_api;
         tasks.push((

@@ -25,8 +25,11 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
+mod alerts;
 mod cli;
 mod crash;
+mod feed;
+mod openapi;
 mod ops;
 mod settle;
 mod trust;

@@ -233,6 +233,8 @@ pub fn table(
     interrupted: bool,
     applied: usize,
 ) -> String {
+    // DETAIL is not a column: an error is read whole, so it goes on its own
+    // line under its row, never cut to a column's width.
     let header = [
         "CLASS",
         "PROVIDER",
@@ -240,7 +242,6 @@ pub fn table(
         "LEDGER",
         "PROVIDER SAYS",
         "AMOUNT",
-        "DETAIL",
         "FIX",
     ];
     // Most serious first, then by provider and reference, whatever order
@@ -263,7 +264,7 @@ pub fn table(
                 b.reference.as_str(),
             ))
     });
-    let rows: Vec<[String; 8]> = shown
+    let rows: Vec<([String; 7], &str)> = shown
         .into_iter()
         .map(|f| {
             let says = match (&f.provider_status, &f.provider_said) {
@@ -280,35 +281,37 @@ pub fn table(
                 (Some(done), _) => done.clone(),
                 (None, fix) => fix_name(fix).to_owned(),
             };
-            [
-                f.class.as_str().to_owned(),
-                format!("{}/{}", f.provider, f.account),
-                f.reference.as_str().to_owned(),
-                f.ledger_status
-                    .map_or("-".into(), |s| s.as_str().to_owned()),
-                says,
-                amount,
-                f.detail.clone(),
-                fix,
-            ]
+            (
+                [
+                    f.class.as_str().to_owned(),
+                    format!("{}/{}", f.provider, f.account),
+                    f.reference.as_str().to_owned(),
+                    f.ledger_status
+                        .map_or("-".into(), |s| s.as_str().to_owned()),
+                    says,
+                    amount,
+                    fix,
+                ],
+                f.detail.as_str(),
+            )
         })
         .collect();
     let mut out = String::new();
     if rows.is_empty() {
         out.push_str("No discrepancies.\n");
     } else {
+        // Columns as wide as their widest cell: nothing is cut.
         let mut widths = header.map(str::len);
-        for row in &rows {
+        for (row, _) in &rows {
             for (w, cell) in widths.iter_mut().zip(row) {
-                *w = (*w).max(cell.chars().count()).min(60);
+                *w = (*w).max(cell.chars().count());
             }
         }
         let line = |cells: &[String]| {
             let mut text = String::new();
             for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
-                let cell: String = cell.chars().take(60).collect();
                 if i + 1 == cells.len() {
-                    text.push_str(&cell);
+                    text.push_str(cell);
                 } else {
                     let _ = write!(text, "{cell:<w$}  ");
                 }
@@ -316,8 +319,11 @@ pub fn table(
             text.trim_end().to_owned() + "\n"
         };
         out.push_str(&line(&header.map(str::to_owned)));
-        for row in &rows {
+        for (row, detail) in &rows {
             out.push_str(&line(row));
+            if !detail.is_empty() {
+                let _ = writeln!(out, "    {detail}");
+            }
         }
     }
     out.push('\n');
@@ -361,6 +367,40 @@ pub fn table(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_error_is_shown_whole_on_its_own_line() {
+        let error = "request failed: error sending request for url (http://127.0.0.1:8090/portmanat/check): \
+                     client error (Connect): tcp connect error: Connection refused (os error 111)";
+        let finding = Finding {
+            key: "payment:1".into(),
+            class: Class::CheckFailed,
+            classes: vec![Class::CheckFailed],
+            payment_id: Some(1),
+            provider: paysettle_core::Provider::Portmanat,
+            account: paysettle_core::Account::default(),
+            reference: paysettle_core::Reference::parse("ORDER-1").unwrap(),
+            provider_transaction_id: None,
+            ledger_status: Some(paysettle_core::PaymentStatus::Pending),
+            ledger_amount: None,
+            ledger_refunded: None,
+            provider_status: None,
+            provider_said: None,
+            provider_amount: None,
+            provider_refunded: None,
+            checked: true,
+            unpublished_events: 0,
+            detail: error.into(),
+            fix: Fix::None,
+            applied: None,
+        };
+        let findings = [finding];
+        let text = table(&findings, &Summary::of(&findings), false, false, 0);
+        assert!(text.contains(error), "the error is cut:\n{text}");
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[1].starts_with("check_failed"), "{text}");
+        assert_eq!(lines[2].trim(), error, "on its own line under its row");
+    }
 
     #[test]
     fn sums_are_written_with_the_currencys_decimals() {

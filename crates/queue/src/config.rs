@@ -58,6 +58,12 @@ pub struct QueueConfig {
     /// Whether to declare the finance queue bound to `payment.#`. Off when
     /// finance binds its own queue to the events exchange.
     pub finance_queue: bool,
+    /// Embedded backend only: whether settled events and card registrations
+    /// are also written to embedded finance and shop queues. Off in the
+    /// product, where finance and the shop read them from the shop API's
+    /// feeds (the ledger's outbox and the card feed) and nothing would ever
+    /// take them out of those queues.
+    pub embedded_event_queues: bool,
 }
 
 impl Default for QueueConfig {
@@ -77,6 +83,7 @@ impl Default for QueueConfig {
             embedded_path: PathBuf::from("paysettle-queue.sqlite"),
             lease_duration: Duration::from_secs(60),
             finance_queue: true,
+            embedded_event_queues: true,
         }
     }
 }

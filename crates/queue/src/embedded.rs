@@ -25,7 +25,13 @@ pub(crate) struct EmbeddedQueue {
     topology: Topology,
     lease_duration: Duration,
     stats: Arc<Counters>,
+    /// Whether events go to embedded finance and shop queues (see
+    /// [`QueueConfig::embedded_event_queues`]).
+    event_queues: bool,
 }
+
+/// Why an embedded finance or shop queue cannot be consumed.
+const NO_EVENT_QUEUES: &str = "the embedded backend keeps no finance or shop queue: settled events and card registrations are read from the shop API's feeds";
 
 impl EmbeddedQueue {
     /// How long a delivery stays leased.
@@ -51,12 +57,14 @@ impl EmbeddedQueue {
                 },
             )
             .await?;
-        if let Some(finance) = &topology.finance {
-            store.declare(finance, QueuePolicy::default()).await?;
+        if config.embedded_event_queues {
+            if let Some(finance) = &topology.finance {
+                store.declare(finance, QueuePolicy::default()).await?;
+            }
+            store
+                .declare(&topology.shop, QueuePolicy::default())
+                .await?;
         }
-        store
-            .declare(&topology.shop, QueuePolicy::default())
-            .await?;
         tracing::info!(
             path = %config.embedded_path.display(),
             queue = %topology.callbacks,
@@ -67,6 +75,7 @@ impl EmbeddedQueue {
             topology,
             lease_duration: config.lease_duration,
             stats,
+            event_queues: config.embedded_event_queues,
         })
     }
 
@@ -92,6 +101,13 @@ impl EmbeddedQueue {
         routing_key: &str,
         message: &Message,
     ) -> Result<(), QueueError> {
+        if !self.event_queues {
+            // The event's durable home is the ledger's outbox (or the card
+            // feed), which the shop API serves: there is nothing to copy it
+            // to, and it counts as published.
+            bump(&self.stats.events_published, 1);
+            return Ok(());
+        }
         let Some(queue) = self.topology.route(routing_key) else {
             bump(&self.stats.events_failed, 1);
             return Err(QueueError::Unroutable {
@@ -113,6 +129,7 @@ impl EmbeddedQueue {
     }
 
     pub(crate) fn consumer(&self, kind: QueueKind) -> Result<EmbeddedConsumer, QueueError> {
+        self.event_queue_kind(kind)?;
         let queue = self.topology.queue(kind).ok_or(QueueError::Unsupported(
             "the finance queue is configured off",
         ))?;
@@ -127,10 +144,18 @@ impl EmbeddedQueue {
     }
 
     pub(crate) async fn message_count(&self, kind: QueueKind) -> Result<u64, QueueError> {
+        self.event_queue_kind(kind)?;
         let queue = self.topology.queue(kind).ok_or(QueueError::Unsupported(
             "the finance queue is configured off",
         ))?;
         self.store.depth(queue).await
+    }
+
+    fn event_queue_kind(&self, kind: QueueKind) -> Result<(), QueueError> {
+        if !self.event_queues && matches!(kind, QueueKind::Finance | QueueKind::Shop) {
+            return Err(QueueError::Unsupported(NO_EVENT_QUEUES));
+        }
+        Ok(())
     }
 
     pub(crate) fn is_durable(&self) -> bool {

@@ -190,6 +190,9 @@ pub(crate) async fn render(handle: &PrometheusHandle, queue: &Queue) -> String {
         ("publish_failed", stats.publish_failed),
         ("forwarded", stats.forwarded),
         ("reconnects", stats.reconnects),
+        ("events_published", stats.events_published),
+        ("events_failed", stats.events_failed),
+        ("dead_lettered", stats.dead_lettered),
     ] {
         counter!(QUEUE_EVENTS, "counter" => name).absolute(value);
     }

@@ -499,6 +499,11 @@ impl FifoTx<'_> {
             && lease.delivery > limit
         {
             self.move_to_dead_letter(lease.seq, &headers, &dlq, DELIVERY_LIMIT_REASON)?;
+            tracing::warn!(
+                fifo.queue = %queue,
+                fifo.seq = lease.seq,
+                "dead-lettered after exceeding the delivery limit"
+            );
             return Ok(true);
         }
         self.tx

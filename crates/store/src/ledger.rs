@@ -16,14 +16,14 @@ use jiff::Timestamp;
 use paysettle_core::decide::Resolution;
 use paysettle_core::schedule::CheckPolicy;
 use paysettle_core::{Account, PaymentStatus, Provider, Reference};
-use rusqlite::{Connection, OpenFlags, TransactionBehavior};
-use tokio::sync::{mpsc, oneshot};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::error::StoreError;
 use crate::migrate;
 use crate::model::{
-    ApplyOutcome, ApplyRequest, CheckNow, DueCheck, EventFilter, HistoryEntry, LedgerRules,
-    OutboxEvent, PaymentFilter, PaymentId, PaymentKey, PaymentRecord, RegisterOutcome,
+    ApplyOutcome, ApplyRequest, CheckNow, CheckState, DueCheck, EventFilter, HistoryEntry,
+    LedgerRules, OutboxEvent, PaymentFilter, PaymentId, PaymentKey, PaymentRecord, RegisterOutcome,
     Registration, Resolved,
 };
 use crate::rows::{self, ms};
@@ -96,6 +96,11 @@ struct Inner {
     path: PathBuf,
     commands: mpsc::Sender<Command>,
     readers: Mutex<Vec<Connection>>,
+    /// This ledger file's id (kept in its `meta` table): the event feed's
+    /// cursor carries it, so a cursor from another ledger is refused.
+    id: String,
+    /// Bumped after every commit of this process's writer.
+    commits: watch::Sender<u64>,
 }
 
 /// A ledger file. Cheap to clone; every clone talks to the same writer.
@@ -142,15 +147,18 @@ impl Ledger {
         };
         conn.pragma_update(None, "synchronous", synchronous)?;
         migrate::migrate(&mut conn, &shown)?;
+        let id = ledger_id(&conn)?;
 
         let (commands, receiver) = mpsc::channel(options.queue_depth.max(1));
         let rules = Rules {
             checks: options.policies.clone(),
             ledger: options.rules.clone(),
         };
+        let commits = watch::Sender::new(0);
+        let bump = commits.clone();
         std::thread::Builder::new()
             .name("ledger-writer".into())
-            .spawn(move || writer(conn, receiver, rules))
+            .spawn(move || writer(conn, receiver, rules, bump))
             .map_err(|error| StoreError::Open {
                 path: shown.clone(),
                 error,
@@ -160,6 +168,8 @@ impl Ledger {
                 path,
                 commands,
                 readers: Mutex::new(Vec::new()),
+                id,
+                commits,
             }),
         })
     }
@@ -167,6 +177,18 @@ impl Ledger {
     /// Where the file is.
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// The ledger file's id: stable for the file, different for another one.
+    pub fn id(&self) -> &str {
+        &self.inner.id
+    }
+
+    /// Changes after each commit of this process's writer: for waiting for
+    /// new events instead of polling. (Another process's writes, such as
+    /// `reconcile --apply`, do not wake it.)
+    pub fn commits(&self) -> watch::Receiver<u64> {
+        self.inner.commits.subscribe()
     }
 
     async fn send<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, StoreError> {
@@ -387,6 +409,46 @@ impl Ledger {
         .await
     }
 
+    /// For `/metrics`: per provider and account, the scheduled payments
+    /// whose last status check failed; and the number of unpublished
+    /// outbox events with the age of the oldest, in seconds at `now`.
+    pub async fn health(&self, now: Timestamp) -> Result<LedgerHealth, StoreError> {
+        self.read(move |conn| {
+            let mut statement = conn.prepare_cached(
+                "SELECT p.provider, p.account, count(*) FROM checks c \
+                 JOIN payments p ON p.id = c.payment_id \
+                 WHERE c.last_error IS NOT NULL GROUP BY p.provider, p.account",
+            )?;
+            let failing_checks = statement
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<Result<Vec<(String, String, i64)>, _>>()?;
+            let (unpublished, oldest): (i64, Option<i64>) = conn.query_row(
+                "SELECT count(*), min(created_at_ms) FROM outbox WHERE published_at_ms IS NULL",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            let flagged: i64 = conn.query_row(
+                "SELECT count(*) FROM payments WHERE mismatch IS NOT NULL",
+                [],
+                |r| r.get(0),
+            )?;
+            Ok(LedgerHealth {
+                failing_checks,
+                unpublished: u64::try_from(unpublished).unwrap_or(0),
+                oldest_unpublished_seconds: oldest
+                    .map_or(0.0, |at| ((ms(now) - at).max(0) as f64) / 1000.0),
+                flagged: u64::try_from(flagged).unwrap_or(0),
+            })
+        })
+        .await
+    }
+
+    /// A payment's place in the check schedule (`None` once it is final).
+    pub async fn check_state(&self, payment: PaymentId) -> Result<Option<CheckState>, StoreError> {
+        self.read(move |conn| rows::check_state(conn, payment))
+            .await
+    }
+
     /// Payments whose check is due at `now`, most overdue first.
     pub async fn due_checks(
         &self,
@@ -518,6 +580,35 @@ impl Ledger {
     }
 }
 
+/// What `/metrics` shows of the ledger (see [`Ledger::health`]).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct LedgerHealth {
+    /// (provider, account, payments whose last check failed).
+    pub failing_checks: Vec<(String, String, i64)>,
+    pub unpublished: u64,
+    pub oldest_unpublished_seconds: f64,
+    /// Payments carrying a mismatch flag.
+    pub flagged: u64,
+}
+
+/// The file's id, made on first open. Not a schema change: the `meta` table
+/// is there since version 1. A file paysettle may not write keeps working
+/// (its writes fail later, each with its own error) under a fixed id.
+fn ledger_id(conn: &Connection) -> Result<String, StoreError> {
+    if let Err(err) = conn.execute(
+        "INSERT OR IGNORE INTO meta (key, value) VALUES ('ledger_id', lower(hex(randomblob(8))))",
+        [],
+    ) {
+        tracing::debug!(error = %err, "the ledger's id could not be written");
+    }
+    let id: Option<String> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'ledger_id'", [], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    Ok(id.unwrap_or_else(|| "0".repeat(16)))
+}
+
 /// The `WHERE` condition of a payment filter, with its parameters.
 fn filter_sql(filter: &PaymentFilter) -> (String, Vec<Box<dyn rusqlite::ToSql>>) {
     let mut sql = String::from("1 = 1");
@@ -605,7 +696,15 @@ impl Command {
                 Ok(Output::Apply(outcome))
             }
             Command::RecordCheck(payment, next, error, _) => {
-                write::record_check(tx, *payment, *next, error.as_deref()).map(Output::RecordCheck)
+                let recorded = write::record_check(tx, *payment, *next, error.as_deref())?;
+                if error.is_some() && next.is_some() {
+                    // When it failed, for the shop API (schema version 3).
+                    tx.prepare_cached(
+                        "UPDATE checks SET last_error_at_ms = ?2 WHERE payment_id = ?1",
+                    )?
+                    .execute((payment.0, rows::ms(now)))?;
+                }
+                Ok(Output::RecordCheck(recorded))
             }
             Command::CheckNow(provider, account, key, _) => {
                 write::check_now(tx, *provider, account, key, rules, now).map(Output::CheckNow)
@@ -693,7 +792,12 @@ impl Command {
 /// checks, the relay, the shop API) share one fsync. If anything in a group
 /// fails, the group is rolled back and each command redone on its own, so
 /// one failure never takes another caller's write with it.
-fn writer(mut conn: Connection, mut commands: mpsc::Receiver<Command>, rules: Rules) {
+fn writer(
+    mut conn: Connection,
+    mut commands: mpsc::Receiver<Command>,
+    rules: Rules,
+    commits: watch::Sender<u64>,
+) {
     while let Some(first) = commands.blocking_recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -713,6 +817,7 @@ fn writer(mut conn: Connection, mut commands: mpsc::Receiver<Command>, rules: Ru
             }
         }
         commit_group(&mut conn, singles, &rules, now);
+        commits.send_modify(|n| *n = n.wrapping_add(1));
     }
     tracing::debug!("ledger writer stopped");
 }

@@ -15,7 +15,10 @@
 //! - `integrity`: the invariants `paysettle ledger check` verifies.
 //! - [`fifo`]: the durable, leased FIFO behind the embedded queue and the spool.
 //! - [`WorkerClaim`]: one worker per ledger.
+//! - [`cards`]: the shop's card registrations for the card feed, in a file of
+//!   their own beside the ledger (a card token never enters the ledger).
 
+pub mod cards;
 mod claim;
 mod error;
 pub mod event;
@@ -27,12 +30,13 @@ pub mod model;
 mod rows;
 mod write;
 
+pub use cards::{CardEntry, CardFeed};
 pub use claim::WorkerClaim;
 pub use error::StoreError;
-pub use ledger::{Ledger, LedgerOptions, Synchronous};
+pub use ledger::{Ledger, LedgerHealth, LedgerOptions, Synchronous};
 pub use migrate::SCHEMA_VERSION;
 pub use model::{
-    ApplyOutcome, ApplyRequest, CheckNow, DueCheck, EventFilter, HistoryEntry, LedgerRules,
-    OutboxEvent, PaymentFilter, PaymentId, PaymentKey, PaymentRecord, RegisterOutcome,
+    ApplyOutcome, ApplyRequest, CheckNow, CheckState, DueCheck, EventFilter, HistoryEntry,
+    LedgerRules, OutboxEvent, PaymentFilter, PaymentId, PaymentKey, PaymentRecord, RegisterOutcome,
     Registration, Resolved,
 };

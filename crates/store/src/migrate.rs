@@ -106,6 +106,10 @@ const MIGRATIONS: &[&str] = &[
     WHERE mismatch IS NOT NULL;
     ALTER TABLE checks ADD COLUMN recheck INTEGER NOT NULL DEFAULT 0;
     ",
+    // 3: when the last failed status check failed (the shop API shows it).
+    "
+    ALTER TABLE checks ADD COLUMN last_error_at_ms INTEGER;
+    ",
 ];
 
 /// The schema version this build writes.

@@ -219,6 +219,21 @@ pub struct OutboxEvent {
     pub published_at: Option<Timestamp>,
 }
 
+/// Where a payment not yet final stands in the check schedule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckState {
+    /// Checks made so far.
+    pub attempts: u32,
+    pub next_check_at: Timestamp,
+    /// Past it, the payment is marked stale.
+    pub deadline_at: Timestamp,
+    /// The last check's error, if the last check failed.
+    pub last_error: Option<String>,
+    /// When that check failed (unknown for a failure recorded before
+    /// schema version 2).
+    pub last_error_at: Option<Timestamp>,
+}
+
 /// A payment whose status check is due.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DueCheck {

@@ -221,6 +221,37 @@ pub(crate) fn due_checks(
         .collect()
 }
 
+/// A payment's place in the check schedule, if it has one.
+pub(crate) fn check_state(
+    conn: &Connection,
+    payment: crate::model::PaymentId,
+) -> Result<Option<crate::model::CheckState>, StoreError> {
+    // attempts, next check, deadline, last error, when it failed.
+    type CheckRow = (u32, i64, i64, Option<String>, Option<i64>);
+    let row: Option<CheckRow> = conn
+        .prepare_cached(
+            "SELECT attempts, next_check_at_ms, deadline_at_ms, last_error, last_error_at_ms \
+             FROM checks WHERE payment_id = ?1",
+        )?
+        .query_row([payment.0], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .optional()?;
+    row.map(|(attempts, next, deadline, last_error, at)| {
+        Ok(crate::model::CheckState {
+            attempts,
+            next_check_at: timestamp(next)?,
+            deadline_at: timestamp(deadline)?,
+            last_error_at: match (&last_error, at) {
+                (Some(_), Some(at)) => Some(timestamp(at)?),
+                _ => None,
+            },
+            last_error,
+        })
+    })
+    .transpose()
+}
+
 /// Payments from any query that selects [`PAYMENT_COLUMNS`] first.
 pub(crate) fn payments(
     conn: &Connection,

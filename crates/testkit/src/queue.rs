@@ -47,6 +47,7 @@ impl TestQueue {
             embedded_path: self.dir.path().join("queue.sqlite"),
             lease_duration: Duration::from_secs(30),
             finance_queue: false,
+            embedded_event_queues: true,
         }
     }
 }

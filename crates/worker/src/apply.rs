@@ -14,8 +14,9 @@
 //!   hint past the bound, or
 //!   for a payment already being checked, is acknowledged and counted as
 //!   dropped (`paysettle_worker_hints_dropped_total{reason}`).
-//! - A card registration is forwarded to the shop on the events exchange
-//!   (`card.registered.paysys`) and never touches the ledger.
+//! - A card registration is kept for the shop API's card feed (a file of its
+//!   own, see `paysettle_store::cards`) and forwarded to the shop on the
+//!   events exchange (`card.registered.paysys`); it never touches the ledger.
 //! - A message whose hand-off signature does not verify (see
 //!   `paysettle_core::handoff`) is not read at all: it is counted
 //!   ([`REFUSED_METRIC`]) and dead-lettered with the reason.
@@ -35,11 +36,11 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use paysettle_core::Provider;
 use paysettle_core::handoff::{self, HandoffError};
 use paysettle_core::inbound::{FORMAT_VERSION, InboundCallback, Payload};
 use paysettle_core::portmanat::ReturnHint;
 use paysettle_core::redact;
-use paysettle_core::{ObservedStatus, Provider};
 use paysettle_queue::{Consumer, Delivery, Message, Queue, QueueKind};
 use paysettle_store::{ApplyRequest, CheckNow, Ledger, PaymentKey};
 use tokio::sync::Notify;
@@ -266,6 +267,7 @@ impl Applier {
                     // The reason may quote the message: no card number in it.
                     let reason = redact::mask_card_numbers(&reason);
                     tracing::warn!(message.id = delivery.message_id(), reason = %reason, "dead-lettering a callback message");
+                    crate::telemetry::dead_lettered("unreadable");
                     fate[index] = Settlement::DeadLetter(reason);
                 }
             }
@@ -306,12 +308,8 @@ impl Applier {
                         let delivery = &batch[index];
                         fate[index] = match outcome {
                             Ok(outcome) => {
-                                tracing::info!(
-                                    message.id = delivery.message_id(),
-                                    payment.id = outcome.payment_id().0,
-                                    outcome = outcome.kind(),
-                                    "callback applied"
-                                );
+                                tracing::info_span!("callback", message.id = delivery.message_id())
+                                    .in_scope(|| crate::outcome::log(&outcome, "callback applied"));
                                 wrote_events |= outcome.wrote_events();
                                 round.applied += 1;
                                 Settlement::Ack
@@ -322,6 +320,7 @@ impl Applier {
                             }
                             Err(err) => {
                                 tracing::error!(message.id = delivery.message_id(), error = %err, "callback cannot be applied; dead-lettering");
+                                crate::telemetry::dead_lettered("cannot_apply");
                                 Settlement::DeadLetter(redact::mask_card_numbers(&format!(
                                     "cannot be applied: {err}"
                                 )))
@@ -471,6 +470,24 @@ impl Applier {
         // Masked again here, whatever the receiver did: card numbers never
         // reach the shop, only the token in its own field.
         let body = serde_json::to_vec(&message.payload.clone().masked()).unwrap_or_default();
+        // Kept for the card feed first: a message is acknowledged only once
+        // the registration is on the feed and (where there is one) on the
+        // shop queue. A redelivery is recorded once.
+        if let Some(cards) = &self.settings.cards {
+            let text = String::from_utf8_lossy(&body).into_owned();
+            if let Err(err) = cards
+                .record(
+                    message.id.clone(),
+                    routing_key.clone(),
+                    text,
+                    self.settings.card_retention,
+                )
+                .await
+            {
+                tracing::warn!(message.id = %message.id, error = %err, "card registration not kept for the card feed; it will come back");
+                return Settlement::Requeue;
+            }
+        }
         let mut event = Message::json(message.id.clone(), body).with_header("event-type", word);
         if let Some(keys) = &self.settings.handoff {
             for (name, value) in keys.sign(&event.body) {
@@ -555,11 +572,7 @@ impl HintContext {
                         raw: Some(raw),
                     })
                     .await?;
-                tracing::info!(
-                    payment.id = outcome.payment_id().0,
-                    outcome = outcome.kind(),
-                    "return hint confirmed by /check"
-                );
+                crate::outcome::log(&outcome, "return hint confirmed by /check");
                 self.relay_wake.notify_one();
             }
             other => {

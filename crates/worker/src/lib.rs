@@ -10,6 +10,10 @@
 //!   limits and `Retry-After`.
 //! - [`relay`]: [`Relay`] publishes outbox events with confirms.
 //! - [`shop`]: the shop API.
+//! - [`outcome`]: what the ledger made of an observation, logged at the
+//!   level it deserves (a flag or a conflict is WARN).
+//! - [`feed`]: the shop API's feeds of settled events and card registrations.
+//! - [`telemetry`]: the worker's figures for `/metrics`.
 //! - [`settings`]: the worker's settings ([`WorkerSettings`]).
 //!
 //! Each part is a step (`run_once`) with a thin loop around it in
@@ -17,11 +21,14 @@
 
 pub mod apply;
 mod error;
+pub mod feed;
+pub mod outcome;
 pub mod poll;
 pub mod relay;
 pub mod settings;
 pub mod shop;
 pub mod status;
+pub mod telemetry;
 
 use std::sync::Arc;
 
@@ -144,6 +151,8 @@ pub async fn run(
         poller.drain(grace).await;
     });
 
+    let figures = tokio::spawn(telemetry::run(ledger.clone(), shutdown.clone()));
+
     let relay_stop = shutdown.clone();
     let relay_interval = settings.relay_interval;
     let relay_loop = relay.clone();
@@ -190,6 +199,7 @@ pub async fn run(
         }
     }
     let _ = relay_task.await;
+    let _ = figures.await;
     // Flush what the last batches wrote, within what is left of the grace.
     match tokio::time::timeout_at(deadline, relay.run_until_idle()).await {
         Ok(Ok(sent)) => tracing::info!(events = sent, "relay flushed at shutdown"),

@@ -216,10 +216,7 @@ async fn check_one(
     let now = Timestamp::now();
     if now >= check.deadline_at {
         let outcome = ledger.apply(stale_observation(&check, now)).await?;
-        tracing::info!(
-            outcome = outcome.kind(),
-            "deadline passed: payment marked stale"
-        );
+        crate::outcome::log(&outcome, "deadline passed: payment marked stale");
         return Ok(());
     }
     let result = client.check(&check.payment).await;
@@ -245,7 +242,8 @@ async fn check_one(
                     outcome
                 }
             };
-            tracing::info!(answer = ?status, outcome = outcome.kind(), "status checked");
+            tracing::info_span!("answer", answer = ?status)
+                .in_scope(|| crate::outcome::log(&outcome, "status checked"));
             return Ok(());
         }
         CheckResult::Busy { retry_after } => {

@@ -88,6 +88,11 @@ pub struct WorkerSettings {
     /// events with the signing one. `None` (the default) trusts no message:
     /// every callback is dead-lettered, and events go out unsigned.
     pub handoff: Option<HandoffKeys>,
+    /// Where card registrations are kept for the shop API's card feed
+    /// (`None`: they are only published to the shop queue).
+    pub cards: Option<paysettle_store::CardFeed>,
+    /// How long a card registration stays on the card feed.
+    pub card_retention: Duration,
 }
 
 impl Default for WorkerSettings {
@@ -108,6 +113,8 @@ impl Default for WorkerSettings {
                 .map(|p| (p, ProviderLimits::default()))
                 .collect(),
             handoff: None,
+            cards: None,
+            card_retention: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }

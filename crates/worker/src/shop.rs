@@ -13,10 +13,12 @@
 //! - `GET /v1/payments?status=&provider=&account=&since=&until=&limit=` → a list.
 //!   Only `status` may be given more than once; any other parameter twice is
 //!   a 400.
+//! - `GET /v1/events` and `GET /v1/cards`: the feeds (see [`crate::feed`]).
 //! - `GET /healthz`.
 //!
 //! With a token configured every `/v1` request needs exactly one
-//! `Authorization: Bearer` header, compared in constant time.
+//! `Authorization: Bearer` header, compared in constant time. The card feed
+//! needs its own token (`card_token`), and no other.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -32,7 +34,8 @@ use paysettle_core::{
     json as strict_json,
 };
 use paysettle_store::{
-    HistoryEntry, Ledger, PaymentFilter, PaymentRecord, RegisterOutcome, Registration, StoreError,
+    CheckState, HistoryEntry, Ledger, PaymentFilter, PaymentRecord, RegisterOutcome, Registration,
+    StoreError,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
@@ -41,6 +44,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::WorkerError;
+use crate::feed;
 use crate::settings::WorkerSettings;
 
 /// The shop API's own settings.
@@ -48,6 +52,8 @@ use crate::settings::WorkerSettings;
 pub struct ShopApiSettings {
     /// When set, every `/v1` request must carry it as a bearer token.
     pub token: Option<SecretString>,
+    /// The card feed's own token; without one the card feed is off.
+    pub card_token: Option<SecretString>,
     /// The largest request body read.
     pub max_body_bytes: usize,
     /// How long a client may take to send its headers, and then its body.
@@ -68,6 +74,7 @@ impl Default for ShopApiSettings {
     fn default() -> Self {
         ShopApiSettings {
             token: None,
+            card_token: None,
             max_body_bytes: 16 * 1024,
             read_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(5),
@@ -83,6 +90,8 @@ struct State {
     ledger: Ledger,
     api: ShopApiSettings,
     worker: Arc<WorkerSettings>,
+    /// Ends the feeds' long polls at shutdown.
+    shutdown: CancellationToken,
 }
 
 /// Serves the shop API on `listener` until `shutdown` fires, then lets
@@ -110,6 +119,7 @@ pub async fn serve(
         ledger,
         api,
         worker,
+        shutdown: shutdown.clone(),
     });
     let service = |_peer| {
         let state = Arc::clone(&state);
@@ -152,6 +162,9 @@ enum ApiError {
     },
     NotFound,
     Unauthorized,
+    /// The route exists but is switched off; the message says how to turn
+    /// it on.
+    Forbidden(&'static str),
     MethodNotAllowed(&'static str),
     TooLarge,
     BodyTimeout,
@@ -179,6 +192,10 @@ impl ApiError {
             ApiError::NotFound => {
                 json_answer(StatusCode::NOT_FOUND, &json!({"error": "not_found"}))
             }
+            ApiError::Forbidden(message) => json_answer(
+                StatusCode::FORBIDDEN,
+                &json!({"error": "forbidden", "message": message}),
+            ),
             ApiError::Unauthorized => {
                 let mut answer =
                     json_answer(StatusCode::UNAUTHORIZED, &json!({"error": "unauthorized"}));
@@ -258,6 +275,12 @@ fn authorized(state: &State, request: &Request<Incoming>) -> bool {
     let Some(token) = &state.api.token else {
         return true;
     };
+    presents(request, token)
+}
+
+/// Whether the request carries exactly one `Authorization: Bearer` header
+/// with `token`.
+fn presents(request: &Request<Incoming>, token: &SecretString) -> bool {
     // Exactly one Authorization header: with two, a proxy and this server
     // could each read a different one.
     let mut values = request.headers().get_all(header::AUTHORIZATION).iter();
@@ -281,7 +304,14 @@ async fn route(state: &State, request: Request<Incoming>) -> Result<Answer, ApiE
     let segments: Vec<&str> = path.strip_prefix('/').unwrap_or(&path).split('/').collect();
     match segments.as_slice() {
         ["healthz"] => Ok(json_answer(StatusCode::OK, &json!({"status": "ok"}))),
-        ["v1", "payments", ..] if !authorized(state, &request) => Err(ApiError::Unauthorized),
+        ["v1", "payments", ..] | ["v1", "events"] if !authorized(state, &request) => {
+            Err(ApiError::Unauthorized)
+        }
+        ["v1", "events"] => match *request.method() {
+            Method::GET => event_feed(state, request.uri().query().unwrap_or("")).await,
+            _ => Err(ApiError::MethodNotAllowed("GET")),
+        },
+        ["v1", "cards"] => card_feed(state, &request).await,
         ["v1", "payments"] => match *request.method() {
             Method::POST => register(state, request).await,
             Method::GET => list(state, request.uri().query().unwrap_or("")).await,
@@ -301,6 +331,53 @@ async fn route(state: &State, request: Request<Incoming>) -> Result<Answer, ApiE
         },
         _ => Err(ApiError::NotFound),
     }
+}
+
+/// `GET /v1/events`: the settled events, as on RabbitMQ.
+async fn event_feed(state: &State, query: &str) -> Result<Answer, ApiError> {
+    let pairs = query_pairs(query, &[])?;
+    let query = feed::parse_query(&pairs, state.ledger.id()).map_err(feed_error)?;
+    let body = feed::events(&state.ledger, &query, &state.shutdown).await?;
+    Ok(raw_json_answer(body))
+}
+
+/// `GET /v1/cards`: the card registrations, behind their own token.
+async fn card_feed(state: &State, request: &Request<Incoming>) -> Result<Answer, ApiError> {
+    let Some(token) = &state.api.card_token else {
+        return Err(ApiError::Forbidden(
+            "the card feed is off: set shop_api.card_token (or card_token_file)",
+        ));
+    };
+    if !presents(request, token) {
+        return Err(ApiError::Unauthorized);
+    }
+    if request.method() != Method::GET {
+        return Err(ApiError::MethodNotAllowed("GET"));
+    }
+    let Some(cards) = &state.worker.cards else {
+        return Err(ApiError::NotFound);
+    };
+    let pairs = query_pairs(request.uri().query().unwrap_or(""), &[])?;
+    let query = feed::parse_query(&pairs, cards.id()).map_err(feed_error)?;
+    let body = feed::cards(cards, &query, &state.shutdown).await?;
+    Ok(raw_json_answer(body))
+}
+
+fn feed_error(err: feed::BadParameter) -> ApiError {
+    ApiError::Invalid {
+        field: err.field,
+        message: err.message,
+    }
+}
+
+/// A 200 whose body is already JSON.
+fn raw_json_answer(body: String) -> Answer {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 /// The currencies each provider settles in.
@@ -437,9 +514,14 @@ async fn show(
         .await?
         .ok_or(ApiError::NotFound)?;
     let history = state.ledger.history(payment.id).await?;
+    let check = state.ledger.check_state(payment.id).await?;
     Ok(json_answer(
         StatusCode::OK,
-        &json!({"payment": payment_view(&payment), "history": history.iter().map(history_view).collect::<Vec<_>>()}),
+        &json!({
+            "payment": payment_view(&payment),
+            "history": history.iter().map(history_view).collect::<Vec<_>>(),
+            "check": check.as_ref().map(check_view),
+        }),
     ))
 }
 
@@ -598,6 +680,8 @@ fn history_view(h: &HistoryEntry) -> Value {
         "provider_status": h.provider_status,
         "amount": money_minor(h.money),
         "refund_total": money_minor(h.refund_total),
+        "provider_time": h.provider_time.map(|t| t.to_string()),
+        "provider_time_raw": h.provider_time_raw,
         "observed_at": h.observed_at.to_string(),
         "recorded_at": h.recorded_at.to_string(),
         "outcome": h.outcome,
@@ -605,6 +689,20 @@ fn history_view(h: &HistoryEntry) -> Value {
         "to": h.to_status,
         "reason": h.reason,
         "ledger_version": h.version,
+    })
+}
+
+/// Where a payment not yet final stands with the provider's status API: the
+/// next check, the deadline, and the last failed check (when and why).
+fn check_view(c: &CheckState) -> Value {
+    json!({
+        "attempts": c.attempts,
+        "next_check_at": c.next_check_at.to_string(),
+        "deadline_at": c.deadline_at.to_string(),
+        "last_failure": c.last_error.as_ref().map(|error| json!({
+            "at": c.last_error_at.map(|t| t.to_string()),
+            "error": error,
+        })),
     })
 }
 

@@ -293,9 +293,12 @@ impl StatusClient {
 async fn send(request: reqwest::RequestBuilder) -> Result<(Vec<u8>, Timestamp), CheckResult> {
     let mut response = request.send().await.map_err(|e| {
         CheckResult::Failed(if e.is_timeout() {
-            "timed out".to_owned()
+            format!(
+                "timed out: {}",
+                e.url().map_or_else(String::new, public_url)
+            )
         } else {
-            format!("request failed: {}", without_url(&e))
+            format!("request failed: {}", describe(&e))
         })
     })?;
     let status = response.status();
@@ -310,7 +313,11 @@ async fn send(request: reqwest::RequestBuilder) -> Result<(Vec<u8>, Timestamp), 
         return Err(CheckResult::Busy { retry_after });
     }
     if !status.is_success() {
-        return Err(CheckResult::Failed(format!("HTTP {}", status.as_u16())));
+        return Err(CheckResult::Failed(format!(
+            "HTTP {} from {}",
+            status.as_u16(),
+            public_url(response.url())
+        )));
     }
     let mut body = Vec::new();
     loop {
@@ -324,9 +331,12 @@ async fn send(request: reqwest::RequestBuilder) -> Result<(Vec<u8>, Timestamp), 
             Ok(None) => break,
             Err(e) => {
                 return Err(CheckResult::Failed(if e.is_timeout() {
-                    "timed out".to_owned()
+                    format!(
+                        "timed out reading the answer of {}",
+                        public_url(response.url())
+                    )
                 } else {
-                    format!("reading the answer failed: {}", without_url(&e))
+                    format!("reading the answer failed: {}", describe(&e))
                 }));
             }
         }
@@ -334,12 +344,33 @@ async fn send(request: reqwest::RequestBuilder) -> Result<(Vec<u8>, Timestamp), 
     Ok((body, Timestamp::now()))
 }
 
-/// reqwest's error text names the URL; ours may carry nothing secret, but an
-/// error line should not depend on that.
-fn without_url(error: &reqwest::Error) -> String {
+/// A URL as an error line may show it: scheme, host, port and path, without
+/// user and password (a base URL may carry them) or query and fragment.
+fn public_url(url: &reqwest::Url) -> String {
+    let mut shown = url.clone();
+    let _ = shown.set_username("");
+    let _ = shown.set_password(None);
+    shown.set_query(None);
+    shown.set_fragment(None);
+    shown.to_string()
+}
+
+/// A request's error with the URL it concerns (made public) and its causes
+/// ("connection refused"), which reqwest's own text leaves out.
+fn describe(error: &reqwest::Error) -> String {
     let mut text = error.to_string();
+    let mut cause = std::error::Error::source(error);
+    while let Some(inner) = cause {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        cause = inner.source();
+    }
     if let Some(url) = error.url() {
-        text = text.replace(url.as_str(), "<provider>");
+        let public = public_url(url);
+        text = text.replace(url.as_str(), &public);
+        if !text.contains(&public) {
+            text = format!("{public}: {text}");
+        }
     }
     text
 }
@@ -353,6 +384,27 @@ fn raw_json(body: &[u8]) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_failed_request_names_its_url_but_no_credentials_or_query() {
+        // Nothing listens on the discard port.
+        let request = reqwest::Client::new()
+            .post("http://demo-user:s3cr3t-pw@127.0.0.1:9/portmanat/check?token=q5ecr3t#frag");
+        let Err(CheckResult::Failed(text)) = send(request).await else {
+            panic!("a request to a closed port must fail");
+        };
+        assert!(
+            text.contains("http://127.0.0.1:9/portmanat/check"),
+            "{text}"
+        );
+        for secret in ["demo-user", "s3cr3t-pw", "q5ecr3t", "frag"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        assert!(
+            text.to_lowercase().contains("connect"),
+            "the cause is named: {text}"
+        );
+    }
 
     #[tokio::test(start_paused = true)]
     async fn the_pacer_spaces_starts_and_honours_a_pause() {

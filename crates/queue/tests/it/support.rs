@@ -78,6 +78,7 @@ impl TestEnv {
             embedded_path: self.dir.path().join("queue.sqlite"),
             lease_duration: Duration::from_secs(30),
             finance_queue: true,
+            embedded_event_queues: true,
         }
     }
 }

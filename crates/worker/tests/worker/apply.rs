@@ -763,3 +763,60 @@ async fn a_key_rotation_with_two_keys_loses_nothing() {
             .unwrap();
     }
 }
+
+/// The captured log lines that mention `needle`.
+fn log_lines(needle: &str) -> Vec<serde_json::Value> {
+    let capture = paysettle_testkit::capture_logs("paysettle_worker=info,warn").unwrap();
+    capture
+        .contents()
+        .lines()
+        .filter(|line| line.contains(needle))
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_flag_and_a_conflict_are_logged_as_warnings_with_their_reason() {
+    paysettle_testkit::capture_logs("paysettle_worker=info,warn").unwrap();
+    let w = world().await;
+    w.register(Provider::Plutu, "INV-LOG-M", 1250, None).await;
+    w.register(Provider::Plutu, "INV-LOG-C", 1250, None).await;
+    let relay = w.relay();
+    let mut applier = w.applier(&relay);
+    let callback = |reference: &str, status, minor| {
+        inbound(
+            Provider::Plutu,
+            "default",
+            Payload::Observation(observation(
+                Provider::Plutu,
+                reference,
+                status,
+                Some(money(Provider::Plutu, minor)),
+            )),
+        )
+    };
+    let flagged = callback("INV-LOG-M", ObservedStatus::Succeeded, 125);
+    let paid = callback("INV-LOG-C", ObservedStatus::Succeeded, 1250);
+    publish(&w.queue, &flagged).await;
+    publish(&w.queue, &paid).await;
+    applier.run_once().await.unwrap();
+    let contradiction = callback("INV-LOG-C", ObservedStatus::Failed, 1250);
+    publish(&w.queue, &contradiction).await;
+    applier.run_once().await.unwrap();
+
+    let level = |id: &str| {
+        let lines = log_lines(id);
+        assert_eq!(lines.len(), 1, "one line for {id}: {lines:#?}");
+        lines[0].clone()
+    };
+    let line = level(&flagged.id);
+    assert_eq!(line["level"], "WARN", "{line:#}");
+    assert_eq!(line["fields"]["outcome"], "mismatch");
+    assert_eq!(line["fields"]["reason"], "amount_mismatch");
+    let line = level(&contradiction.id);
+    assert_eq!(line["level"], "WARN", "{line:#}");
+    assert_eq!(line["fields"]["outcome"], "conflict");
+    assert_eq!(line["fields"]["reason"], "conflict");
+    // A plain success is news, not a problem.
+    assert_eq!(level(&paid.id)["level"], "INFO");
+}
