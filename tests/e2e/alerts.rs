@@ -21,6 +21,7 @@ fn product(
     prefix: &str,
     receiver: u16,
     shop: u16,
+    metrics: u16,
 ) -> std::path::PathBuf {
     let text = format!(
         r#"
@@ -40,6 +41,9 @@ listen = "127.0.0.1:{receiver}"
 
 [shop_api]
 listen = "127.0.0.1:{shop}"
+
+[metrics]
+listen = "127.0.0.1:{metrics}"
 
 {accounts}"#,
         dir = dir.display(),
@@ -95,7 +99,8 @@ async fn a_real_prometheus_sees_the_broker_alert_fire_when_the_broker_is_cut_and
         .unwrap();
     let via_proxy = amqp::url_via(&queue_dir.amqp_url, proxy.addr());
     let dir = tempfile::tempdir().unwrap();
-    let (receiver, shop, prometheus) = (free_port(), free_port(), free_port());
+    let (receiver, shop, metrics, prometheus) =
+        (free_port(), free_port(), free_port(), free_port());
 
     let mut sim_config = SimConfig::for_tests();
     sim_config.plutu.callback_url = format!("http://127.0.0.1:{receiver}/callbacks/plutu");
@@ -108,6 +113,7 @@ async fn a_real_prometheus_sees_the_broker_alert_fire_when_the_broker_is_cut_and
         &queue_dir.prefix,
         receiver,
         shop,
+        metrics,
     );
     let _paysettle = Killed(
         Command::new(env!("CARGO_BIN_EXE_paysettle"))
@@ -138,7 +144,7 @@ async fn a_real_prometheus_sees_the_broker_alert_fire_when_the_broker_is_cut_and
         dir.path().join("prometheus.yml"),
         format!(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - alerts.yml\n\
-             scrape_configs:\n  - job_name: paysettle\n    static_configs:\n      - targets: ['127.0.0.1:{receiver}']\n"
+             scrape_configs:\n  - job_name: paysettle\n    static_configs:\n      - targets: ['127.0.0.1:{metrics}']\n"
         ),
     )
     .unwrap();

@@ -47,6 +47,10 @@ spool_path = "{dir}/spool.sqlite"
 
 [receiver]
 listen = "127.0.0.1:{receiver}"
+# The simulator's browser returns all come from one address, as through a
+# proxy: genuine traffic, not one client flooding.
+hints_per_sec = 10000.0
+hints_per_client_per_sec = 10000.0
 
 [shop_api]
 listen = "127.0.0.1:{shop}"

@@ -442,7 +442,7 @@ impl App {
         loop {
             let batch = self
                 .finance
-                .next_batch(256, Duration::from_millis(300))
+                .next_batch(256, Duration::from_millis(1000))
                 .await
                 .unwrap();
             if batch.is_empty() {
