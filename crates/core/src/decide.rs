@@ -1133,11 +1133,11 @@ mod tests {
     use crate::ids::{Account, Reference};
     use crate::money::Currency;
 
-    fn usd(minor: i64) -> Money {
+    pub(super) fn usd(minor: i64) -> Money {
         Money::from_minor(minor, Currency::Usd).unwrap()
     }
 
-    fn at(second: i64) -> Timestamp {
+    pub(super) fn at(second: i64) -> Timestamp {
         Timestamp::from_second(1_700_000_000 + second).unwrap()
     }
 
@@ -1594,18 +1594,10 @@ mod tests {
 
 #[cfg(test)]
 mod properties {
+    use super::tests::{at, usd};
     use super::*;
     use crate::ids::{Account, Reference};
-    use crate::money::Currency;
     use proptest::prelude::*;
-
-    fn usd(minor: i64) -> Money {
-        Money::from_minor(minor, Currency::Usd).unwrap()
-    }
-
-    fn at(second: i64) -> Timestamp {
-        Timestamp::from_second(1_700_000_000 + second).unwrap()
-    }
 
     fn observation(
         provider: Provider,
