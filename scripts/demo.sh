@@ -127,8 +127,12 @@ if [ -t 0 ] && tty_saved=$(stty -g </dev/tty 2>/dev/null); then
     case "$key" in '003' | q | Q) stop ;; esac
   done
 else
-  # A trapped signal ends `wait` at once and runs `stop`.
-  wait "$pay_pid" || true
+  # A trapped signal ends `wait` at once and runs `stop`. A Ctrl-C sent to
+  # the whole process group reaches paysettle too, which then stops cleanly
+  # (exit 0) on its own, sometimes before this script's trap runs.
+  status=0
+  wait "$pay_pid" || status=$?
+  [ "$status" -eq 0 ] && stop 0
 fi
 echo "demo: paysettle stopped on its own (see above)" >&2
 stop 1

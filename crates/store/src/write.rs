@@ -100,6 +100,8 @@ fn write_payment(
         .map(serde_json::to_string)
         .transpose()
         .map_err(|e| StoreError::corrupt("flag", e))?;
+    // One list for both statements: the update leaves ?2–?4 (the payment's
+    // key) unused, as it finds the row by id.
     let values = rusqlite::params![
         target.id.map(|id| id.0),
         target.provider.as_str(),
@@ -123,7 +125,7 @@ fn write_payment(
             tx.prepare_cached(
                 "UPDATE payments SET provider_txn_id = ?5, status = ?6, currency = ?7, expected_minor = ?8, paid_minor = ?9, \
                  refunded_minor = ?10, registered = ?11, mismatch = ?12, version = ?13, updated_at_ms = ?14, \
-                 expected_currency = ?15, flag = ?16 WHERE id = ?1 AND ?2 IS NOT NULL AND ?3 IS NOT NULL AND ?4 IS NOT NULL",
+                 expected_currency = ?15, flag = ?16 WHERE id = ?1",
             )?
             .execute(values)?;
             Ok(id)
