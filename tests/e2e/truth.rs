@@ -378,3 +378,83 @@ async fn two_partial_paysys_refunds_are_booked_as_reported_and_an_amountless_ans
     assert_eq!(refunds, [(300_000, 300_000), (200_000, 500_000)]);
     app.stop().await;
 }
+
+/// Sends PaySys's transaction status notification with the demo vendor's
+/// Basic credentials, the body exactly as given.
+async fn paysys_notify(app: &App, body: &str) -> (reqwest::StatusCode, String) {
+    use base64::Engine as _;
+    let auth = base64::engine::general_purpose::STANDARD.encode("demo-vendor:demo-vendor-secret");
+    let response = app
+        .http
+        .post(format!("http://{}/callbacks/paysys", app.receiver))
+        .header("Authorization", format!("Basic {auth}"))
+        .header("Content-Type", "application/json")
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    (status, response.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_paysys_notification_with_a_key_given_twice_is_refused_and_changes_nothing() {
+    let app = spawn_app(Options::default()).await;
+    let view = app
+        .pay(Pay {
+            callback_url: Some(NOWHERE.into()),
+            pending: Duration::from_secs(600),
+            ..Pay::new(Provider::Paysys, "PS-DUP", 1_139_000, Outcome::Failure)
+        })
+        .await;
+    let txn = view.provider_txn_id.unwrap();
+    // "status" twice: read last-wins, this said "completed".
+    let body = format!(
+        r#"{{"id":"{txn}","account":"PS-DUP","amount":1139000,"currency":860,"currency_name":"uzs","status":-1,"status":2,"date":"24.06.2022 07:49:16"}}"#
+    );
+    let (status, answer) = paysys_notify(&app, &body).await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer.contains("status"), "names the key: {answer}");
+    let payment = app.payment(Provider::Paysys, "PS-DUP").await.unwrap();
+    let history = app.ledger.history(payment.id).await.unwrap();
+    assert!(
+        history.iter().all(|h| h.source != "callback"),
+        "nothing of it reached the ledger: {history:#?}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_paysys_date_in_another_format_keeps_the_notification_and_its_money() {
+    let app = spawn_app(Options {
+        paysys_confirm: false,
+        ..Options::default()
+    })
+    .await;
+    let view = app
+        .pay(Pay {
+            callback_url: Some(NOWHERE.into()),
+            pending: Duration::from_secs(600),
+            ..Pay::new(Provider::Paysys, "PS-DATE", 1_139_000, Outcome::Success)
+        })
+        .await;
+    let txn = view.provider_txn_id.unwrap();
+    let body = format!(
+        r#"{{"id":"{txn}","account":"PS-DATE","amount":1139000,"currency":860,"currency_name":"uzs","status":2,"date":"2022-06-24T07:49:16"}}"#
+    );
+    let (status, answer) = paysys_notify(&app, &body).await;
+    assert_eq!(status, 200, "{answer}");
+    let settled = until(&app, Provider::Paysys, "PS-DATE", "succeeded", |p| {
+        p.status == paysettle_core::PaymentStatus::Succeeded
+    })
+    .await;
+    assert_eq!(settled.paid.map(|m| m.minor()), Some(1_139_000));
+    let history = app.ledger.history(settled.id).await.unwrap();
+    let from_callback = history.iter().find(|h| h.source == "callback").unwrap();
+    assert_eq!(
+        from_callback.provider_time_raw.as_deref(),
+        Some("2022-06-24T07:49:16"),
+        "the provider's text is kept"
+    );
+    app.stop().await;
+}
