@@ -457,23 +457,9 @@ fn ignored(reason: &TransitionError) -> Record {
     }
 }
 
-/// Flags `payment` with `flag` and announces it, unless a flag already
-/// stands (then the observation is only held).
+/// Flags `payment` with `flag` and announces it (callers have held a
+/// payment whose flag stands before getting here).
 fn flag(mut payment: Payment, flag: Flag, reported: Option<Money>) -> Decision {
-    if let Some(standing) = payment.standing_flag() {
-        let record = Record {
-            outcome: Outcome::Held,
-            from: None,
-            to: None,
-            reason: Some(standing.kind.code()),
-            detail: Some(format!(
-                "held by {}; also: {}",
-                standing.kind.code(),
-                flag.summary()
-            )),
-        };
-        return unchanged(payment, record, Schedule::Remove, false);
-    }
     let version = payment.version + 1;
     let status = payment.status();
     let event = Event {
@@ -691,7 +677,7 @@ pub fn decide(
                     _ => o.money,
                 };
                 let detail = refusal.to_string();
-                let mut decision = flag(
+                flag(
                     payment,
                     Flag {
                         kind,
@@ -700,11 +686,7 @@ pub fn decide(
                         awaiting_recheck: false,
                     },
                     reported,
-                );
-                if is_new {
-                    decision.changed = true;
-                }
-                decision
+                )
             }
             None => {
                 // The re-check's answer agrees with the ledger (or is older
