@@ -8,6 +8,12 @@
 //! RabbitMQ later. A shop on one box, a laptop or a test runs the embedded
 //! backend instead, a SQLite file with the same at-least-once contract.
 //!
+//! The embedded backend and the spool store in the queue crate's own durable
+//! FIFO ([`fifo`]); the SQLite plumbing under it (opening the file with its
+//! pragmas, the group-commit writer thread) is `paysettle-sqlite`'s, shared
+//! with the ledger. This crate never depends on rusqlite itself, and it is
+//! the only one that depends on lapin (`deny.toml`).
+//!
 //! Modules:
 //! - [`config`]: [`QueueConfig`], the plain settings struct, and [`BackendKind`].
 //! - [`topology`]: the queue and exchange names under the prefix and how they
