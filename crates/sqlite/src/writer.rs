@@ -200,6 +200,7 @@ impl QuietTimer {
 #[cfg(test)]
 mod tests {
     use std::sync::mpsc as std_mpsc;
+    use std::task::{Context, Poll, Waker};
 
     use super::*;
 
@@ -304,14 +305,19 @@ mod tests {
             matches!(writer.try_send(4), Err(TrySendError::Full(4))),
             "a fourth command waiting is refused, not queued"
         );
-        let rt = runtime();
-        let waiting = {
-            let writer = writer.clone();
-            rt.spawn(async move { writer.send(4).await })
-        };
+        // A sender finds no room and waits (polled by hand, so nothing runs
+        // it behind the test's back) ...
+        let mut waiting = std::pin::pin!(writer.send(4));
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(
+            waiting.as_mut().poll(&mut cx).is_pending(),
+            "a full channel makes the sender wait"
+        );
         probe.go.send(()).unwrap();
         assert_eq!(next(&probe.groups, "second group"), vec![1, 2, 3]);
-        rt.block_on(waiting).unwrap().unwrap();
+        // ... and the thread took the group out of the channel before
+        // committing it, so there is room now.
+        assert_eq!(waiting.as_mut().poll(&mut cx), Poll::Ready(Ok(())));
         probe.go.send(()).unwrap();
         assert_eq!(next(&probe.groups, "the command that waited"), vec![4]);
     }
