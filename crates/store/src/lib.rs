@@ -1,19 +1,22 @@
-//! paysettle's SQLite storage. The only crate that depends on rusqlite.
+//! paysettle's ledger: the truth finance's books rest on. Every change to a
+//! payment is committed in one transaction with the history row that says
+//! why and the outbox event that tells finance, so a crash at any instant
+//! leaves all of them or none.
 //!
-//! The ledger is the truth finance's books rest on: every change to a payment
-//! is committed in one transaction with the history row that says why and the
-//! outbox event that tells finance, so a crash at any instant leaves all of
-//! them or none.
+//! The ledger is this crate's one concept (the embedded queue's FIFO lives in
+//! `paysettle-queue`). It stores in SQLite through `paysettle-sqlite`, which
+//! opens the files with their pragmas and runs the group-commit writer
+//! thread; this crate never depends on rusqlite itself (`deny.toml`).
 //!
 //! - [`Ledger`]: the handle. One writer thread owns the writing connection
 //!   (commands over a bounded channel); reads use read-only connections.
 //! - [`model`]: what goes in ([`Registration`], [`ApplyRequest`]) and comes
 //!   out ([`ApplyOutcome`], [`PaymentRecord`], [`HistoryEntry`], [`OutboxEvent`]).
 //! - `write`: the transactions: dedupe, state machine, history, outbox, schedule.
+//! - `rows`: reading rows back into the model.
 //! - [`event`]: the settled-event contract's JSON.
 //! - `migrate`: versioned, embedded schema migrations.
 //! - `integrity`: the invariants `paysettle ledger check` verifies.
-//! - [`fifo`]: the durable, leased FIFO behind the embedded queue and the spool.
 //! - [`WorkerClaim`]: one worker per ledger.
 //! - [`cards`]: the shop's card registrations for the card feed, in a file of
 //!   their own beside the ledger (a card token never enters the ledger).
@@ -22,7 +25,6 @@ pub mod cards;
 mod claim;
 mod error;
 pub mod event;
-pub mod fifo;
 mod integrity;
 mod ledger;
 mod migrate;

@@ -16,6 +16,7 @@ use paysettle_core::{
     Account, Currency, Money, Observation, ObservedStatus, Provider, ProviderTxnId, Reference,
     Source,
 };
+use paysettle_sqlite::rusqlite;
 use paysettle_store::{ApplyRequest, Ledger, LedgerOptions, Registration};
 
 const CHILD_LEDGER: &str = "PAYSETTLE_CRASH_CHILD_LEDGER";

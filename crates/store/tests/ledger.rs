@@ -8,6 +8,7 @@ use paysettle_core::{
     Account, Currency, Money, Observation, ObservedStatus, PaymentStatus, Provider, ProviderTxnId,
     Reference, Source,
 };
+use paysettle_sqlite::rusqlite;
 use paysettle_store::{
     ApplyOutcome, ApplyRequest, CheckNow, Ledger, LedgerOptions, PaymentFilter, PaymentKey,
     RegisterOutcome, Registration, StoreError,
