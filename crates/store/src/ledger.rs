@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jiff::Timestamp;
+use paysettle_core::clock::SharedClock;
 use paysettle_core::decide::Resolution;
 use paysettle_core::schedule::CheckPolicy;
 use paysettle_core::{Account, PaymentStatus, Provider, Reference};
@@ -54,6 +55,9 @@ pub struct LedgerOptions {
     /// How long a write waits for another process's lock (an operator's
     /// reconcile batch) before failing as retryable.
     pub busy_timeout: Duration,
+    /// Where the writer reads "now" (the wall clock; a test's own clock in
+    /// tests, so deadlines and backoff move when the test says).
+    pub clock: SharedClock,
 }
 
 impl Default for LedgerOptions {
@@ -67,6 +71,7 @@ impl Default for LedgerOptions {
             rules: LedgerRules::default(),
             queue_depth: 1024,
             busy_timeout: Duration::from_secs(5),
+            clock: crate::SystemClock::shared(),
         }
     }
 }
@@ -156,9 +161,10 @@ impl Ledger {
         };
         let commits = watch::Sender::new(0);
         let bump = commits.clone();
+        let clock = options.clock.clone();
         std::thread::Builder::new()
             .name("ledger-writer".into())
-            .spawn(move || writer(conn, receiver, rules, bump))
+            .spawn(move || writer(conn, receiver, rules, bump, clock))
             .map_err(|error| StoreError::Open {
                 path: shown.clone(),
                 error,
@@ -797,6 +803,7 @@ fn writer(
     mut commands: mpsc::Receiver<Command>,
     rules: Rules,
     commits: watch::Sender<u64>,
+    clock: SharedClock,
 ) {
     while let Some(first) = commands.blocking_recv() {
         let mut group = vec![first];
@@ -806,7 +813,7 @@ fn writer(
                 Err(_) => break,
             }
         }
-        let now = Timestamp::now();
+        let now = clock.now();
         let mut singles = Vec::new();
         for command in group {
             if let Command::ApplyBatch(requests, reply) = command {

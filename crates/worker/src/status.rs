@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use jiff::Timestamp;
+use paysettle_core::clock::Clock;
 use paysettle_core::{
     Account, Observation, Provider, ProviderTxnId, Reference, paysys, portmanat, schedule,
 };
@@ -224,7 +225,7 @@ impl StatusClient {
             )
             .header(http::header::ACCEPT, "application/json")
             .body(portmanat::check_request_body(psp_rrn));
-        let (body, observed_at) = match send(request).await {
+        let (body, observed_at) = match send(request, self.settings.clock.as_ref()).await {
             Ok(answer) => answer,
             Err(result) => return result,
         };
@@ -257,7 +258,11 @@ impl StatusClient {
             ));
         };
         let request_id = uuid::Uuid::new_v4().to_string();
-        let auth = paysys::auth_header(&access.service_id, &access.secret_key, Timestamp::now());
+        let auth = paysys::auth_header(
+            &access.service_id,
+            &access.secret_key,
+            self.settings.clock.now(),
+        );
         let request = self
             .http
             .post(&access.gateway_url)
@@ -266,7 +271,7 @@ impl StatusClient {
             .header(http::header::ACCEPT, "application/json")
             .header("Auth", auth)
             .body(paysys::check_payment_body(&payment.reference, &request_id));
-        let (body, observed_at) = match send(request).await {
+        let (body, observed_at) = match send(request, self.settings.clock.as_ref()).await {
             Ok(answer) => answer,
             Err(result) => return result,
         };
@@ -290,7 +295,10 @@ impl StatusClient {
 
 /// Sends a request and reads a bounded body. `Err` carries the check's
 /// result for every way it can fail.
-async fn send(request: reqwest::RequestBuilder) -> Result<(Vec<u8>, Timestamp), CheckResult> {
+async fn send(
+    request: reqwest::RequestBuilder,
+    clock: &dyn Clock,
+) -> Result<(Vec<u8>, Timestamp), CheckResult> {
     let mut response = request.send().await.map_err(|e| {
         CheckResult::Failed(if e.is_timeout() {
             format!(
@@ -307,7 +315,7 @@ async fn send(request: reqwest::RequestBuilder) -> Result<(Vec<u8>, Timestamp), 
             .headers()
             .get(http::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| schedule::retry_after(v, Timestamp::now()))
+            .and_then(|v| schedule::retry_after(v, clock.now()))
             .unwrap_or(Duration::from_secs(1))
             .min(Duration::from_secs(600));
         return Err(CheckResult::Busy { retry_after });
@@ -341,7 +349,7 @@ async fn send(request: reqwest::RequestBuilder) -> Result<(Vec<u8>, Timestamp), 
             }
         }
     }
-    Ok((body, Timestamp::now()))
+    Ok((body, clock.now()))
 }
 
 /// A URL as an error line may show it: scheme, host, port and path, without
@@ -390,7 +398,8 @@ mod tests {
         // Nothing listens on the discard port.
         let request = reqwest::Client::new()
             .post("http://demo-user:s3cr3t-pw@127.0.0.1:9/portmanat/check?token=q5ecr3t#frag");
-        let Err(CheckResult::Failed(text)) = send(request).await else {
+        let Err(CheckResult::Failed(text)) = send(request, &paysettle_store::SystemClock).await
+        else {
             panic!("a request to a closed port must fail");
         };
         assert!(
