@@ -369,12 +369,28 @@ async fn two_partial_paysys_refunds_are_booked_as_reported_and_an_amountless_ans
     .await;
     assert_eq!(refunded.paid.map(|m| m.minor()), Some(1_000_000));
     let events = app.events().await;
-    let refunds: Vec<(i64, i64)> = of_type(&events, "PS-REFUND", "payment.refunded")
+    // A status check already on its way when a refund happened may
+    // announce it first without an amount (check_payment carries none):
+    // finance is told the amount is unknown, and the reported amount
+    // follows. Only reported amounts are booked.
+    let (reported, unknown): (Vec<&Value>, Vec<&Value>) =
+        of_type(&events, "PS-REFUND", "payment.refunded")
+            .into_iter()
+            .partition(|e| !e["amount"].is_null());
+    assert!(
+        unknown.len() <= 2 && unknown.iter().all(|e| e["amount"].is_null()),
+        "{events:#?}"
+    );
+    let refunds: Vec<(i64, i64)> = reported
         .iter()
         .map(|e| {
             (
-                e["amount"].as_i64().unwrap(),
-                e["refunded_total"].as_i64().unwrap(),
+                e["amount"]
+                    .as_i64()
+                    .unwrap_or_else(|| panic!("{events:#?}")),
+                e["refunded_total"]
+                    .as_i64()
+                    .unwrap_or_else(|| panic!("{events:#?}")),
             )
         })
         .collect();
