@@ -415,6 +415,51 @@ mod tests {
         );
     }
 
+    /// A clock that says what the test says.
+    #[derive(Debug)]
+    struct At(Timestamp);
+
+    impl Clock for At {
+        fn now(&self) -> Timestamp {
+            self.0
+        }
+    }
+
+    #[tokio::test]
+    async fn a_retry_after_date_and_the_observation_time_are_read_on_the_workers_clock() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            for answer in [
+                "HTTP/1.1 429 Too Many Requests\r\nRetry-After: Wed, 21 Oct 2026 07:28:00 GMT\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+            ] {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.ends_with(b"\r\n\r\n") {
+                    let n = stream.read(&mut buf).await.unwrap();
+                    assert!(n > 0, "the client closed before its request ended");
+                    head.extend_from_slice(&buf[..n]);
+                }
+                stream.write_all(answer.as_bytes()).await.unwrap();
+            }
+        });
+        // Half a minute before the date Portmanat named, on the worker's
+        // clock (the wall clock is years away from it).
+        let clock = At("2026-10-21T07:27:30Z".parse().unwrap());
+        let client = reqwest::Client::new();
+        let url = format!("http://{addr}/portmanat/check");
+        let Err(CheckResult::Busy { retry_after }) = send(client.post(&url), &clock).await else {
+            panic!("a 429 is a busy provider");
+        };
+        assert_eq!(retry_after, Duration::from_secs(30));
+        let (body, observed_at) = send(client.post(&url), &clock).await.unwrap();
+        assert_eq!((body.as_slice(), observed_at), (&b"{}"[..], clock.0));
+        server.await.unwrap();
+    }
+
     #[tokio::test(start_paused = true)]
     async fn the_pacer_spaces_starts_and_honours_a_pause() {
         let pacer = Pacer::new(10.0);
