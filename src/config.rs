@@ -891,6 +891,8 @@ impl Config {
             synchronous: self.ledger.synchronous,
             policies: worker.policies(),
             rules: worker.ledger_rules(),
+            // One clock for the ledger and the worker (the wall clock).
+            clock: worker.clock.clone(),
             ..paysettle_store::LedgerOptions::default()
         };
         let limits = ReceiverLimits {

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jiff::Timestamp;
+use paysettle_core::clock::SharedClock;
 use paysettle_core::decide::Resolution;
 use paysettle_core::schedule::CheckPolicy;
 use paysettle_core::{Account, PaymentStatus, Provider, Reference};
@@ -55,6 +56,9 @@ pub struct LedgerOptions {
     /// How long a write waits for another process's lock (an operator's
     /// reconcile batch) before failing as retryable.
     pub busy_timeout: Duration,
+    /// Where the writer reads "now" (the wall clock; a test's own clock in
+    /// tests, so deadlines and backoff move when the test says).
+    pub clock: SharedClock,
 }
 
 impl Default for LedgerOptions {
@@ -68,6 +72,7 @@ impl Default for LedgerOptions {
             rules: LedgerRules::default(),
             queue_depth: 1024,
             busy_timeout: Duration::from_secs(5),
+            clock: crate::SystemClock::shared(),
         }
     }
 }
@@ -144,11 +149,12 @@ impl Ledger {
         };
         let commits = watch::Sender::new(0);
         let bump = commits.clone();
+        let clock = options.clock.clone();
         let commands = Writer::spawn(
             "ledger-writer",
             options.queue_depth,
             MAX_GROUP,
-            move |group| writer(&mut conn, group, &rules, &bump),
+            move |group| writer(&mut conn, group, &rules, &bump, &clock),
         )
         .map_err(|error| StoreError::Open {
             path: shown.clone(),
@@ -773,8 +779,14 @@ impl Command {
 /// one fsync. If anything in a group fails, the group is rolled back and each
 /// command redone on its own, so one failure never takes another caller's
 /// write with it.
-fn writer(conn: &mut Connection, group: Vec<Command>, rules: &Rules, commits: &watch::Sender<u64>) {
-    let now = Timestamp::now();
+fn writer(
+    conn: &mut Connection,
+    group: Vec<Command>,
+    rules: &Rules,
+    commits: &watch::Sender<u64>,
+    clock: &SharedClock,
+) {
+    let now = clock.now();
     let mut singles = Vec::new();
     for command in group {
         if let Command::ApplyBatch(requests, reply) = command {

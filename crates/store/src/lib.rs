@@ -18,11 +18,14 @@
 //! - `migrate`: versioned, embedded schema migrations.
 //! - `integrity`: the invariants `paysettle ledger check` verifies.
 //! - [`WorkerClaim`]: one worker per ledger.
+//! - [`SystemClock`]: the wall clock the ledger and the worker read in the
+//!   product (tests give them their own `Clock`).
 //! - [`cards`]: the shop's card registrations for the card feed, in a file of
 //!   their own beside the ledger (a card token never enters the ledger).
 
 pub mod cards;
 mod claim;
+mod clock;
 mod error;
 pub mod event;
 mod integrity;
@@ -34,6 +37,7 @@ mod write;
 
 pub use cards::{CardEntry, CardFeed};
 pub use claim::WorkerClaim;
+pub use clock::SystemClock;
 pub use error::StoreError;
 pub use ledger::{Ledger, LedgerHealth, LedgerOptions, Synchronous};
 pub use migrate::SCHEMA_VERSION;

@@ -151,7 +151,11 @@ pub async fn run(
         poller.drain(grace).await;
     });
 
-    let figures = tokio::spawn(telemetry::run(ledger.clone(), shutdown.clone()));
+    let figures = tokio::spawn(telemetry::run(
+        ledger.clone(),
+        settings.clock.clone(),
+        shutdown.clone(),
+    ));
 
     let relay_stop = shutdown.clone();
     let relay_interval = settings.relay_interval;

@@ -104,7 +104,7 @@ impl Poller {
         if room > 0 && self.in_flight.len() <= self.capacity() / 2 {
             let mut due = self
                 .ledger
-                .due_checks(Timestamp::now(), room + self.in_flight.len())
+                .due_checks(self.settings.clock.now(), room + self.in_flight.len())
                 .await?;
             due.retain(|c| !self.in_flight.contains(&c.payment.id));
             for check in due.into_iter().take(room) {
@@ -213,14 +213,14 @@ async fn check_one(
     sample: f64,
 ) -> Result<(), WorkerError> {
     let policy = settings.limits(check.payment.provider).policy;
-    let now = Timestamp::now();
+    let now = settings.clock.now();
     if now >= check.deadline_at {
         let outcome = ledger.apply(stale_observation(&check, now)).await?;
         crate::outcome::log(&outcome, "deadline passed: payment marked stale");
         return Ok(());
     }
     let result = client.check(&check.payment).await;
-    let now = Timestamp::now();
+    let now = settings.clock.now();
     let next = |attempts: u32| policy.next_check(check.payment.created_at, attempts, now, sample);
     let error = match result {
         CheckResult::Answer { observation, raw } => {
