@@ -60,6 +60,16 @@ async fn world_where(
     sim_config: SimConfig,
     tune: impl FnOnce(&mut WorkerSettings),
 ) -> World {
+    world_leased(deadline, sim_config, Duration::from_secs(5), tune).await
+}
+
+/// A world whose embedded queue leases deliveries for `lease`.
+async fn world_leased(
+    deadline: Duration,
+    sim_config: SimConfig,
+    lease: Duration,
+    tune: impl FnOnce(&mut WorkerSettings),
+) -> World {
     let dir = tempfile::tempdir().unwrap();
     let sim = Sim::start(sim_config).await.unwrap();
     let base = sim.base_url().trim_end_matches('/').to_owned();
@@ -112,7 +122,7 @@ async fn world_where(
         backend: BackendKind::Embedded,
         embedded_path: dir.path().join("queue.db"),
         spool_path: None,
-        lease_duration: Duration::from_secs(5),
+        lease_duration: lease,
         ..QueueConfig::default()
     })
     .await
@@ -317,6 +327,18 @@ fn observation(
         test: false,
         refund_part: None,
     }
+}
+
+/// Publishes to the hints queue, signed, as the receiver does a hint.
+async fn publish_hint(queue: &Queue, message: &InboundCallback) {
+    let body = serde_json::to_vec(message).unwrap();
+    queue
+        .publish_hint(&paysettle_testkit::handoff::sign(Message::json(
+            message.id.clone(),
+            body,
+        )))
+        .await
+        .unwrap();
 }
 
 async fn publish(queue: &Queue, message: &InboundCallback) {
