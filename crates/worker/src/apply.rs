@@ -6,14 +6,17 @@
 //!   is held there until `check_payment` agrees, and makes the check due now).
 //! - A Portmanat return hint makes the payment's check due now; for a payment
 //!   the ledger does not hold, `/check` is asked at once, and only the
-//!   provider's answer creates it. Hints go to a lane of their own beside
-//!   the batches (issue 17): a batch never waits for a hint's `/check`, the
-//!   lane runs them concurrently within Portmanat's limits, one per payment
-//!   at a time, and is bounded (Portmanat's concurrency times four, and no
-//!   more than it can check within half a lease at Portmanat's rate); a
-//!   hint past the bound, or
-//!   for a payment already being checked, is acknowledged and counted as
-//!   dropped (`paysettle_worker_hints_dropped_total{reason}`).
+//!   provider's answer creates it. Hints come on a queue of their own,
+//!   consumed by [`crate::hints::HintLane`] (issue 17); one found on the
+//!   callbacks queue (queued by an earlier version, or replayed from the
+//!   dead-letter queue) goes to this applier's own lane beside the batches:
+//!   a batch never waits for a hint's `/check`, the lane runs them
+//!   concurrently within Portmanat's limits, one per payment at a time, and
+//!   is bounded (Portmanat's concurrency times four, and on RabbitMQ no more
+//!   than it can check within half the consumer timeout at Portmanat's
+//!   rate); a hint past the bound, or for a payment already being checked,
+//!   is acknowledged and counted as dropped
+//!   (`paysettle_worker_hints_dropped_total{reason}`).
 //! - A card registration is kept for the shop API's card feed (a file of its
 //!   own, see `paysettle_store::cards`) and forwarded to the shop on the
 //!   events exchange (`card.registered.paysys`); it never touches the ledger.
