@@ -40,6 +40,10 @@ bench: ## Run every benchmark and write docs/benchmarks.md (needs RabbitMQ)
 bench-quick: ## A short run of every benchmark (under two minutes)
 	bash scripts/bench.sh quick
 
+.PHONY: bench-attack
+bench-attack: ## Only the "under attack" section of docs/benchmarks.md (needs RabbitMQ)
+	bash scripts/bench.sh attack
+
 .PHONY: soak
 soak: ## Ten-minute chaos soak with the invariant checker (PAYSETTLE_SOAK_BROKER_RESTART=1 also restarts RabbitMQ)
 	bash scripts/soak.sh

@@ -3,6 +3,8 @@
 # ceiling it is measured against, both from this run on this machine.
 #   scripts/bench.sh          the full run (about five minutes)
 #   scripts/bench.sh quick    a short version of each (under two minutes)
+#   scripts/bench.sh attack   the "under attack" section alone (issue 17),
+#                             written into the existing docs/benchmarks.md
 # Needs RabbitMQ at 127.0.0.1:5672 (PAYSETTLE_BENCH_AMQP_URL to change it).
 # BENCH_OUT names another output file; BENCH_PIN=1 pins the receiver and the
 # load generator to different cores (see crates/receiver/examples/bench_ingest.rs).
@@ -23,18 +25,25 @@ trap 'rm -f "$results"' EXIT
 case "$mode" in
   quick)
     ledger_n=5000; publish_n=5000; check_secs=2; poll_secs=2; relay="5000 1"
-    reconcile="3000 50 32"; ingest="--seconds 2 --rounds 1 --startups 3" ;;
+    reconcile="3000 50 32"; ingest="--seconds 2 --rounds 1 --startups 3"; attack="--seconds 3" ;;
   full)
     ledger_n=50000; publish_n=50000; check_secs=10; poll_secs=10; relay="20000 3"
-    reconcile="100000 50 32"; ingest="--seconds 10 --rounds 3 --startups 7" ;;
-  *) echo "usage: $0 [full|quick]" >&2; exit 2 ;;
+    reconcile="100000 50 32"; ingest="--seconds 10 --rounds 3 --startups 7"; attack="--seconds 10" ;;
+  attack)
+    attack="--seconds 5" ;;
+  *) echo "usage: $0 [full|quick|attack]" >&2; exit 2 ;;
 esac
 pin=()
 if [ "${BENCH_PIN:-0}" = 1 ]; then pin=(--pin); fi
 
 started=$(date +%s)
 echo "bench: building the release binaries and benchmark examples" >&2
-cargo build --release -q --workspace --bins --examples
+if [ "$mode" = attack ]; then
+  cargo build --release -q -p paysettle -p paysettle-loadgen --bins
+  cargo build --release -q -p paysettle-receiver --example bench_attack
+else
+  cargo build --release -q --workspace --bins --examples
+fi
 
 run() {
   local name=$1; shift
@@ -56,6 +65,20 @@ forget_prefix() {
   fi
 }
 
+# The door under attack: genuine callbacks with and without the attacks of
+# tests/hostile/load.rs, in the same run.
+attack_run() {
+  # shellcheck disable=SC2086
+  run attack "$examples/bench_attack" --paysettle "$bin/paysettle" --loadgen "$bin/paysettle-loadgen" $attack
+}
+if [ "$mode" = attack ]; then
+  attack_run
+  python3 scripts/bench_report.py "$results" attack-section "$out"
+  echo "bench: wrote the attack section of $out in $(($(date +%s) - started)) s" >&2
+  grep '^attack' "$results" | cut -f2-
+  exit 0
+fi
+
 run ledger "$examples/bench_ledger" "$ledger_n"
 run publish "$examples/bench_publish" --messages "$publish_n"
 run sim_checks "$examples/bench_checks" "$check_secs"
@@ -71,6 +94,8 @@ fi
 # shellcheck disable=SC2086
 run ingest "$examples/bench_ingest" --paysettle "$bin/paysettle" --loadgen "$bin/paysettle-loadgen" \
   --publish "$examples/bench_publish" $ingest "${pin[@]}"
+
+attack_run
 
 printf 'meta\t{"seconds":%s}\n' "$(($(date +%s) - started))" >>"$results"
 mkdir -p "$(dirname "$out")"

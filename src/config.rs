@@ -89,6 +89,7 @@ pub struct QueueSection {
     pub prefix: String,
     pub prefetch: u16,
     pub delivery_limit: u32,
+    pub hints_max_length: u64,
     pub confirm_timeout_ms: u64,
     pub connect_timeout_ms: u64,
     pub spool_path: PathBuf,
@@ -556,6 +557,7 @@ impl Config {
             prefix: self.queue.prefix.clone(),
             prefetch: self.queue.prefetch,
             delivery_limit: self.queue.delivery_limit,
+            hints_max_length: self.queue.hints_max_length,
             confirm_timeout: ms(self.queue.confirm_timeout_ms),
             connect_timeout: ms(self.queue.connect_timeout_ms),
             spool_path: (!self.queue.spool_path.as_os_str().is_empty())

@@ -30,7 +30,8 @@ use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
 /// The product's embedded defaults: the queue section names the prefix,
-/// delivery limit and finance queue that definitions.json must describe.
+/// delivery limit, hints bound and finance queue that definitions.json must
+/// describe.
 const DEFAULTS: &str = include_str!("../src/defaults.toml");
 
 fn repo() -> &'static Path {
@@ -55,6 +56,7 @@ fn default_queue_config(url: String) -> QueueConfig {
         amqp_url: url,
         prefix: queue["prefix"].as_str().unwrap().to_owned(),
         delivery_limit: u32::try_from(queue["delivery_limit"].as_integer().unwrap()).unwrap(),
+        hints_max_length: u64::try_from(queue["hints_max_length"].as_integer().unwrap()).unwrap(),
         finance_queue: queue["finance_queue"].as_bool().unwrap(),
         spool_path: None,
         connect_timeout: Duration::from_secs(5),
@@ -347,6 +349,7 @@ fn definitions_json_matches_what_the_code_declares_and_the_code_starts_on_it() {
     let expected: BTreeSet<&str> = [
         Some(topology.callbacks.as_str()),
         Some(topology.dead_letters.as_str()),
+        Some(topology.hints.as_str()),
         topology.finance.as_deref(),
         Some(topology.shop.as_str()),
     ]

@@ -543,6 +543,38 @@ pub fn cases() -> Vec<Case> {
         )
         .answers(200, r#"{"error":null}"#)
         .queues(1),
+        // ---- Hints past their queue's bound (issue 17) ------------------------
+        // The product's hints queue holds one (`queue.hints_max_length = 1`);
+        // RabbitMQ's quorum queue takes one more before it refuses.
+        Case::receiver(
+            "portmanat: a hint, queued in the hints queue",
+            get(
+                "/callbacks/portmanat?psp_rrn=HOSTILE-FULL-1&client_rrn=HOSTILE-FULL-1",
+                &[],
+            ),
+        )
+        .answers(303, "")
+        .with_header("location", PORTMANAT_PAGE)
+        .queues(1),
+        Case::receiver(
+            "portmanat: another payment's hint, the hints queue now over its bound",
+            get(
+                "/callbacks/portmanat?psp_rrn=HOSTILE-FULL-2&client_rrn=HOSTILE-FULL-2",
+                &[],
+            ),
+        )
+        .answers(303, "")
+        .with_header("location", PORTMANAT_PAGE)
+        .queues(1),
+        Case::receiver(
+            "portmanat: a hint the full hints queue refuses: redirected, dropped, counted",
+            get(
+                "/callbacks/portmanat?psp_rrn=HOSTILE-FULL-3&client_rrn=HOSTILE-FULL-3",
+                &[],
+            ),
+        )
+        .answers(303, "")
+        .with_header("location", PORTMANAT_PAGE),
         // ---- Portmanat ------------------------------------------------------
         Case::receiver(
             "portmanat: names no payment",

@@ -38,6 +38,8 @@ pub const SHOP2_PAYSYS_SECRET: &str = "hostile-shop2-secret-2";
 pub const PLUTU_SECRET: &str = "sk_hostile_plutu_secret_3";
 pub const SHOP_TOKEN: &str = "hostile-shop-token-4f9c2b7e";
 pub const PLUTU_PAGE: &str = "https://shop.example/plutu/result";
+/// The product's hints queue bound: one, so the table's rows fill it.
+pub const HINTS_MAX_LENGTH: u64 = 1;
 pub const PORTMANAT_PAGE: &str = "https://shop.example/portmanat/thanks";
 
 /// Which listener a request goes to.
@@ -93,6 +95,8 @@ finance_queue = false
 # The same arguments as the test's own handle (TestQueue::config), or
 # RabbitMQ refuses the second declaration.
 delivery_limit = 3
+# Small, so the table can fill it (see Product::start).
+hints_max_length = {HINTS_MAX_LENGTH}
 
 [receiver]
 listen = "127.0.0.1:{receiver}"
@@ -223,6 +227,7 @@ impl Product {
 
         let mut queue_config = env.config();
         queue_config.spool_path = None;
+        queue_config.hints_max_length = HINTS_MAX_LENGTH;
         let queue = Queue::start(queue_config).await.unwrap();
         let ledger = Ledger::open(
             env.dir.path().join("ledger.sqlite"),
@@ -250,13 +255,15 @@ impl Product {
         }
     }
 
-    /// Messages waiting in the callbacks queue and its dead-letter queue.
+    /// Messages waiting in the callbacks and hints queues, and in the
+    /// dead-letter queue.
     pub async fn queued(&self) -> (u64, u64) {
         (
             self.queue
                 .message_count(QueueKind::Callbacks)
                 .await
-                .unwrap(),
+                .unwrap()
+                + self.queue.message_count(QueueKind::Hints).await.unwrap(),
             self.queue
                 .message_count(QueueKind::DeadLetters)
                 .await

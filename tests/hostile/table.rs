@@ -1,5 +1,5 @@
 //! One row of the table: a request to one listener, the answer it must get,
-//! and how many callback messages it may add to the queue (zero for every
+//! and how many messages it may add to the queues (zero for every
 //! hostile request; one for a genuine callback or its replay).
 
 use crate::support::{Listener, Pace};
@@ -17,7 +17,7 @@ pub struct Case {
     pub fragment: String,
     /// A header the answer must carry, with a fragment of its value.
     pub header: Option<(&'static str, &'static str)>,
-    /// Messages this request adds to the callbacks queue.
+    /// Messages this request adds to the callbacks and hints queues.
     pub queued: u64,
     /// Whether the request is slow by design (run together, not one by one).
     pub slow: bool,

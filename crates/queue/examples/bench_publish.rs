@@ -345,6 +345,7 @@ async fn purge(conn: &Connection, prefix: &str) -> Result<(), BoxError> {
     for q in [
         Some(t.callbacks),
         Some(t.dead_letters),
+        Some(t.hints),
         t.finance,
         Some(t.shop),
     ]
@@ -370,6 +371,7 @@ async fn cleanup(conn: &Connection, prefix: &str, raw_queue: &str) {
     for q in [
         Some(t.callbacks),
         Some(t.dead_letters),
+        Some(t.hints),
         t.finance,
         Some(t.shop),
         Some(raw_queue.to_owned()),

@@ -30,6 +30,9 @@ pub struct QueueConfig {
     /// How many unacknowledged messages the broker sends a consumer ahead: the
     /// worker's batch size is bounded by it.
     pub prefetch: u16,
+    /// How many hints the hints queue holds at most; a hint past it is
+    /// refused ([`QueueError::Full`]), and the receiver counts it dropped.
+    pub hints_max_length: u64,
     /// How many times a message may be returned (nacked with requeue, or left
     /// unacked by a consumer that died) before it is dead-lettered; a limit of
     /// `n` allows `n + 1` deliveries. Keeps one poison message from looping forever.
@@ -74,6 +77,7 @@ impl Default for QueueConfig {
             prefix: "paysettle".to_owned(),
             prefetch: 64,
             delivery_limit: 5,
+            hints_max_length: 1000,
             confirm_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
             reconnect_max_delay: Duration::from_secs(5),
@@ -109,6 +113,12 @@ impl QueueConfig {
         if self.lease_duration.is_zero() {
             return bad("lease_duration must be positive");
         }
+        if self.hints_max_length == 0 {
+            return bad("hints_max_length must be at least 1");
+        }
+        if i64::try_from(self.hints_max_length).is_err() {
+            return bad("hints_max_length is too large");
+        }
         if self.forward_batch == 0 {
             return bad("forward_batch must be at least 1");
         }
@@ -140,5 +150,12 @@ mod tests {
         .validate()
         .unwrap_err();
         assert!(err.to_string().contains("prefetch"), "{err}");
+        let err = QueueConfig {
+            hints_max_length: 0,
+            ..QueueConfig::default()
+        }
+        .validate()
+        .unwrap_err();
+        assert!(err.to_string().contains("hints_max_length"), "{err}");
     }
 }

@@ -1,6 +1,14 @@
 //! The embedded backend: the topology's queues as FIFOs in one SQLite file,
 //! with the same at-least-once contract as RabbitMQ (leases stand in for
 //! unacked deliveries, a queue policy for `x-delivery-limit`).
+//!
+//! A consumer renews the leases of every delivery it holds while it holds
+//! it (a third of the lease before it would expire), so slow work (a
+//! provider answering slowly) is never delivered twice nor counted toward
+//! the delivery limit; only a consumer that died, or a delivery dropped
+//! unsettled, gives its message back. The hints queue is a FIFO of its own
+//! in the same file, bounded as RabbitMQ's `x-max-length` with
+//! `reject-publish` is.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -8,6 +16,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::time::Instant;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::fifo::{Lease, QueuePolicy};
 use crate::fifo_writer::FifoHandle;
@@ -25,6 +34,8 @@ pub(crate) struct EmbeddedQueue {
     topology: Topology,
     lease_duration: Duration,
     stats: Arc<Counters>,
+    /// The hints queue's bound.
+    hints_max_length: u64,
     /// Whether events go to embedded finance and shop queues (see
     /// [`QueueConfig::embedded_event_queues`]).
     event_queues: bool,
@@ -34,11 +45,6 @@ pub(crate) struct EmbeddedQueue {
 const NO_EVENT_QUEUES: &str = "the embedded backend keeps no finance or shop queue: settled events and card registrations are read from the shop API's feeds";
 
 impl EmbeddedQueue {
-    /// How long a delivery stays leased.
-    pub(crate) fn lease_duration(&self) -> Duration {
-        self.lease_duration
-    }
-
     pub(crate) async fn start(
         config: &QueueConfig,
         topology: Topology,
@@ -51,6 +57,15 @@ impl EmbeddedQueue {
         store
             .declare(
                 &topology.callbacks,
+                QueuePolicy {
+                    delivery_limit: Some(config.delivery_limit),
+                    dead_letter_queue: Some(topology.dead_letters.clone()),
+                },
+            )
+            .await?;
+        store
+            .declare(
+                &topology.hints,
                 QueuePolicy {
                     delivery_limit: Some(config.delivery_limit),
                     dead_letter_queue: Some(topology.dead_letters.clone()),
@@ -75,6 +90,7 @@ impl EmbeddedQueue {
             topology,
             lease_duration: config.lease_duration,
             stats,
+            hints_max_length: config.hints_max_length,
             event_queues: config.embedded_event_queues,
         })
     }
@@ -88,6 +104,32 @@ impl EmbeddedQueue {
             Ok(()) => {
                 bump(&self.stats.published_embedded, 1);
                 Ok(Durable::Embedded)
+            }
+            Err(e) => {
+                bump(&self.stats.publish_failed, 1);
+                Err(e)
+            }
+        }
+    }
+
+    /// Pushes a hint unless the hints queue is full ([`QueueError::Full`]).
+    pub(crate) async fn publish_hint(&self, message: &Message) -> Result<Durable, QueueError> {
+        match self
+            .store
+            .push_bounded(
+                &self.topology.hints,
+                message.to_fifo(),
+                self.hints_max_length,
+            )
+            .await
+        {
+            Ok(true) => {
+                bump(&self.stats.published_embedded, 1);
+                Ok(Durable::Embedded)
+            }
+            Ok(false) => {
+                bump(&self.stats.hints_refused, 1);
+                Err(QueueError::Full(self.topology.hints.clone()))
             }
             Err(e) => {
                 bump(&self.stats.publish_failed, 1);
@@ -133,13 +175,17 @@ impl EmbeddedQueue {
         let queue = self.topology.queue(kind).ok_or(QueueError::Unsupported(
             "the finance queue is configured off",
         ))?;
+        let outstanding: Outstanding = Arc::new(Mutex::new(HashSet::new()));
+        let renewing =
+            renew_while_held(self.store.clone(), outstanding.clone(), self.lease_duration);
         Ok(EmbeddedConsumer {
             store: self.store.clone(),
             queue: queue.to_owned(),
             lease_duration: self.lease_duration,
             changes: self.store.changes(),
-            outstanding: Arc::new(Mutex::new(HashSet::new())),
+            outstanding,
             stats: self.stats.clone(),
+            _renewing: renewing,
         })
     }
 
@@ -175,6 +221,53 @@ pub(crate) struct EmbeddedConsumer {
     changes: watch::Receiver<u64>,
     outstanding: Outstanding,
     stats: Arc<Counters>,
+    /// Stops renewing when the consumer goes.
+    _renewing: Option<DropGuard>,
+}
+
+/// Renews the leases in `outstanding` every third of `lease_for` until the
+/// guard is dropped. `None` outside a Tokio runtime (nothing to renew with:
+/// leases then expire as before).
+fn renew_while_held(
+    store: FifoHandle,
+    outstanding: Outstanding,
+    lease_for: Duration,
+) -> Option<DropGuard> {
+    let runtime = tokio::runtime::Handle::try_current().ok()?;
+    let stop = CancellationToken::new();
+    let stopped = stop.clone();
+    let every = (lease_for / 3).max(Duration::from_millis(10));
+    runtime.spawn(async move {
+        loop {
+            tokio::select! {
+                () = stopped.cancelled() => break,
+                () = tokio::time::sleep(every) => {}
+            }
+            let held: Vec<Lease> = outstanding
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .iter()
+                .copied()
+                .collect();
+            if held.is_empty() {
+                continue;
+            }
+            let count = held.len();
+            match store.renew(held, lease_for).await {
+                Ok(renewed) if renewed < count => {
+                    // Settled meanwhile (the usual case), or lost to an expiry
+                    // before this renewal: the settle then reports it lost.
+                    tracing::debug!(held = count, renewed, "some leases were not renewed");
+                }
+                Ok(_) => {}
+                Err(QueueError::Closed) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot renew the leases held; they may expire")
+                }
+            }
+        }
+    });
+    Some(stop.drop_guard())
 }
 
 impl EmbeddedConsumer {
@@ -286,5 +379,20 @@ impl EmbeddedSettle {
         self.forget();
         bump(&self.stats.dead_lettered, u64::from(done));
         Self::lost_if_not(done)
+    }
+}
+
+impl Drop for EmbeddedSettle {
+    /// A delivery dropped unsettled goes back to the queue at once: its
+    /// consumer would otherwise renew its lease for as long as it lives.
+    fn drop(&mut self) {
+        let held = self
+            .outstanding
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.lease);
+        if held {
+            self.store.release_detached(self.lease);
+        }
     }
 }

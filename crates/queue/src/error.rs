@@ -29,6 +29,11 @@ pub enum QueueError {
     /// reached the broker, so it must be treated as not published.
     #[error("no publisher confirm within {0:?}")]
     ConfirmTimeout(Duration),
+    /// The queue holds as many messages as it may (the hints queue's
+    /// `x-max-length`, or the embedded bound): this one was not stored.
+    /// Retrying at once would meet the same bound.
+    #[error("queue '{0}' is full; the message was not stored")]
+    Full(String),
     /// The broker refused the message (a publisher nack): it did not store it.
     #[error("the broker refused the message (nack)")]
     Nacked,
@@ -109,6 +114,7 @@ impl QueueError {
             }
             QueueError::Unroutable { .. }
             | QueueError::TopologyConflict { .. }
+            | QueueError::Full(_)
             | QueueError::InvalidMessage(_)
             | QueueError::InvalidConfig(_)
             | QueueError::Unsupported(_)

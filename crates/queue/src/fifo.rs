@@ -210,6 +210,7 @@ impl Fifo {
             ),
             paysettle_sqlite::OpenError::Sqlite(e) => FifoError::Sqlite(e),
         })?;
+        incremental_vacuum_on(&conn)?;
         conn.execute_batch(SCHEMA)?;
         Ok(Self { conn })
     }
@@ -223,6 +224,26 @@ impl Fifo {
             .conn
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
         Ok(busy == 0)
+    }
+
+    /// Gives up to `max_pages` free pages back to the file system (the file
+    /// is opened with `auto_vacuum = INCREMENTAL`): a flood that was drained
+    /// does not leave the file at its peak size. In WAL mode the file
+    /// shrinks at the next checkpoint ([`Fifo::truncate_log`]). Returns the
+    /// free pages left.
+    pub fn reclaim(&mut self, max_pages: u32) -> Result<u64, FifoError> {
+        // Each step frees one page: stepped to the end, not executed once.
+        let mut stmt = self
+            .conn
+            .prepare(&format!("PRAGMA incremental_vacuum({max_pages})"))?;
+        let mut rows = stmt.query([])?;
+        while rows.next()?.is_some() {}
+        drop(rows);
+        drop(stmt);
+        let free: i64 = self
+            .conn
+            .query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
+        Ok(u64::try_from(free).unwrap_or(0))
     }
 
     /// Starts a transaction; nothing in it is durable until [`FifoTx::commit`].
@@ -388,6 +409,56 @@ impl FifoTx<'_> {
                 unix_ms(now)
             ])?;
         Ok(self.tx.last_insert_rowid())
+    }
+
+    /// Appends one message to `queue` unless it already holds `max_len`
+    /// messages (leased or not): `None` then, and nothing is written, as a
+    /// RabbitMQ queue with `x-max-length` and `x-overflow = reject-publish`
+    /// refuses a publish.
+    pub fn push_bounded(
+        &self,
+        queue: &str,
+        message: &FifoMessage,
+        max_len: u64,
+        now: SystemTime,
+    ) -> Result<Option<i64>, FifoError> {
+        self.require_policy(queue)?;
+        // Counts no further than the bound, so a full queue costs `max_len`
+        // index entries, never the whole queue.
+        let held: i64 = self
+            .tx
+            .prepare_cached(
+                "SELECT COUNT(*) FROM (SELECT 1 FROM fifo_message WHERE queue = ?1 LIMIT ?2)",
+            )?
+            .query_row(
+                params![queue, i64::try_from(max_len).unwrap_or(i64::MAX)],
+                |r| r.get(0),
+            )?;
+        if u64::try_from(held).unwrap_or(0) >= max_len {
+            return Ok(None);
+        }
+        self.push(queue, message, now).map(Some)
+    }
+
+    /// Extends a lease that is still held to `lease_for` from `now`, for a
+    /// consumer that is still working on the message; `false` if the lease
+    /// was lost (settled, or expired and handed to someone else).
+    pub fn renew(
+        &self,
+        lease: Lease,
+        lease_for: Duration,
+        now: SystemTime,
+    ) -> Result<bool, FifoError> {
+        let until_ms =
+            unix_ms(now).saturating_add(i64::try_from(lease_for.as_millis()).unwrap_or(i64::MAX));
+        let n = self
+            .tx
+            .prepare_cached(
+                "UPDATE fifo_message SET leased_until_ms = ?3
+                  WHERE seq = ?1 AND delivery_count = ?2 AND leased_until_ms IS NOT NULL",
+            )?
+            .execute(params![lease.seq, lease.delivery, until_ms])?;
+        Ok(n == 1)
     }
 
     /// See [`Fifo::lease`]. A message that has been returned more often than the
@@ -563,6 +634,24 @@ impl FifoTx<'_> {
             .execute(params![seq, dlq, headers_to_json(&headers)])?;
         Ok(())
     }
+}
+
+/// Turns `auto_vacuum = INCREMENTAL` on: before the first table of a new
+/// file, or for a file made before it was (auto_vacuum NONE), once, with a
+/// `VACUUM` that rewrites it (as long as copying the file takes).
+fn incremental_vacuum_on(conn: &Connection) -> Result<(), FifoError> {
+    const INCREMENTAL: i64 = 2;
+    let mode: i64 = conn.query_row("PRAGMA auto_vacuum", [], |r| r.get(0))?;
+    if mode == INCREMENTAL {
+        return Ok(());
+    }
+    conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
+    let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+    if pages > 0 {
+        tracing::info!(pages, "converting the fifo file to incremental vacuum");
+        conn.execute_batch("VACUUM")?;
+    }
+    Ok(())
 }
 
 struct Row {
@@ -893,5 +982,94 @@ mod tests {
         }
         tx.commit().unwrap();
         assert_eq!(fifo.depth(Q).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_renewed_lease_is_not_handed_out_again_and_a_lost_one_is_not_renewed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut fifo = open(&dir, Some(1));
+        fifo.push(Q, &msg("a"), t(0)).unwrap();
+        let held = fifo.lease(Q, 1, Duration::from_secs(10), t(0)).unwrap();
+        let tx = fifo.transaction().unwrap();
+        assert!(
+            tx.renew(held[0].lease, Duration::from_secs(10), t(8))
+                .unwrap()
+        );
+        tx.commit().unwrap();
+        // Past the first lease, within the renewed one: not available.
+        assert!(
+            fifo.lease(Q, 1, Duration::from_secs(10), t(15))
+                .unwrap()
+                .is_empty()
+        );
+        assert!(fifo.ack(held[0].lease).unwrap());
+        let tx = fifo.transaction().unwrap();
+        assert!(
+            !tx.renew(held[0].lease, Duration::from_secs(10), t(16))
+                .unwrap()
+        );
+    }
+
+    #[test]
+    fn a_bounded_push_refuses_past_the_bound_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut fifo = open(&dir, None);
+        let tx = fifo.transaction().unwrap();
+        assert!(tx.push_bounded(Q, &msg("a"), 2, t(0)).unwrap().is_some());
+        assert!(tx.push_bounded(Q, &msg("b"), 2, t(0)).unwrap().is_some());
+        assert_eq!(tx.push_bounded(Q, &msg("c"), 2, t(0)).unwrap(), None);
+        // Other queues are not bounded by it.
+        assert!(tx.push_bounded(DLQ, &msg("d"), 2, t(0)).unwrap().is_some());
+        tx.commit().unwrap();
+        assert_eq!(fifo.depth(Q).unwrap(), 2);
+        let err = fifo
+            .transaction()
+            .unwrap()
+            .push_bounded("nope", &msg("e"), 2, t(0))
+            .unwrap_err();
+        assert!(matches!(err, FifoError::UnknownQueue(_)));
+    }
+
+    #[test]
+    fn a_file_made_before_incremental_vacuum_is_converted_and_shrinks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fifo.sqlite");
+        {
+            // A file as an older version made it: auto_vacuum NONE.
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(SCHEMA).unwrap();
+            let mode: i64 = conn
+                .query_row("PRAGMA auto_vacuum", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(mode, 0);
+        }
+        let mut fifo = Fifo::open(&path).unwrap();
+        let mode: i64 = fifo
+            .conn
+            .query_row("PRAGMA auto_vacuum", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, 2, "incremental");
+        fifo.declare_queue(Q, &QueuePolicy::default()).unwrap();
+        let big = FifoMessage {
+            body: vec![7; 8000],
+            ..msg("big")
+        };
+        let tx = fifo.transaction().unwrap();
+        for _ in 0..500 {
+            tx.push(Q, &big, t(0)).unwrap();
+        }
+        tx.commit().unwrap();
+        fifo.truncate_log().unwrap();
+        let full = std::fs::metadata(&path).unwrap().len();
+        let leased = fifo.lease(Q, 1000, Duration::from_secs(30), t(0)).unwrap();
+        let tx = fifo.transaction().unwrap();
+        for m in &leased {
+            assert!(tx.ack(m.lease).unwrap());
+        }
+        tx.commit().unwrap();
+        assert_eq!(fifo.reclaim(u32::MAX).unwrap(), 0, "no free page left");
+        fifo.truncate_log().unwrap();
+        let after = std::fs::metadata(&path).unwrap().len();
+        assert!(after < full / 10, "{after} bytes after, {full} before");
     }
 }

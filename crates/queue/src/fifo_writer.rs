@@ -37,6 +37,9 @@ const TRUNCATE_AT_LEAST_EVERY: Duration = Duration::from_secs(5);
 enum Op {
     Declare(String, QueuePolicy),
     Push(String, FifoMessage),
+    /// Push unless the queue holds this many messages already.
+    PushBounded(String, FifoMessage, u64),
+    Renew(Vec<Lease>, Duration),
     Lease(String, usize, Duration),
     Ack(Lease),
     Release(Lease),
@@ -47,6 +50,8 @@ enum Op {
 enum Out {
     Unit,
     Seq,
+    Pushed(bool),
+    Renewed(usize),
     Leased(Vec<LeasedMessage>),
     Done(bool),
     Depth(u64),
@@ -127,6 +132,36 @@ impl FifoHandle {
         self.call(Op::Push(queue.to_owned(), message))
             .await
             .map(|_| ())
+    }
+
+    /// Pushes unless `queue` holds `max_len` messages already; `false` then
+    /// (nothing written).
+    pub(crate) async fn push_bounded(
+        &self,
+        queue: &str,
+        message: FifoMessage,
+        max_len: u64,
+    ) -> Result<bool, QueueError> {
+        match self
+            .call(Op::PushBounded(queue.to_owned(), message, max_len))
+            .await?
+        {
+            Out::Pushed(pushed) => Ok(pushed),
+            _ => Ok(false),
+        }
+    }
+
+    /// Extends every lease in `leases` that is still held to `lease_for`
+    /// from now; returns how many were.
+    pub(crate) async fn renew(
+        &self,
+        leases: Vec<Lease>,
+        lease_for: Duration,
+    ) -> Result<usize, QueueError> {
+        match self.call(Op::Renew(leases, lease_for)).await? {
+            Out::Renewed(n) => Ok(n),
+            _ => Ok(0),
+        }
     }
 
     pub(crate) async fn lease(
@@ -234,7 +269,7 @@ impl Commit<Cmd> for FifoThread {
     fn commit(&mut self, mut batch: Vec<Cmd>) {
         let adds_work = batch
             .iter()
-            .any(|c| matches!(c.op, Op::Push(..) | Op::Release(_)));
+            .any(|c| matches!(c.op, Op::Push(..) | Op::PushBounded(..) | Op::Release(_)));
         let removes = batch
             .iter()
             .any(|c| matches!(c.op, Op::Ack(_) | Op::DeadLetter(..)));
@@ -274,8 +309,8 @@ impl Commit<Cmd> for FifoThread {
     }
 
     fn quiet(&mut self) {
-        truncate_log(&mut self.fifo);
-        self.removed = false;
+        // Free pages left for the next quiet moment keep it coming.
+        self.removed = truncate_log(&mut self.fifo);
         self.truncated_at = Instant::now();
     }
 
@@ -286,13 +321,31 @@ impl Commit<Cmd> for FifoThread {
     }
 }
 
-/// Empties the write-ahead log; a failure only postpones it.
-fn truncate_log(fifo: &mut Fifo) {
+/// Free pages given back per quiet moment at most, so one reclaim after a
+/// huge flood does not hold the file for long; the rest goes at the next.
+const RECLAIM_PAGES: u32 = 4096;
+
+/// Gives free pages back to the file system, then empties the write-ahead
+/// log (which is when the file shrinks); a failure only postpones it.
+/// Returns whether free pages are left for the next quiet moment.
+fn truncate_log(fifo: &mut Fifo) -> bool {
+    let more = match fifo.reclaim(RECLAIM_PAGES) {
+        Ok(0) => false,
+        Ok(left) => {
+            tracing::debug!(pages = left, "free pages left in the fifo file");
+            true
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot give the fifo's free pages back");
+            false
+        }
+    };
     match fifo.truncate_log() {
         Ok(true) => {}
         Ok(false) => tracing::debug!("the fifo's log is in use; emptied later"),
         Err(e) => tracing::warn!(error = %e, "cannot empty the fifo's log"),
     }
+    more
 }
 
 /// Runs every operation in one transaction. A storage failure rolls the whole
@@ -325,6 +378,16 @@ fn apply(tx: &FifoTx<'_>, op: &Op, now: SystemTime) -> Result<Out, FifoError> {
         Op::Push(queue, message) => {
             tx.push(queue, message, now)?;
             Out::Seq
+        }
+        Op::PushBounded(queue, message, max_len) => {
+            Out::Pushed(tx.push_bounded(queue, message, *max_len, now)?.is_some())
+        }
+        Op::Renew(leases, lease_for) => {
+            let mut renewed = 0;
+            for lease in leases {
+                renewed += usize::from(tx.renew(*lease, *lease_for, now)?);
+            }
+            Out::Renewed(renewed)
         }
         Op::Lease(queue, max, lease_for) => Out::Leased(tx.lease(queue, *max, *lease_for, now)?),
         Op::Ack(lease) => Out::Done(tx.ack(*lease)?),

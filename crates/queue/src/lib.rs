@@ -134,7 +134,21 @@ impl Queue {
         validate(message)?;
         match &self.inner.backend {
             Backend::Embedded(e) => e.publish(message).await,
-            Backend::Rabbit(r) => r.publish(message).await,
+            Backend::Rabbit(r) => r.publish_to(QueueKind::Callbacks, message).await,
+        }
+    }
+
+    /// Makes a Portmanat return hint durable on the hints queue, apart from
+    /// signed callbacks, so a callback never waits behind one. The hints
+    /// queue is bounded: past its bound the hint is refused with
+    /// [`QueueError::Full`] (counted in [`QueueStats::hints_refused`]), and
+    /// the receiver drops it, counted, and still redirects the browser. With
+    /// RabbitMQ away, a hint is spooled as a callback is.
+    pub async fn publish_hint(&self, message: &Message) -> Result<Durable, QueueError> {
+        validate(message)?;
+        match &self.inner.backend {
+            Backend::Embedded(e) => e.publish_hint(message).await,
+            Backend::Rabbit(r) => r.publish_to(QueueKind::Hints, message).await,
         }
     }
 
@@ -173,25 +187,41 @@ impl Queue {
     /// [`QueueKind::Callbacks`]). Manual acknowledgement: nothing leaves the
     /// queue until [`Delivery::ack`].
     pub fn consumer(&self, kind: QueueKind) -> Result<Consumer, QueueError> {
+        self.consumer_holding(kind, None)
+    }
+
+    /// A consumer that is never handed more than `max_held` unsettled
+    /// deliveries: with RabbitMQ, its channel's prefetch is that (instead
+    /// of `queue.prefetch`), so the broker keeps nothing waiting in the
+    /// consumer that it could not settle before the consumer timeout; the
+    /// embedded backend leases only what a batch asks for anyway.
+    pub fn consumer_holding(
+        &self,
+        kind: QueueKind,
+        max_held: Option<u16>,
+    ) -> Result<Consumer, QueueError> {
         let inner = match &self.inner.backend {
             Backend::Embedded(e) => ConsumerInner::Embedded(e.consumer(kind)?),
-            Backend::Rabbit(r) => {
-                ConsumerInner::Rabbit(Box::new(RabbitConsumer::new(r.broker.clone(), kind)?))
-            }
+            Backend::Rabbit(r) => ConsumerInner::Rabbit(Box::new(RabbitConsumer::new(
+                r.broker.clone(),
+                kind,
+                max_held,
+            )?)),
         };
         Ok(Consumer { inner })
     }
 
     /// How long a delivery may stay unsettled before the queue hands it to
-    /// someone else: the embedded lease, or RabbitMQ's consumer
-    /// acknowledgement timeout (its default, 30 minutes). A consumer that
-    /// holds work longer than this sees it delivered again, and counted
-    /// against the delivery limit, so it takes no more than it can settle
-    /// within it.
-    pub fn delivery_deadline(&self) -> Duration {
+    /// someone else: RabbitMQ's consumer acknowledgement timeout (its
+    /// default, 30 minutes; RabbitMQ 3.10 has no per-queue setting); a
+    /// consumer that holds work longer sees its channel closed and the work
+    /// delivered again, counted against the delivery limit, so it takes no
+    /// more than it can settle within it. Embedded, `None`: a consumer
+    /// renews the leases of what it holds for as long as it holds it.
+    pub fn delivery_deadline(&self) -> Option<Duration> {
         match &self.inner.backend {
-            Backend::Embedded(e) => e.lease_duration(),
-            Backend::Rabbit(_) => RABBITMQ_CONSUMER_TIMEOUT,
+            Backend::Embedded(_) => None,
+            Backend::Rabbit(_) => Some(RABBITMQ_CONSUMER_TIMEOUT),
         }
     }
 
@@ -267,7 +297,7 @@ async fn start_rabbit(
     stats: Arc<Counters>,
 ) -> Result<RabbitBackend, QueueError> {
     let spool = match &config.spool_path {
-        Some(path) => Some(Spool::open(path, &topology.callbacks).await?),
+        Some(path) => Some(Spool::open(path, &topology).await?),
         None => None,
     };
     let wait = config.connect_timeout + Duration::from_secs(1);
@@ -309,19 +339,27 @@ async fn start_rabbit(
 }
 
 impl RabbitBackend {
-    async fn publish(&self, message: &Message) -> Result<Durable, QueueError> {
+    /// Publishes to the callbacks or the hints queue, spooling when the
+    /// broker cannot confirm.
+    async fn publish_to(&self, kind: QueueKind, message: &Message) -> Result<Durable, QueueError> {
         let stats = &self.broker.stats;
+        let queue = match kind {
+            QueueKind::Hints => &self.broker.topology.hints,
+            _ => &self.broker.topology.callbacks,
+        };
         let broker_error = if self.spool.is_some() && self.broker.is_degraded() {
             QueueError::BrokerUnavailable("broker degraded; spooling".to_owned())
         } else {
-            match self
-                .broker
-                .publish_confirmed("", &self.broker.topology.callbacks, message)
-                .await
-            {
+            match self.broker.publish_confirmed("", queue, message).await {
                 Ok(()) => {
                     bump(&stats.published_broker, 1);
                     return Ok(Durable::Broker);
+                }
+                // The hints queue is full (`x-overflow = reject-publish`
+                // nacks): spooling would only bring it back to a full queue.
+                Err(QueueError::Nacked) if kind == QueueKind::Hints => {
+                    bump(&stats.hints_refused, 1);
+                    return Err(QueueError::Full(queue.clone()));
                 }
                 // Spooling would not help: the broker would return it again.
                 Err(e @ (QueueError::Unroutable { .. } | QueueError::InvalidMessage(_))) => {
@@ -339,7 +377,7 @@ impl RabbitBackend {
         if !self.broker.is_degraded() {
             self.broker.set_degraded(true, &broker_error);
         }
-        match spool.push(message).await {
+        match spool.push(kind, message).await {
             Ok(()) => {
                 bump(&stats.published_spooled, 1);
                 tracing::debug!(message_id = %message.message_id, reason = %broker_error, "spooled");

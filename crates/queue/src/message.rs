@@ -80,6 +80,9 @@ pub enum Durable {
 pub enum QueueKind {
     /// Inbound provider callbacks: what the worker consumes.
     Callbacks,
+    /// Portmanat's return hints, apart from signed callbacks (bounded; a
+    /// hint past the bound is refused with [`crate::QueueError::Full`]).
+    Hints,
     /// Callbacks that were dead-lettered (poison, or over the delivery limit),
     /// for an operator to inspect.
     DeadLetters,

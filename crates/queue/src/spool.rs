@@ -2,7 +2,8 @@
 //! and the task that moves it to RabbitMQ, oldest first, once it can.
 //!
 //! The spool is a FIFO file of its own (not the embedded backend's), holding
-//! messages for the callbacks queue. The forwarder leases a batch, publishes it
+//! messages for the callbacks queue and, apart, for the hints queue (each
+//! spooled under its destination's name, forwarded to it). The forwarder leases a batch, publishes it
 //! in order on the publish channel, waits for the confirms, and acks in the
 //! spool only what the broker confirmed; the rest is released and tried again.
 //! A crash after a confirm and before the spool ack sends that message twice:
@@ -18,12 +19,12 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::QueueError;
 use crate::fifo::{Lease, QueuePolicy};
 use crate::fifo_writer::FifoHandle;
 use crate::message::Message;
 use crate::rabbit::Broker;
 use crate::stats::bump;
+use crate::{QueueError, QueueKind, Topology};
 
 /// How long the forwarder waits before looking again after a failed round.
 const RETRY_AFTER: Duration = Duration::from_millis(500);
@@ -33,25 +34,42 @@ const IDLE_LOOK: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone)]
 pub(crate) struct Spool {
     store: FifoHandle,
+    /// The callbacks queue's name: its spooled messages' FIFO and where
+    /// they go.
     queue: String,
+    /// The same for hints.
+    hints: String,
 }
 
 impl Spool {
-    pub(crate) async fn open(path: &std::path::Path, queue: &str) -> Result<Self, QueueError> {
+    pub(crate) async fn open(
+        path: &std::path::Path,
+        topology: &Topology,
+    ) -> Result<Self, QueueError> {
         let store = FifoHandle::open(path).await?;
-        store.declare(queue, QueuePolicy::default()).await?;
+        store
+            .declare(&topology.callbacks, QueuePolicy::default())
+            .await?;
+        store
+            .declare(&topology.hints, QueuePolicy::default())
+            .await?;
         Ok(Self {
             store,
-            queue: queue.to_owned(),
+            queue: topology.callbacks.clone(),
+            hints: topology.hints.clone(),
         })
     }
 
-    pub(crate) async fn push(&self, message: &Message) -> Result<(), QueueError> {
-        self.store.push(&self.queue, message.to_fifo()).await
+    pub(crate) async fn push(&self, kind: QueueKind, message: &Message) -> Result<(), QueueError> {
+        let queue = match kind {
+            QueueKind::Hints => &self.hints,
+            _ => &self.queue,
+        };
+        self.store.push(queue, message.to_fifo()).await
     }
 
     pub(crate) async fn depth(&self) -> Result<u64, QueueError> {
-        self.store.depth(&self.queue).await
+        Ok(self.store.depth(&self.queue).await? + self.store.depth(&self.hints).await?)
     }
 
     pub(crate) fn is_writable(&self) -> bool {
@@ -64,7 +82,12 @@ pub(crate) async fn forward(broker: Arc<Broker>, spool: Spool) {
     let mut changes = spool.store.changes();
     let mut links = broker.links();
     loop {
-        let wait = match forward_round(&broker, &spool).await {
+        // Callbacks first: a hint never delays one here either.
+        let round = match forward_round(&broker, &spool, &spool.queue).await {
+            Ok(0) => forward_round(&broker, &spool, &spool.hints).await,
+            other => other,
+        };
+        let wait = match round {
             Ok(0) => IDLE_LOOK,
             Ok(_) => continue,
             Err(e) => {
@@ -83,7 +106,8 @@ pub(crate) async fn forward(broker: Arc<Broker>, spool: Spool) {
 }
 
 /// One batch; returns how many messages reached the broker.
-async fn forward_round(broker: &Broker, spool: &Spool) -> Result<usize, QueueError> {
+/// `queue` is both the spool's FIFO and the broker queue it goes to.
+async fn forward_round(broker: &Broker, spool: &Spool, queue: &str) -> Result<usize, QueueError> {
     let Some(link) = broker.usable_link() else {
         return Err(QueueError::BrokerUnavailable("not connected".to_owned()));
     };
@@ -92,16 +116,16 @@ async fn forward_round(broker: &Broker, spool: &Spool) -> Result<usize, QueueErr
     let lease_for = confirm_timeout * 2 + Duration::from_secs(10);
     let batch = spool
         .store
-        .lease(&spool.queue, broker.config.forward_batch, lease_for)
+        .lease(queue, broker.config.forward_batch, lease_for)
         .await?;
     if batch.is_empty() {
-        if broker.is_degraded() {
+        if broker.is_degraded() && spool.depth().await? == 0 {
             broker.set_degraded(false, &"spool empty and broker connected");
         }
         return Ok(0);
     }
     let exchange = "";
-    let routing_key = broker.topology.callbacks.as_str();
+    let routing_key = queue;
     let channel = link.publish_channel();
     let deadline = Instant::now() + confirm_timeout;
     let mut in_flight = Vec::with_capacity(batch.len());
@@ -129,12 +153,20 @@ async fn forward_round(broker: &Broker, spool: &Spool) -> Result<usize, QueueErr
         }
     }
     let mut confirmed = Vec::with_capacity(in_flight.len());
+    let mut dropped = Vec::new();
     for (lease, message_id, confirm) in in_flight {
         match broker
             .finish_publish(confirm, deadline, exchange, routing_key)
             .await
         {
             Ok(()) => confirmed.push(lease),
+            // A full hints queue refuses it: the hint is dropped (counted),
+            // or it would block the spool behind it for good.
+            Err(QueueError::Nacked) if queue == spool.hints => {
+                tracing::info!(%message_id, "spooled hint dropped: the hints queue is full");
+                bump(&broker.stats.hints_refused, 1);
+                dropped.push(lease);
+            }
             Err(e) => {
                 tracing::debug!(%message_id, error = %e, "forward not confirmed");
                 failed.push(lease);
@@ -146,7 +178,8 @@ async fn forward_round(broker: &Broker, spool: &Spool) -> Result<usize, QueueErr
     // never lags the spool depth).
     bump(&broker.stats.forwarded, confirmed.len() as u64);
     // A failure here only means those messages are forwarded once more later.
-    if let Err(e) = spool.store.settle_many(&confirmed, &failed).await {
+    let done: Vec<Lease> = confirmed.iter().chain(&dropped).copied().collect();
+    if let Err(e) = spool.store.settle_many(&done, &failed).await {
         tracing::warn!(error = %e, "cannot settle forwarded messages in the spool");
     }
     if !confirmed.is_empty() {

@@ -14,6 +14,8 @@ pub struct QueueStats {
     pub published_embedded: u64,
     /// Publishes that were durable nowhere (the receiver answered 503).
     pub publish_failed: u64,
+    /// Hints refused because the hints queue was full.
+    pub hints_refused: u64,
     /// Events confirmed on the events exchange (or embedded finance queue).
     pub events_published: u64,
     /// Event publishes that failed (the outbox relay retries them).
@@ -36,6 +38,7 @@ pub(crate) struct Counters {
     pub(crate) published_spooled: AtomicU64,
     pub(crate) published_embedded: AtomicU64,
     pub(crate) publish_failed: AtomicU64,
+    pub(crate) hints_refused: AtomicU64,
     pub(crate) events_published: AtomicU64,
     pub(crate) events_failed: AtomicU64,
     pub(crate) forwarded: AtomicU64,
@@ -57,6 +60,7 @@ impl Counters {
             published_spooled: r(&self.published_spooled),
             published_embedded: r(&self.published_embedded),
             publish_failed: r(&self.publish_failed),
+            hints_refused: r(&self.hints_refused),
             events_published: r(&self.events_published),
             events_failed: r(&self.events_failed),
             forwarded: r(&self.forwarded),

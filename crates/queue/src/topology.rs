@@ -8,6 +8,7 @@
 //! | `p.callbacks`      | quorum queue, `x-delivery-limit`, dead-letters to `p.callbacks.dlx` |
 //! | `p.callbacks.dlx`  | durable fanout exchange for dead letters                   |
 //! | `p.callbacks.dlq`  | quorum queue bound to `p.callbacks.dlx`                    |
+//! | `p.hints`          | quorum queue for Portmanat's unsigned return hints, apart from signed callbacks: `x-max-length` with `x-overflow = reject-publish` (a hint past the bound is refused and counted at the receiver), `x-delivery-limit`, dead-letters to `p.callbacks.dlx` |
 //! | `p.events`         | durable topic exchange for settled events                  |
 //! | `p.finance`        | quorum queue bound to `p.events` with `payment.#` (optional) |
 //! | `p.shop`           | quorum queue bound to `p.events` with `card.#`: card registrations for the shop |
@@ -39,6 +40,9 @@ pub struct Topology {
     pub dead_letter_exchange: String,
     /// Queue that holds dead-lettered callbacks.
     pub dead_letters: String,
+    /// Portmanat's return hints: unsigned, so never in the way of a signed
+    /// callback, and bounded.
+    pub hints: String,
     /// Topic exchange settled events are published to.
     pub events_exchange: String,
     /// Finance's queue, unless configured off.
@@ -54,6 +58,7 @@ impl Topology {
             callbacks: format!("{prefix}.callbacks"),
             dead_letter_exchange: format!("{prefix}.callbacks.dlx"),
             dead_letters: format!("{prefix}.callbacks.dlq"),
+            hints: format!("{prefix}.hints"),
             events_exchange: format!("{prefix}.events"),
             finance: finance_queue.then(|| format!("{prefix}.finance")),
             shop: format!("{prefix}.shop"),
@@ -65,6 +70,7 @@ impl Topology {
         match kind {
             QueueKind::Callbacks => Some(&self.callbacks),
             QueueKind::DeadLetters => Some(&self.dead_letters),
+            QueueKind::Hints => Some(&self.hints),
             QueueKind::Finance => self.finance.as_deref(),
             QueueKind::Shop => Some(&self.shop),
         }
@@ -120,6 +126,7 @@ pub(crate) async fn declare(
     channel: &Channel,
     topology: &Topology,
     delivery_limit: u32,
+    hints_max_length: u64,
 ) -> Result<(), QueueError> {
     let exchange = |name: &str, kind: ExchangeKind| {
         let name = name.to_owned();
@@ -176,6 +183,27 @@ pub(crate) async fn declare(
         ]),
     )
     .await?;
+    queue(
+        &topology.hints,
+        quorum_args(&[
+            ("x-delivery-limit", AMQPValue::LongLongInt(limit)),
+            (
+                "x-dead-letter-exchange",
+                AMQPValue::LongString(LongString::from(topology.dead_letter_exchange.as_str())),
+            ),
+            (
+                "x-max-length",
+                AMQPValue::LongLongInt(i64::try_from(hints_max_length).unwrap_or(i64::MAX)),
+            ),
+            // Refused, so the publisher (the receiver) knows and counts it;
+            // drop-head would drop the oldest silently.
+            (
+                "x-overflow",
+                AMQPValue::LongString(LongString::from("reject-publish")),
+            ),
+        ]),
+    )
+    .await?;
     exchange(&topology.events_exchange, ExchangeKind::Topic).await?;
     if let Some(finance) = &topology.finance {
         queue(finance, quorum_args(&[])).await?;
@@ -228,6 +256,7 @@ mod tests {
         let t = Topology::new("shop1", true);
         assert_eq!(t.callbacks, "shop1.callbacks");
         assert_eq!(t.dead_letters, "shop1.callbacks.dlq");
+        assert_eq!(t.queue(QueueKind::Hints), Some("shop1.hints"));
         assert_eq!(t.finance.as_deref(), Some("shop1.finance"));
         assert_eq!(t.queue(QueueKind::Finance), Some("shop1.finance"));
         assert_eq!(

@@ -12,7 +12,7 @@ use hyper::body::{Body as _, Incoming};
 use jiff::Timestamp;
 use paysettle_core::inbound::Payload;
 use paysettle_core::{Account, Provider};
-use paysettle_queue::{Durable, Queue};
+use paysettle_queue::{Durable, Queue, QueueError};
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
@@ -25,6 +25,19 @@ use crate::settings::ReceiverSettings;
 use crate::{body, telemetry};
 
 /// What every connection's service shares.
+/// Why a hint was dropped when the hints queue is at its bound.
+const QUEUE_FULL: &str = "queue_full";
+
+/// What became of a publish.
+enum Published {
+    /// Durable: where.
+    Durable(&'static str),
+    /// A hint the full hints queue refused.
+    HintsFull,
+    /// Durable nowhere: the provider must retry (503).
+    Nowhere,
+}
+
 #[derive(Debug)]
 pub(crate) struct Receiver {
     pub(crate) settings: Arc<ReceiverSettings>,
@@ -178,6 +191,7 @@ impl Receiver {
         };
         // A hint is worth one check at most: past the gate it is dropped,
         // counted, and the browser still goes on to the shop's page.
+        let is_hint = matches!(verified.payload, Payload::PortmanatHint(_));
         if let Payload::PortmanatHint(hint) = &verified.payload {
             let named = hint
                 .psp_rrn
@@ -216,12 +230,19 @@ impl Receiver {
             }
         };
         record.message_id = Some(id);
-        match self.publish(message).await {
-            Some(durable) => {
+        match self.publish(message, is_hint).await {
+            Published::Durable(durable) => {
                 record.durable = Some(durable);
                 verified.answer
             }
-            None => Answer::Refused(Refusal::NotDurable),
+            // The hints queue is at its bound: dropped like a hint past the
+            // gate, and the browser still goes on to the shop's page.
+            Published::HintsFull => {
+                telemetry::hint_dropped(QUEUE_FULL);
+                record.hint_dropped = Some(QUEUE_FULL);
+                verified.answer
+            }
+            Published::Nowhere => Answer::Refused(Refusal::NotDurable),
         }
     }
 
@@ -278,26 +299,35 @@ impl Receiver {
         }
     }
 
-    /// Publishes on its own task and waits for the outcome: `Some(where)`
-    /// once durable, `None` when durable nowhere.
-    async fn publish(&self, message: paysettle_queue::Message) -> Option<&'static str> {
+    /// Publishes on its own task (a hint to the hints queue, anything else
+    /// to the callbacks queue) and waits for the outcome.
+    async fn publish(&self, message: paysettle_queue::Message, hint: bool) -> Published {
         let queue = self.queue.clone();
         let task = self.publishes.spawn(async move {
             let started = Instant::now();
-            let result = queue.publish(&message).await;
+            let result = if hint {
+                queue.publish_hint(&message).await
+            } else {
+                queue.publish(&message).await
+            };
             let outcome = match &result {
                 Ok(Durable::Broker) => "broker",
                 Ok(Durable::Spooled) => "spooled",
                 Ok(Durable::Embedded) => "embedded",
+                Err(QueueError::Full(_)) => "full",
                 Err(_) => "failed",
             };
             telemetry::publish(outcome, started.elapsed());
-            if let Err(e) = &result {
-                tracing::error!(message_id = %message.message_id, error = %e, "callback durable nowhere; answering 503");
+            match result {
+                Ok(_) => Published::Durable(outcome),
+                Err(QueueError::Full(_)) => Published::HintsFull,
+                Err(e) => {
+                    tracing::error!(message_id = %message.message_id, error = %e, "callback durable nowhere; answering 503");
+                    Published::Nowhere
+                }
             }
-            result.ok().map(|_| outcome)
         });
-        task.await.ok().flatten()
+        task.await.unwrap_or(Published::Nowhere)
     }
 
     fn operational(&self, route: &Route) -> Answer {

@@ -188,6 +188,7 @@ pub(crate) async fn render(handle: &PrometheusHandle, queue: &Queue) -> String {
         ("published_spooled", stats.published_spooled),
         ("published_embedded", stats.published_embedded),
         ("publish_failed", stats.publish_failed),
+        ("hints_refused", stats.hints_refused),
         ("forwarded", stats.forwarded),
         ("reconnects", stats.reconnects),
         ("events_published", stats.events_published),

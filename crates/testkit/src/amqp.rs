@@ -55,6 +55,7 @@ pub async fn delete_topology(url: &str, prefix: &str) -> Result<(), AmqpError> {
     let queues: Vec<String> = [
         Some(topology.callbacks),
         Some(topology.dead_letters),
+        Some(topology.hints),
         topology.finance,
         Some(topology.shop),
     ]

@@ -38,6 +38,7 @@ impl TestQueue {
             prefix: self.prefix.clone(),
             prefetch: 256,
             delivery_limit: 3,
+            hints_max_length: 1000,
             confirm_timeout: Duration::from_secs(2),
             connect_timeout: Duration::from_secs(3),
             reconnect_max_delay: Duration::from_millis(300),

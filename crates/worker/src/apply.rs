@@ -6,14 +6,17 @@
 //!   is held there until `check_payment` agrees, and makes the check due now).
 //! - A Portmanat return hint makes the payment's check due now; for a payment
 //!   the ledger does not hold, `/check` is asked at once, and only the
-//!   provider's answer creates it. Hints go to a lane of their own beside
-//!   the batches (issue 17): a batch never waits for a hint's `/check`, the
-//!   lane runs them concurrently within Portmanat's limits, one per payment
-//!   at a time, and is bounded (Portmanat's concurrency times four, and no
-//!   more than it can check within half a lease at Portmanat's rate); a
-//!   hint past the bound, or
-//!   for a payment already being checked, is acknowledged and counted as
-//!   dropped (`paysettle_worker_hints_dropped_total{reason}`).
+//!   provider's answer creates it. Hints come on a queue of their own,
+//!   consumed by [`crate::hints::HintLane`] (issue 17); one found on the
+//!   callbacks queue (queued by an earlier version, or replayed from the
+//!   dead-letter queue) goes to this applier's own lane beside the batches:
+//!   a batch never waits for a hint's `/check`, the lane runs them
+//!   concurrently within Portmanat's limits, one per payment at a time, and
+//!   is bounded (Portmanat's concurrency times four, and on RabbitMQ no more
+//!   than it can check within half the consumer timeout at Portmanat's
+//!   rate); a hint past the bound, or for a payment already being checked,
+//!   is acknowledged and counted as dropped
+//!   (`paysettle_worker_hints_dropped_total{reason}`).
 //! - A card registration is kept for the shop API's card feed (a file of its
 //!   own, see `paysettle_store::cards`) and forwarded to the shop on the
 //!   events exchange (`card.registered.paysys`); it never touches the ledger.
@@ -97,13 +100,13 @@ pub struct Applier {
     /// The payments those hints name.
     hinted: Arc<Mutex<HashSet<String>>>,
     hints: HintContext,
-    /// Hints the lane holds at most (see [`hint_bound`]).
+    /// Hints a lane holds at most (see `hint_bound`).
     hint_bound: usize,
 }
 
 /// What a hint needs, cloned into the hint lane.
 #[derive(Debug, Clone)]
-struct HintContext {
+pub(crate) struct HintContext {
     ledger: Ledger,
     client: StatusClient,
     relay_wake: Arc<Notify>,
@@ -123,7 +126,7 @@ enum Settlement {
 }
 
 /// A decoded message and what to do with it.
-enum Work {
+pub(crate) enum Work {
     Observe(ApplyRequest),
     Hint(InboundCallback, ReturnHint),
     Card(InboundCallback),
@@ -160,6 +163,25 @@ impl Applier {
         })
     }
 
+    /// The lane of hints that come on the hints queue, sharing this
+    /// applier's record of the payments being checked (so a hint on either
+    /// queue is one check) and its bound. With RabbitMQ the broker sends it
+    /// no more hints than the bound, so nothing waits unacknowledged in the
+    /// consumer toward RabbitMQ's consumer timeout.
+    pub fn hint_lane(&self) -> Result<crate::hints::HintLane, WorkerError> {
+        let max_held = u16::try_from(self.hint_bound).unwrap_or(u16::MAX);
+        let consumer = self
+            .queue
+            .consumer_holding(QueueKind::Hints, Some(max_held))?;
+        Ok(crate::hints::HintLane::new(
+            consumer,
+            Arc::clone(&self.settings),
+            self.hints.clone(),
+            Arc::clone(&self.hinted),
+            self.hint_bound,
+        ))
+    }
+
     /// Waits for every acknowledgement still in flight and hands back the
     /// batch taken ahead, unprocessed, for redelivery. For shutdown: after
     /// it, nothing this applier took is left unsettled.
@@ -171,55 +193,12 @@ impl Applier {
         }
     }
 
-    /// Whether the receiver signed this message: only then is it read.
     fn authentic(&self, delivery: &Delivery) -> Result<(), String> {
-        let Some(keys) = &self.settings.handoff else {
-            return Err(HandoffError::NoKeys.to_string());
-        };
-        let header = |name: &str| delivery.headers().get(name).map(String::as_str);
-        keys.verify(
-            header(handoff::KEY_ID_HEADER),
-            header(handoff::SIGNATURE_HEADER),
-            delivery.body(),
-        )
-        .map_err(|e| format!("refused: {e}"))
+        authentic(&self.settings, delivery)
     }
 
     fn decode(&self, delivery: &Delivery) -> Result<Work, String> {
-        let message: InboundCallback = serde_json::from_slice(delivery.body())
-            .map_err(|e| format!("not a callback message: {e}"))?;
-        if message.format != FORMAT_VERSION {
-            return Err(format!("unknown message format {}", message.format));
-        }
-        if !self.settings.knows(message.provider, &message.account) {
-            return Err(format!(
-                "no {} account {} is configured",
-                message.provider, message.account
-            ));
-        }
-        match &message.payload {
-            Payload::Observation(observation) => {
-                if observation.provider != message.provider
-                    || observation.account != message.account
-                {
-                    return Err(
-                        "the observation's provider or account differs from the message's".into(),
-                    );
-                }
-                let raw = serde_json::json!({ "message_id": message.id, "client_addr": message.client_addr, "request": message.raw });
-                Ok(Work::Observe(ApplyRequest {
-                    observation: observation.clone(),
-                    raw: Some(raw),
-                }))
-            }
-            Payload::PortmanatHint(hint) => {
-                let hint = hint.clone();
-                Ok(Work::Hint(message, hint))
-            }
-            Payload::CardRegistered { .. } | Payload::CardRegistrationFailed { .. } => {
-                Ok(Work::Card(message))
-            }
-        }
+        decode(&self.settings, delivery)
     }
 
     /// Takes one batch, applies it, settles every message. When no further
@@ -356,22 +335,14 @@ impl Applier {
                 Settlement::DeadLetter(_) => round.dead_lettered += 1,
                 Settlement::Ack => {}
                 Settlement::Hint(work) => {
-                    let (context, hinted) = (self.hints.clone(), self.hinted.clone());
                     let (message, hint, key) = (**work).clone();
-                    self.hint_lane.spawn(async move {
-                        let result = match context.hint(&message, &hint).await {
-                            Ok(()) => delivery.ack().await,
-                            Err(err) => {
-                                tracing::warn!(message.id = %message.id, error = %err, "hint not handled; it will come back");
-                                delivery.nack_requeue().await
-                            }
-                        };
-                        settle(result);
-                        hinted
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .remove(&key);
-                    });
+                    spawn_hint(
+                        &mut self.hint_lane,
+                        self.hints.clone(),
+                        self.hinted.clone(),
+                        delivery,
+                        (message, hint, key),
+                    );
                     continue;
                 }
             }
@@ -403,13 +374,7 @@ impl Applier {
         hint: ReturnHint,
         round: &mut ApplyRound,
     ) -> Settlement {
-        let (_, account) = message.origin();
-        let named = match (&hint.psp_rrn, &hint.client_rrn) {
-            (Some(psp_rrn), _) => format!("psp_rrn:{}", psp_rrn.as_str()),
-            (None, Some(reference)) => format!("client_rrn:{}", reference.as_str()),
-            (None, None) => String::new(),
-        };
-        let key = format!("{account}/{named}");
+        let key = hint_key(&message, &hint);
         let bound = self.hint_bound;
         let dropped = {
             let mut hinted = self.hinted.lock().unwrap_or_else(PoisonError::into_inner);
@@ -508,6 +473,56 @@ impl Applier {
     }
 }
 
+/// Whether the receiver signed this message: only then is it read.
+pub(crate) fn authentic(settings: &WorkerSettings, delivery: &Delivery) -> Result<(), String> {
+    let Some(keys) = &settings.handoff else {
+        return Err(HandoffError::NoKeys.to_string());
+    };
+    let header = |name: &str| delivery.headers().get(name).map(String::as_str);
+    keys.verify(
+        header(handoff::KEY_ID_HEADER),
+        header(handoff::SIGNATURE_HEADER),
+        delivery.body(),
+    )
+    .map_err(|e| format!("refused: {e}"))
+}
+
+/// What a message is, read; the reason to dead-letter it if it cannot be.
+pub(crate) fn decode(settings: &WorkerSettings, delivery: &Delivery) -> Result<Work, String> {
+    let message: InboundCallback = serde_json::from_slice(delivery.body())
+        .map_err(|e| format!("not a callback message: {e}"))?;
+    if message.format != FORMAT_VERSION {
+        return Err(format!("unknown message format {}", message.format));
+    }
+    if !settings.knows(message.provider, &message.account) {
+        return Err(format!(
+            "no {} account {} is configured",
+            message.provider, message.account
+        ));
+    }
+    match &message.payload {
+        Payload::Observation(observation) => {
+            if observation.provider != message.provider || observation.account != message.account {
+                return Err(
+                    "the observation's provider or account differs from the message's".into(),
+                );
+            }
+            let raw = serde_json::json!({ "message_id": message.id, "client_addr": message.client_addr, "request": message.raw });
+            Ok(Work::Observe(ApplyRequest {
+                observation: observation.clone(),
+                raw: Some(raw),
+            }))
+        }
+        Payload::PortmanatHint(hint) => {
+            let hint = hint.clone();
+            Ok(Work::Hint(message, hint))
+        }
+        Payload::CardRegistered { .. } | Payload::CardRegistrationFailed { .. } => {
+            Ok(Work::Card(message))
+        }
+    }
+}
+
 impl HintContext {
     /// Makes the hinted payment's check due now; asks `/check` at once for a
     /// payment the ledger does not hold.
@@ -583,6 +598,44 @@ impl HintContext {
     }
 }
 
+/// The payment a hint names, for telling two hints of one payment apart
+/// from two hints of two.
+pub(crate) fn hint_key(message: &InboundCallback, hint: &ReturnHint) -> String {
+    let (_, account) = message.origin();
+    let named = match (&hint.psp_rrn, &hint.client_rrn) {
+        (Some(psp_rrn), _) => format!("psp_rrn:{}", psp_rrn.as_str()),
+        (None, Some(reference)) => format!("client_rrn:{}", reference.as_str()),
+        (None, None) => String::new(),
+    };
+    format!("{account}/{named}")
+}
+
+/// Handles a hint on the lane: its `/check` (or `check_now`), then its
+/// delivery acknowledged (or handed back when the ledger failed), then the
+/// payment free to be hinted again.
+pub(crate) fn spawn_hint(
+    lane: &mut JoinSet<()>,
+    context: HintContext,
+    hinted: Arc<Mutex<HashSet<String>>>,
+    delivery: Delivery,
+    (message, hint, key): (InboundCallback, ReturnHint, String),
+) {
+    lane.spawn(async move {
+        let result = match context.hint(&message, &hint).await {
+            Ok(()) => delivery.ack().await,
+            Err(err) => {
+                tracing::warn!(message.id = %message.id, error = %err, "hint not handled; it will come back");
+                delivery.nack_requeue().await
+            }
+        };
+        settle(result);
+        hinted
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&key);
+    });
+}
+
 /// Logs what a hint's `check_now` did; `true` when the ledger knows the
 /// payment.
 fn log_check_now(done: CheckNow) -> bool {
@@ -603,12 +656,18 @@ fn log_check_now(done: CheckNow) -> bool {
 }
 
 /// How many hints the lane may hold: Portmanat's concurrency times four,
-/// and no more than it can check within half the queue's delivery deadline
-/// at Portmanat's rate, the slowest check (its timeout) included. Work held
-/// longer would be delivered again (and counted toward the delivery limit)
-/// while still being checked: slowness alone must never dead-letter a hint.
-fn hint_bound(settings: &WorkerSettings, deadline: Duration) -> usize {
+/// and, where the queue has a delivery deadline (RabbitMQ's consumer
+/// timeout), no more than it can check within half of it at Portmanat's
+/// rate, the slowest check (its timeout) included. Work held longer would
+/// be delivered again (and counted toward the delivery limit) while still
+/// being checked: slowness alone must never dead-letter a hint. The
+/// embedded queue has no deadline: its consumer renews what it holds.
+fn hint_bound(settings: &WorkerSettings, deadline: Option<Duration>) -> usize {
     let limits = settings.limits(Provider::Portmanat);
+    let by_concurrency = limits.concurrency.saturating_mul(4).max(1);
+    let Some(deadline) = deadline else {
+        return by_concurrency;
+    };
     let spare = (deadline / 2).saturating_sub(limits.timeout).as_secs_f64();
     let by_rate = (spare * limits.rate_per_sec).floor();
     let by_rate = if by_rate.is_finite() && by_rate >= 1.0 {
@@ -616,7 +675,7 @@ fn hint_bound(settings: &WorkerSettings, deadline: Duration) -> usize {
     } else {
         1
     };
-    limits.concurrency.saturating_mul(4).min(by_rate).max(1)
+    by_concurrency.min(by_rate).max(1)
 }
 
 /// Settling a delivery can fail when the connection dropped meanwhile; the

@@ -3,6 +3,8 @@
 //!
 //! - [`apply`]: [`Applier`] consumes callback messages in batches, applies
 //!   them with group commit and acks after the commit.
+//! - [`hints`]: [`HintLane`] consumes the hints queue: Portmanat's return
+//!   hints, checked concurrently apart from signed callbacks.
 //! - [`poll`]: [`Poller`] asks providers about every unsettled payment on its
 //!   backoff schedule until it is final or stale.
 //! - [`status`]: [`StatusClient`], the HTTP side of a check (Portmanat
@@ -22,6 +24,7 @@
 pub mod apply;
 mod error;
 pub mod feed;
+pub mod hints;
 pub mod outcome;
 pub mod poll;
 pub mod relay;
@@ -38,6 +41,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use apply::{Applier, ApplyRound};
 pub use error::WorkerError;
+pub use hints::HintLane;
 pub use poll::{PollRound, Poller};
 pub use relay::{Relay, RelayRound};
 pub use settings::{PaysysAccess, PortmanatAccess, ProviderLimits, WorkerSettings};
@@ -98,8 +102,28 @@ pub async fn run(
         Arc::clone(&settings),
         relay.waker(),
     )?;
+    let mut hint_lane = applier.hint_lane()?;
     let mut poller = Poller::new(ledger.clone(), client, Arc::clone(&settings));
     let grace = settings.shutdown_grace;
+
+    let hint_stop = shutdown.clone();
+    let hint_task = tokio::spawn(async move {
+        let mut backoff = StepBackoff::new();
+        while !hint_stop.is_cancelled() {
+            match hint_lane.run_once().await {
+                Ok(_) => backoff.succeeded(),
+                Err(err) => {
+                    let wait = backoff.failed();
+                    tracing::error!(error = %err, retry_in_ms = wait.as_millis() as u64, "hint lane step failed; retrying");
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        () = hint_stop.cancelled() => {}
+                    }
+                }
+            }
+        }
+        hint_lane.finish().await;
+    });
 
     let apply_stop = shutdown.clone();
     let apply_task = tokio::spawn(async move {
@@ -197,7 +221,11 @@ pub async fn run(
 
     shutdown.cancelled().await;
     let deadline = tokio::time::Instant::now() + grace;
-    for (name, task) in [("applier", apply_task), ("poller", poll_task)] {
+    for (name, task) in [
+        ("applier", apply_task),
+        ("hint lane", hint_task),
+        ("poller", poll_task),
+    ] {
         if tokio::time::timeout_at(deadline, task).await.is_err() {
             tracing::warn!(part = name, "did not stop within the grace period");
         }

@@ -38,6 +38,8 @@ pub(crate) struct RabbitConsumer {
     broker: Arc<Broker>,
     queue: String,
     dead_letter_exchange: Option<String>,
+    /// Unacknowledged deliveries the broker sends ahead at most.
+    prefetch: u16,
     active: Option<Active>,
 }
 
@@ -51,7 +53,12 @@ impl std::fmt::Debug for RabbitConsumer {
 }
 
 impl RabbitConsumer {
-    pub(crate) fn new(broker: Arc<Broker>, kind: QueueKind) -> Result<Self, QueueError> {
+    /// `max_held` overrides `queue.prefetch` for this consumer's channel.
+    pub(crate) fn new(
+        broker: Arc<Broker>,
+        kind: QueueKind,
+        max_held: Option<u16>,
+    ) -> Result<Self, QueueError> {
         let queue = broker
             .topology
             .queue(kind)
@@ -59,13 +66,15 @@ impl RabbitConsumer {
                 "the finance queue is configured off",
             ))?
             .to_owned();
-        // Only the callbacks queue has somewhere to dead-letter to.
-        let dead_letter_exchange =
-            (kind == QueueKind::Callbacks).then(|| broker.topology.dead_letter_exchange.clone());
+        // Only the callbacks and hints queues have somewhere to dead-letter to.
+        let dead_letter_exchange = matches!(kind, QueueKind::Callbacks | QueueKind::Hints)
+            .then(|| broker.topology.dead_letter_exchange.clone());
+        let prefetch = max_held.unwrap_or(broker.config.prefetch).max(1);
         Ok(Self {
             broker,
             queue,
             dead_letter_exchange,
+            prefetch,
             active: None,
         })
     }
@@ -104,7 +113,7 @@ impl RabbitConsumer {
             .await
             .map_err(|e| QueueError::broker("channel.open", e))?;
         channel
-            .basic_qos(self.broker.config.prefetch, BasicQosOptions::default())
+            .basic_qos(self.prefetch, BasicQosOptions::default())
             .await
             .map_err(|e| QueueError::broker("basic.qos", e))?;
         let consumer = channel

@@ -245,7 +245,13 @@ impl Broker {
                 .create_channel()
                 .await
                 .map_err(|e| QueueError::broker("channel.open", e))?;
-            topology::declare(&declaring, &self.topology, self.config.delivery_limit).await?;
+            topology::declare(
+                &declaring,
+                &self.topology,
+                self.config.delivery_limit,
+                self.config.hints_max_length,
+            )
+            .await?;
             let _ = declaring.close(200, "OK".into()).await;
             open_publish_channel(&conn).await
         };

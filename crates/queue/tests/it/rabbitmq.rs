@@ -280,3 +280,69 @@ async fn shutdown_while_reconnecting_is_clean() {
     drop(consumer);
     drop(queue);
 }
+
+/// Issue 17: hints have a quorum queue of their own, bounded by
+/// `x-max-length` with `x-overflow = reject-publish`: past the bound the
+/// broker refuses the hint (a nack), which is [`QueueError::Full`],
+/// counted and not spooled; signed callbacks are not behind them. A
+/// consumer holding at most `n` is sent no more than `n` (its prefetch),
+/// so nothing waits unacknowledged toward the consumer timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hints_have_a_bounded_queue_of_their_own() {
+    let env = TestEnv::new(BackendKind::RabbitMq);
+    let mut config = env.config();
+    config.hints_max_length = 3;
+    let queue = Queue::start(config).await.unwrap();
+    for i in 0..3 {
+        let hint = Message::json(format!("h-{i}"), "{}");
+        assert_eq!(queue.publish_hint(&hint).await.unwrap(), Durable::Broker);
+    }
+    // A quorum queue checks the bound before it appends, so it may take one
+    // more than the bound before it refuses (RabbitMQ 3.10 here).
+    let mut refused = None;
+    for i in 3..6 {
+        match queue
+            .publish_hint(&Message::json(format!("h-{i}"), "{}"))
+            .await
+        {
+            Ok(durable) => assert_eq!(durable, Durable::Broker),
+            Err(err) => {
+                refused = Some(err);
+                break;
+            }
+        }
+    }
+    let err = refused.expect("refused past the bound");
+    assert!(
+        matches!(&err, QueueError::Full(q) if q == &format!("{}.hints", env.prefix)),
+        "{err}"
+    );
+    assert!(!err.is_retryable());
+    assert!(queue.message_count(QueueKind::Hints).await.unwrap() <= 4);
+    let stats = queue.stats();
+    assert_eq!((stats.hints_refused, stats.published_spooled), (1, 0));
+    assert_eq!(queue.spool_depth().await.unwrap(), 0);
+    queue.publish(&Message::json("cb", "{}")).await.unwrap();
+    let mut callbacks = queue.consumer(QueueKind::Callbacks).unwrap();
+    let got = callbacks.next_batch(10, WAIT).await.unwrap();
+    let ids: Vec<&str> = got.iter().map(|d| d.message_id()).collect();
+    assert_eq!(ids, ["cb"]);
+    got[0].ack().await.unwrap();
+    let mut hints = queue.consumer_holding(QueueKind::Hints, Some(1)).unwrap();
+    let one = hints.next_batch(10, WAIT).await.unwrap();
+    assert_eq!(one.len(), 1, "prefetch 1: one delivery held at a time");
+    // Nothing more is sent while the one is unacknowledged.
+    assert!(
+        hints
+            .next_batch(10, Duration::from_millis(500))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    one[0].ack().await.unwrap();
+    let next = hints.next_batch(10, WAIT).await.unwrap();
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].message_id(), "h-1");
+    next[0].ack().await.unwrap();
+    queue.shutdown(Duration::from_secs(5)).await;
+}

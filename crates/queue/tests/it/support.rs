@@ -69,6 +69,7 @@ impl TestEnv {
             prefix: self.prefix.clone(),
             prefetch: 50,
             delivery_limit: 3,
+            hints_max_length: 1000,
             confirm_timeout: Duration::from_secs(3),
             connect_timeout: Duration::from_secs(3),
             reconnect_max_delay: Duration::from_millis(500),
@@ -111,6 +112,7 @@ pub async fn delete_topology(prefix: &str) {
     let queues = [
         Some(t.callbacks),
         Some(t.dead_letters),
+        Some(t.hints),
         t.finance,
         Some(t.shop),
     ];

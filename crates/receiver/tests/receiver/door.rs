@@ -480,3 +480,60 @@ async fn hints_are_deduplicated_and_rate_limited_and_still_redirected() {
     }
     receiver.stop().await;
 }
+
+/// Issue 17: hints wait in a queue of their own, bounded. Past the bound a
+/// hint is dropped, counted (`reason="queue_full"`), and the browser still
+/// gets its redirect; a signed callback is still taken. The bound is the
+/// queue's (RabbitMQ may take one more before it refuses).
+async fn hints_past_their_queue_bound_are_dropped_and_still_redirected(backend: BackendKind) {
+    let mut options = Options::new(backend);
+    options.queue = |q| q.hints_max_length = 2;
+    options.settings = |s| {
+        s.hints.per_sec = 1000.0;
+        s.hints.per_client_per_sec = 1000.0;
+    };
+    let receiver = spawn_with(options).await;
+    for n in 0..5 {
+        let got = get(&receiver.url(&format!(
+            "/callbacks/portmanat?psp_rrn=FULL-PSP-{n}&client_rrn=FULL-R-{n}"
+        )))
+        .await;
+        assert_eq!(got.status, 303, "hint {n}");
+    }
+    let queued = receiver.hints_queued().await;
+    assert!((2..=3).contains(&queued), "{queued} hints queued");
+    let page = get(&receiver.metrics_url("/metrics")).await;
+    let text = String::from_utf8_lossy(&page.body);
+    assert!(
+        metric(
+            &text,
+            "paysettle_receiver_hints_dropped_total",
+            &[("reason", "queue_full")]
+        )
+        .is_some_and(|n| n >= (5 - queued) as f64),
+        "{text}"
+    );
+    // A signed callback is not refused for it.
+    let notification = json!({"id": "full-1", "account": "FULL-B-1", "amount": 100,
+        "currency": 860, "status": 2})
+    .to_string();
+    assert_eq!(
+        post_paysys(&receiver.url("/callbacks/paysys"), notification)
+            .await
+            .status,
+        200
+    );
+    let drained = receiver.drain(1 + queued as usize).await;
+    assert_eq!(drained.len(), 1 + queued as usize);
+    receiver.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_hints_past_their_queue_bound_are_dropped_and_still_redirected() {
+    hints_past_their_queue_bound_are_dropped_and_still_redirected(BackendKind::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rabbitmq_hints_past_their_queue_bound_are_dropped_and_still_redirected() {
+    hints_past_their_queue_bound_are_dropped_and_still_redirected(BackendKind::RabbitMq).await;
+}

@@ -121,6 +121,8 @@ pub struct Options {
     pub spool: bool,
     /// Adjusts the settings before the receiver starts.
     pub settings: fn(&mut ReceiverSettings),
+    /// Adjusts the queue's settings before it starts.
+    pub queue: fn(&mut paysettle_queue::QueueConfig),
 }
 
 impl Options {
@@ -130,6 +132,7 @@ impl Options {
             proxy: false,
             spool: true,
             settings: |_| {},
+            queue: |_| {},
         }
     }
 }
@@ -218,6 +221,7 @@ pub async fn spawn_with(options: Options) -> TestReceiver {
     if !options.spool {
         config.spool_path = None;
     }
+    (options.queue)(&mut config);
     let proxy = if options.proxy {
         let proxy = Proxy::start(amqp::broker_addr(&env.amqp_url))
             .await
@@ -281,10 +285,15 @@ impl TestReceiver {
         Sim::start(config).await.unwrap()
     }
 
-    /// Takes (and acks) every callback message until `expected` arrived, then
-    /// makes sure no more come within a short look; returns them in order.
+    /// Takes (and acks) every message, callbacks and hints (which have a
+    /// queue of their own), until `expected` arrived, then makes sure no
+    /// more come within a short look; returns them all in arrival order
+    /// (message ids are UUIDv7, ordered in this process).
     pub async fn drain(&self, expected: usize) -> Vec<Queued> {
-        let mut consumer = self.queue.consumer(QueueKind::Callbacks).unwrap();
+        let mut consumers = [
+            self.queue.consumer(QueueKind::Callbacks).unwrap(),
+            self.queue.consumer(QueueKind::Hints).unwrap(),
+        ];
         let mut got = Vec::new();
         let deadline = tokio::time::Instant::now() + DEADLINE;
         while got.len() < expected {
@@ -293,20 +302,27 @@ impl TestReceiver {
                 "expected {expected} messages, got {}: {got:#?}",
                 got.len()
             );
-            let batch = consumer
-                .next_batch(256, Duration::from_millis(500))
-                .await
-                .unwrap();
-            for delivery in batch {
-                got.push(Queued::from(&delivery));
-                delivery.ack().await.unwrap();
+            for consumer in &mut consumers {
+                let batch = consumer
+                    .next_batch(256, Duration::from_millis(250))
+                    .await
+                    .unwrap();
+                for delivery in batch {
+                    got.push(Queued::from(&delivery));
+                    delivery.ack().await.unwrap();
+                }
             }
         }
         // Anything beyond what was expected is a duplicate or a stray.
-        let extra = consumer
-            .next_batch(256, Duration::from_millis(300))
-            .await
-            .unwrap();
+        let mut extra = Vec::new();
+        for consumer in &mut consumers {
+            extra.extend(
+                consumer
+                    .next_batch(256, Duration::from_millis(300))
+                    .await
+                    .unwrap(),
+            );
+        }
         assert!(
             extra.is_empty(),
             "{} unexpected extra messages: {:?}",
@@ -316,7 +332,13 @@ impl TestReceiver {
                 .map(|d| d.message_id().to_owned())
                 .collect::<Vec<_>>()
         );
+        got.sort_by(|a, b| a.message_id.cmp(&b.message_id));
         got
+    }
+
+    /// How many hints the hints queue holds.
+    pub async fn hints_queued(&self) -> u64 {
+        self.queue.message_count(QueueKind::Hints).await.unwrap()
     }
 
     /// Stops the receiver (it must return Ok within its grace), stops the

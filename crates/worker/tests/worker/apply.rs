@@ -823,3 +823,183 @@ async fn a_flag_and_a_conflict_are_logged_as_warnings_with_their_reason() {
     // A plain success is news, not a problem.
     assert_eq!(level(&paid.id)["level"], "INFO");
 }
+
+/// Issue 17: leases never expire under slow work. A `/check` that takes
+/// longer than the embedded lease (Portmanat answering in 2.5 s, a 1 s
+/// lease) used to see its hint leased again while it was being checked:
+/// delivered twice, and counted against the delivery limit, for slowness
+/// alone. The consumer now renews what it holds while it works on it.
+#[tokio::test]
+async fn a_check_slower_than_the_lease_is_delivered_once() {
+    let w = world_leased(
+        Duration::from_secs(20),
+        SimConfig::for_tests(),
+        Duration::from_secs(1),
+        |s| {
+            let limits = s.limits.get_mut(&Provider::Portmanat).unwrap();
+            limits.timeout = Duration::from_secs(6);
+        },
+    )
+    .await;
+    w.sim
+        .set_scenario(
+            Some(SimProvider::Portmanat),
+            ScenarioPatch {
+                latency: Some(paysettle_sim::scenario::Latency::Fixed { ms: 2500 }),
+                ..ScenarioPatch::default()
+            },
+        )
+        .unwrap();
+    const HINTS: usize = 2;
+    for n in 0..HINTS {
+        let forged = ReturnHint {
+            psp_rrn: Some(ProviderTxnId::parse(&format!("lease-{n}")).unwrap()),
+            client_rrn: Some(Reference::parse(&format!("PM-LEASE-{n}")).unwrap()),
+        };
+        publish(
+            &w.queue,
+            &inbound(
+                Provider::Portmanat,
+                "default",
+                Payload::PortmanatHint(forged),
+            ),
+        )
+        .await;
+    }
+    let relay = w.relay();
+    let mut applier = w.applier(&relay);
+    let mut total = paysettle_worker::ApplyRound::default();
+    let started = std::time::Instant::now();
+    while total.received < HINTS || w.queue.message_count(QueueKind::Callbacks).await.unwrap() > 0 {
+        let round = applier.run_once().await.unwrap();
+        total.received += round.received;
+        total.hints += round.hints;
+        total.hints_dropped += round.hints_dropped;
+        total.dead_lettered += round.dead_lettered;
+        total.requeued += round.requeued;
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "not settled: {total:?}"
+        );
+    }
+    applier.finish().await;
+    assert_eq!(total.received, HINTS, "delivered once each: {total:?}");
+    assert_eq!((total.dead_lettered, total.requeued), (0, 0), "{total:?}");
+    assert_eq!(
+        w.queue.message_count(QueueKind::DeadLetters).await.unwrap(),
+        0
+    );
+}
+
+/// Issue 17: hints have a queue of their own, and a lane that takes from it
+/// only what it has room for. A signed callback is applied at once while
+/// slow `/check`s of hints are in flight; every hint is delivered once and
+/// checked once; what is not a hint on the hints queue is dead-lettered.
+#[tokio::test]
+async fn hints_on_their_own_queue_never_hold_up_a_signed_callback() {
+    let w = world_with(Duration::from_secs(20), |s| {
+        let limits = s.limits.get_mut(&Provider::Portmanat).unwrap();
+        limits.concurrency = 2;
+        limits.timeout = Duration::from_secs(5);
+    })
+    .await;
+    w.sim
+        .set_scenario(
+            Some(SimProvider::Portmanat),
+            ScenarioPatch {
+                latency: Some(paysettle_sim::scenario::Latency::Fixed { ms: 1000 }),
+                ..ScenarioPatch::default()
+            },
+        )
+        .unwrap();
+    const HINTS: usize = 12;
+    for n in 0..HINTS {
+        let forged = ReturnHint {
+            psp_rrn: Some(ProviderTxnId::parse(&format!("own-{n}")).unwrap()),
+            client_rrn: Some(Reference::parse(&format!("PM-OWN-{n}")).unwrap()),
+        };
+        publish_hint(
+            &w.queue,
+            &inbound(
+                Provider::Portmanat,
+                "default",
+                Payload::PortmanatHint(forged),
+            ),
+        )
+        .await;
+    }
+    // Not a hint: the hints queue carries nothing else.
+    let stray = inbound(
+        Provider::Plutu,
+        "default",
+        Payload::Observation(observation(
+            Provider::Plutu,
+            "INV-STRAY",
+            ObservedStatus::Failed,
+            None,
+        )),
+    );
+    publish_hint(&w.queue, &stray).await;
+    w.register(Provider::Plutu, "INV-OWN", 1250, None).await;
+    publish(
+        &w.queue,
+        &inbound(
+            Provider::Plutu,
+            "default",
+            Payload::Observation(observation(
+                Provider::Plutu,
+                "INV-OWN",
+                ObservedStatus::Succeeded,
+                Some(money(Provider::Plutu, 1250)),
+            )),
+        ),
+    )
+    .await;
+    let before = w.sim.stats().portmanat.requests;
+    let relay = w.relay();
+    let mut applier = w.applier(&relay);
+    let mut lane = applier.hint_lane().unwrap();
+    let mut total = lane.run_once().await.unwrap();
+    assert!(lane.in_flight() > 0, "{total:?}");
+    assert!(
+        total.received <= 8,
+        "the lane takes no more than its bound (concurrency times four): {total:?}"
+    );
+    // The callback does not wait for the hints' checks.
+    let round = applier.run_once().await.unwrap();
+    assert_eq!((round.received, round.applied), (1, 1), "{round:?}");
+    assert!(lane.in_flight() > 0, "checks still in flight");
+    let started = std::time::Instant::now();
+    while total.received < HINTS + 1 || w.queue.message_count(QueueKind::Hints).await.unwrap() > 0 {
+        let round = lane.run_once().await.unwrap();
+        total.received += round.received;
+        total.hints += round.hints;
+        total.hints_dropped += round.hints_dropped;
+        total.dead_lettered += round.dead_lettered;
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "not settled: {total:?}"
+        );
+    }
+    lane.finish().await;
+    applier.finish().await;
+    assert_eq!(total.received, HINTS + 1, "delivered once each: {total:?}");
+    assert_eq!((total.hints, total.hints_dropped), (HINTS, 0), "{total:?}");
+    assert_eq!(total.dead_lettered, 1, "{total:?}");
+    assert_eq!(
+        w.sim.stats().portmanat.requests - before,
+        HINTS as u64,
+        "one /check per hint"
+    );
+    let mut dead = w.queue.consumer(QueueKind::DeadLetters).unwrap();
+    let batch = dead
+        .next_batch(10, Duration::from_millis(500))
+        .await
+        .unwrap();
+    assert_eq!(batch.len(), 1);
+    assert!(
+        batch[0].headers()[paysettle_queue::DEAD_LETTER_REASON_HEADER].starts_with("not a hint"),
+        "{:?}",
+        batch[0].headers()
+    );
+}

@@ -77,10 +77,30 @@ async fn world_where(
     world_on(deadline, sim_config, TestClock::new(), tune).await
 }
 
+/// A world whose embedded queue leases deliveries for `lease`.
+async fn world_leased(
+    deadline: Duration,
+    sim_config: SimConfig,
+    lease: Duration,
+    tune: impl FnOnce(&mut WorkerSettings),
+) -> World {
+    world_at(deadline, sim_config, TestClock::new(), lease, tune).await
+}
+
 async fn world_on(
     deadline: Duration,
     sim_config: SimConfig,
     clock: Arc<TestClock>,
+    tune: impl FnOnce(&mut WorkerSettings),
+) -> World {
+    world_at(deadline, sim_config, clock, Duration::from_secs(5), tune).await
+}
+
+async fn world_at(
+    deadline: Duration,
+    sim_config: SimConfig,
+    clock: Arc<TestClock>,
+    lease: Duration,
     tune: impl FnOnce(&mut WorkerSettings),
 ) -> World {
     let dir = tempfile::tempdir().unwrap();
@@ -137,7 +157,7 @@ async fn world_on(
         backend: BackendKind::Embedded,
         embedded_path: dir.path().join("queue.db"),
         spool_path: None,
-        lease_duration: Duration::from_secs(5),
+        lease_duration: lease,
         ..QueueConfig::default()
     })
     .await
@@ -343,6 +363,18 @@ fn observation(
         test: false,
         refund_part: None,
     }
+}
+
+/// Publishes to the hints queue, signed, as the receiver does a hint.
+async fn publish_hint(queue: &Queue, message: &InboundCallback) {
+    let body = serde_json::to_vec(message).unwrap();
+    queue
+        .publish_hint(&paysettle_testkit::handoff::sign(Message::json(
+            message.id.clone(),
+            body,
+        )))
+        .await
+        .unwrap();
 }
 
 async fn publish(queue: &Queue, message: &InboundCallback) {
