@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # The crate walls of ../shared/STYLE.md, enforced: core does no I/O, only the
-# store crate touches SQLite, only the queue crate touches RabbitMQ; the
-# product binary does not link the simulator; one TLS crypto provider.
+# store crate touches SQLite and PostgreSQL, only the queue crate touches
+# RabbitMQ; the product binary does not link the simulator; one TLS crypto
+# provider.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 fail=0
 
 core_deps=$(cargo tree -p paysettle-core -e normal --prefix none --format '{p}' 2>/dev/null | awk '{print $1}' | sort -u)
-for banned in tokio hyper lapin rusqlite reqwest; do
+for banned in tokio hyper lapin rusqlite reqwest tokio-postgres; do
   if grep -qx "$banned" <<<"$core_deps"; then
     echo "walls: paysettle-core depends on $banned; core must do no I/O" >&2
     fail=1
@@ -31,6 +32,8 @@ check_only() {
 }
 check_only rusqlite paysettle-store
 check_only lapin paysettle-queue
+check_only tokio-postgres paysettle-store
+check_only deadpool-postgres paysettle-store
 
 # The product binary carries no simulator (with its code that forges
 # callbacks): `paysettle-sim` is its own binary, a dev-dependency only.
