@@ -73,6 +73,14 @@ impl Ledger {
         }
     }
 
+    /// Whether several workers may share this ledger (PostgreSQL): they
+    /// then claim checks and events with leases and share the providers'
+    /// rate limits through it. A SQLite ledger has one worker (its claim
+    /// file sees to it).
+    pub fn is_shared(&self) -> bool {
+        matches!(self, Ledger::Postgres(_))
+    }
+
     /// The SQLite file, when the ledger is one.
     pub fn sqlite_path(&self) -> Option<&Path> {
         match self {
