@@ -226,13 +226,12 @@ impl StatusClient {
             return CheckResult::Failed("the status client is closed".into());
         };
         gate.pacer.wait().await;
-        if payment.provider != Provider::Plutu {
-            if let Err(deferred) = self
+        if payment.provider != Provider::Plutu
+            && let Err(deferred) = self
                 .shared_turn(payment.provider, &payment.account, self.rate_wait())
                 .await
-            {
-                return deferred;
-            }
+        {
+            return deferred;
         }
         let result = match payment.provider {
             Provider::Portmanat => self.portmanat(payment, gate.timeout).await,
