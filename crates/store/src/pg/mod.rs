@@ -69,6 +69,19 @@ impl Default for PgOptions {
     }
 }
 
+impl PgOptions {
+    /// Whether `url` is a PostgreSQL connection string, without connecting
+    /// (for `paysettle config check`). The error never repeats the URL.
+    pub fn check_url(url: &str) -> Result<(), StoreError> {
+        parse(url).map(|_| ())
+    }
+
+    /// The database the URL names, without its password.
+    pub fn shown(&self) -> String {
+        parse(&self.url).map_or_else(|_| "(an invalid PostgreSQL URL)".to_owned(), |c| shown(&c))
+    }
+}
+
 impl std::fmt::Debug for PgOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PgOptions")
@@ -223,7 +236,7 @@ impl PgLedger {
             .map_err(|e| StoreError::Config(format!("the connection pool: {e}")))?;
         let mut client = pool.get().await.map_err(|e| {
             let text = match StoreError::from(e) {
-                StoreError::Postgres(e) => e.to_string(),
+                StoreError::Postgres(e) => crate::error::pg_text(&e),
                 StoreError::Pool(e) => e,
                 other => return other,
             };
@@ -233,7 +246,7 @@ impl PgLedger {
             } else {
                 ""
             };
-            StoreError::Pool(format!("{shown}: {text}{hint}"))
+            StoreError::Pool(format!("{text}{hint}"))
         })?;
         schema::migrate(&mut client, &shown).await?;
         let id = ledger_id(&client).await?;
