@@ -50,6 +50,10 @@ pub(crate) async fn lock_payments(
     Ok(())
 }
 
+/// Any fixed number: the advisory lock under which outbox positions are
+/// taken (see `write_events`).
+const OUTBOX_WRITE_LOCK: i64 = 0x7061_7973_6f75_7477;
+
 /// The payment a decision is about (its row, when the ledger has one), and
 /// where and when what was decided came from (for its events).
 struct Target<'a> {
@@ -358,6 +362,17 @@ async fn write_events(
     now: Timestamp,
 ) -> Result<Vec<String>, StoreError> {
     let mut ids = Vec::with_capacity(decision.events.len());
+    if decision.events.is_empty() {
+        return Ok(ids);
+    }
+    // Outbox positions are handed out in commit order: a transaction takes
+    // them under this lock, held until it commits, so a reader following
+    // the outbox by position (the event feed's cursor) never passes an event
+    // that commits behind it later.
+    let statement = tx
+        .prepare_cached("SELECT pg_advisory_xact_lock($1)")
+        .await?;
+    tx.execute(&statement, &[&OUTBOX_WRITE_LOCK]).await?;
     let provider_txn_id = decision
         .payment
         .provider_txn_id
