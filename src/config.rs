@@ -74,8 +74,13 @@ pub struct HandoffKey {
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LedgerSection {
+    pub backend: String,
     pub path: PathBuf,
     pub synchronous: paysettle_store::Synchronous,
+    #[serde(serialize_with = "redacted")]
+    pub url: Option<SecretString>,
+    pub url_file: Option<PathBuf>,
+    pub pool_size: usize,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -366,7 +371,11 @@ fn required_secret(
 
 /// Everything the roles need, checked.
 pub struct Resolved {
+    /// The SQLite ledger's file; with PostgreSQL, where the card feed and
+    /// the reconcile journal are kept beside.
     pub ledger_path: PathBuf,
+    /// Where the ledger is (the SQLite file or the PostgreSQL database).
+    pub ledger_target: paysettle_store::LedgerTarget,
     pub ledger: paysettle_store::LedgerOptions,
     pub queue: paysettle_queue::QueueConfig,
     pub receiver_listen: SocketAddr,
@@ -510,6 +519,9 @@ impl Config {
                 message,
             })
         };
+
+        // Ledger.
+        let ledger_target = self.ledger_target(p);
 
         // Queue.
         let backend = match self.queue.backend.as_str() {
@@ -913,6 +925,7 @@ impl Config {
         };
         Ok(Resolved {
             ledger_path: self.ledger.path.clone(),
+            ledger_target,
             ledger,
             queue,
             receiver_listen,
@@ -941,6 +954,44 @@ impl Config {
     /// The configured hand-off keys; with none, a generated key beside the
     /// embedded queue file, or (RabbitMQ, where the receiver and the worker
     /// may run on different hosts and must share a key) a problem.
+    /// Where the ledger is: `ledger.backend` with its keys, checked.
+    fn ledger_target(&self, p: &mut Vec<Problem>) -> paysettle_store::LedgerTarget {
+        let l = &self.ledger;
+        let sqlite = paysettle_store::LedgerTarget::Sqlite(l.path.clone());
+        match l.backend.as_str() {
+            "sqlite" => sqlite,
+            "postgres" => {
+                if l.pool_size == 0 || l.pool_size > 64 {
+                    p.push(Problem {
+                        key: "ledger.pool_size".into(),
+                        message: format!("{} is not between 1 and 64", l.pool_size),
+                    });
+                }
+                let Some(url) = required_secret("ledger.url", &l.url, &l.url_file, p) else {
+                    return sqlite;
+                };
+                if let Err(e) = paysettle_store::PgOptions::check_url(url.expose_secret()) {
+                    p.push(Problem {
+                        key: "ledger.url".into(),
+                        message: e.to_string(),
+                    });
+                }
+                paysettle_store::LedgerTarget::Postgres(paysettle_store::PgOptions {
+                    url: url.expose_secret().to_owned(),
+                    pool_size: l.pool_size.clamp(1, 64),
+                    ..paysettle_store::PgOptions::default()
+                })
+            }
+            other => {
+                p.push(Problem {
+                    key: "ledger.backend".into(),
+                    message: format!("{other:?} is neither \"sqlite\" nor \"postgres\""),
+                });
+                sqlite
+            }
+        }
+    }
+
     fn handoff(&self, backend: paysettle_queue::BackendKind, p: &mut Vec<Problem>) -> Handoff {
         let section = &self.handoff;
         let fallback = || {

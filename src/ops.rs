@@ -372,17 +372,31 @@ fn init_logging() {
     crate::init_logging(false, "warn", crate::LogTo::Stderr);
 }
 
-/// Opens the configured ledger; an operator's command never creates one.
-fn open_ledger(resolved: &crate::config::Resolved) -> anyhow::Result<Ledger> {
-    let path = &resolved.ledger_path;
-    if !path.exists() {
+/// Opens the configured ledger, on whichever backend (`ledger.backend`):
+/// the one function the worker and every operator command open it with.
+/// An operator's command never creates a SQLite ledger (`create` false): a
+/// missing file is a mistaken path, not a new ledger.
+pub(crate) async fn open_ledger(
+    resolved: &crate::config::Resolved,
+    create: bool,
+) -> anyhow::Result<Ledger> {
+    let target = &resolved.ledger_target;
+    if let paysettle_store::LedgerTarget::Sqlite(path) = target
+        && !create
+        && !path.exists()
+    {
         bail!(
             "there is no ledger at {} (set ledger.path in the configuration, or run from the sidecar's directory)",
             path.display()
         );
     }
-    Ledger::open(path, resolved.ledger.clone())
-        .with_context(|| format!("opening the ledger {}", path.display()))
+    let shown = match target {
+        paysettle_store::LedgerTarget::Sqlite(path) => path.display().to_string(),
+        paysettle_store::LedgerTarget::Postgres(pg) => pg.shown(),
+    };
+    Ledger::connect(target, resolved.ledger.clone())
+        .await
+        .with_context(|| format!("opening the ledger {shown}"))
 }
 
 /// The configured queue, for an operator's command: no spool (the
@@ -522,7 +536,7 @@ pub async fn reconcile(args: ReconcileArgs) -> anyhow::Result<Exit> {
     // is opened, and the ledger is opened once.
     let (mut journal, batch, ledger) = if args.resume {
         let (journal, batch) = Journal::resume(&journal_path)?;
-        (journal, batch, open_ledger(&resolved)?)
+        (journal, batch, open_ledger(&resolved, false).await?)
     } else {
         let against = match &args.against {
             Some(path) => {
@@ -559,7 +573,7 @@ pub async fn reconcile(args: ReconcileArgs) -> anyhow::Result<Exit> {
                 &spec.mapping,
             )?;
         }
-        let ledger = open_ledger(&resolved)?;
+        let ledger = open_ledger(&resolved, false).await?;
         let journal = Journal::start(&journal_path, &batch, args.fresh)?;
         (journal, batch, ledger)
     };
@@ -674,7 +688,7 @@ pub async fn payments(command: PaymentsCommand) -> anyhow::Result<Exit> {
         PaymentsCommand::List(args) => {
             let (_, resolved) = resolve(&args.config)?;
             init_logging();
-            let ledger = open_ledger(&resolved)?;
+            let ledger = open_ledger(&resolved, false).await?;
             let list = ledger
                 .list(PaymentFilter {
                     provider: args.provider,
@@ -767,7 +781,7 @@ pub async fn payments(command: PaymentsCommand) -> anyhow::Result<Exit> {
         PaymentsCommand::Show(args) => {
             let (_, resolved) = resolve(&args.config)?;
             init_logging();
-            let ledger = open_ledger(&resolved)?;
+            let ledger = open_ledger(&resolved, false).await?;
             let payment = match (args.id, &args.reference, args.provider) {
                 (Some(id), _, _) => ledger.payment_by_id(PaymentId(id)).await?,
                 (None, Some(reference), Some(provider)) => {
@@ -820,7 +834,7 @@ pub async fn resolve_payment(args: ResolveArgs) -> anyhow::Result<Exit> {
     } else {
         Resolution::KeepLedger
     };
-    let ledger = open_ledger(&resolved)?;
+    let ledger = open_ledger(&resolved, false).await?;
     let account = args.account.unwrap_or_default();
     match ledger
         .resolve(
@@ -981,7 +995,7 @@ pub async fn events(command: EventsCommand) -> anyhow::Result<Exit> {
     let EventsCommand::Replay(args) = command;
     let (_, resolved) = resolve(&args.config)?;
     init_logging();
-    let ledger = open_ledger(&resolved)?;
+    let ledger = open_ledger(&resolved, false).await?;
     let payment = match (args.id, &args.reference, args.provider) {
         (Some(id), _, _) => Some(PaymentId(id)),
         (None, Some(reference), Some(provider)) => {
@@ -1260,14 +1274,14 @@ pub async fn ledger(command: LedgerCommand) -> anyhow::Result<Exit> {
     let LedgerCommand::Check(config) = command;
     let (_, resolved) = resolve(&config)?;
     init_logging();
-    let ledger = open_ledger(&resolved)?;
+    let ledger = open_ledger(&resolved, false).await?;
     let problems = ledger.integrity_problems().await?;
     let counts = ledger.counts().await?;
     let payments: i64 = counts.iter().map(|(_, n)| n).sum();
     if problems.is_empty() {
         println!(
             "the ledger {} is whole: {payments} payment(s) ({})",
-            resolved.ledger_path.display(),
+            ledger.describe(),
             counts
                 .iter()
                 .map(|(s, n)| format!("{n} {s}"))
@@ -1281,7 +1295,7 @@ pub async fn ledger(command: LedgerCommand) -> anyhow::Result<Exit> {
         }
         eprintln!(
             "paysettle: the ledger {} has {} problem(s)",
-            resolved.ledger_path.display(),
+            ledger.describe(),
             problems.len()
         );
         Ok(1)

@@ -377,8 +377,8 @@ impl Ledger {
     }
 
     /// Claims up to `limit` unpublished events for `owner` until
-    /// `now + lease`, never a payment's event while another owner holds an
-    /// earlier one of it; marking them published ends the claim.
+    /// `now + lease`, never a payment's event while an earlier one of it is
+    /// held; marking them published ends the claim.
     pub async fn claim_unpublished(
         &self,
         owner: &str,

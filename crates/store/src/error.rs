@@ -10,7 +10,7 @@ pub enum StoreError {
     Sqlite(rusqlite::Error),
     /// PostgreSQL refused or failed (the text never carries the password:
     /// the driver's errors do not include the connection string).
-    #[error("ledger database error (PostgreSQL): {0}")]
+    #[error("ledger database error (PostgreSQL): {}", pg_text(.0))]
     Postgres(tokio_postgres::Error),
     /// No PostgreSQL connection could be had from the pool.
     #[error("no connection to the PostgreSQL ledger: {0}")]
@@ -133,4 +133,22 @@ fn is_pg_conflict(err: &tokio_postgres::Error) -> bool {
             || *code == SqlState::T_R_DEADLOCK_DETECTED
             || *code == SqlState::LOCK_NOT_AVAILABLE
     )
+}
+
+/// The driver's error with its cause ("db error" alone says nothing; the
+/// server's message, such as `ERROR: relation "x" does not exist`, is the
+/// cause). Neither carries the connection string.
+pub(crate) fn pg_text(err: &tokio_postgres::Error) -> String {
+    use std::error::Error as _;
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(inner) = cause {
+        let said = inner.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        cause = inner.source();
+    }
+    text
 }

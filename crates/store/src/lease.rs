@@ -81,8 +81,8 @@ impl SqliteLedger {
     }
 
     /// Claims up to `limit` due checks for `owner` until `now + lease`:
-    /// checks claimed by another owner whose lease has not ended are left
-    /// alone. Recording the check's result (`record_check`, `apply_check`)
+    /// checks held under a lease that has not ended (by anyone, this owner
+    /// too) are left alone. Recording the check's result (`record_check`, `apply_check`)
     /// releases the claim.
     pub async fn claim_due_checks(
         &self,
@@ -96,11 +96,11 @@ impl SqliteLedger {
         self.claim_tx(move |tx| {
             let mut picked = tx.prepare(
                 "SELECT payment_id FROM checks WHERE next_check_at_ms <= ?1 \
-                 AND (claim_until_ms IS NULL OR claim_until_ms <= ?1 OR claimed_by = ?3) \
+                 AND (claim_until_ms IS NULL OR claim_until_ms <= ?1) \
                  ORDER BY next_check_at_ms LIMIT ?2",
             )?;
             let ids: Vec<i64> = picked
-                .query_map((now, limit as i64, &owner), |r| r.get(0))?
+                .query_map((now, limit as i64), |r| r.get(0))?
                 .collect::<Result<_, _>>()?;
             let mut claim = tx.prepare(
                 "UPDATE checks SET claimed_by = ?2, claim_until_ms = ?3 WHERE payment_id = ?1",
@@ -116,9 +116,9 @@ impl SqliteLedger {
     }
 
     /// Claims up to `limit` unpublished events for `owner` until
-    /// `now + lease`, in outbox order, never an event of a payment whose
-    /// earlier unpublished event another owner holds. Marking them published
-    /// ends the claim.
+    /// `now + lease`, in outbox order, never an event held under a live lease
+    /// nor one of a payment whose earlier unpublished event is held. Marking
+    /// them published ends the claim.
     pub async fn claim_unpublished(
         &self,
         owner: &str,
@@ -131,14 +131,14 @@ impl SqliteLedger {
         self.claim_tx(move |tx| {
             let sql = format!(
                 "SELECT {} FROM outbox o WHERE o.published_at_ms IS NULL \
-                 AND (o.claim_until_ms IS NULL OR o.claim_until_ms <= ?1 OR o.claimed_by = ?3) \
+                 AND (o.claim_until_ms IS NULL OR o.claim_until_ms <= ?1) \
                  AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.payment_id = o.payment_id AND e.seq < o.seq \
-                 AND e.published_at_ms IS NULL AND e.claim_until_ms > ?1 AND e.claimed_by <> ?3) \
+                 AND e.published_at_ms IS NULL AND e.claim_until_ms > ?1) \
                  ORDER BY o.seq LIMIT ?2",
                 rows::OUTBOX_COLUMNS
             );
             let limit = limit as i64;
-            let events = rows::outbox(tx, &sql, &[&now, &limit, &owner])?;
+            let events = rows::outbox(tx, &sql, &[&now, &limit])?;
             let mut claim = tx.prepare(
                 "UPDATE outbox SET claimed_by = ?2, claim_until_ms = ?3 WHERE seq = ?1",
             )?;

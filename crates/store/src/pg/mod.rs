@@ -69,6 +69,19 @@ impl Default for PgOptions {
     }
 }
 
+impl PgOptions {
+    /// Whether `url` is a PostgreSQL connection string, without connecting
+    /// (for `paysettle config check`). The error never repeats the URL.
+    pub fn check_url(url: &str) -> Result<(), StoreError> {
+        parse(url).map(|_| ())
+    }
+
+    /// The database the URL names, without its password.
+    pub fn shown(&self) -> String {
+        parse(&self.url).map_or_else(|_| "(an invalid PostgreSQL URL)".to_owned(), |c| shown(&c))
+    }
+}
+
 impl std::fmt::Debug for PgOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PgOptions")
@@ -223,7 +236,7 @@ impl PgLedger {
             .map_err(|e| StoreError::Config(format!("the connection pool: {e}")))?;
         let mut client = pool.get().await.map_err(|e| {
             let text = match StoreError::from(e) {
-                StoreError::Postgres(e) => e.to_string(),
+                StoreError::Postgres(e) => crate::error::pg_text(&e),
                 StoreError::Pool(e) => e,
                 other => return other,
             };
@@ -233,7 +246,7 @@ impl PgLedger {
             } else {
                 ""
             };
-            StoreError::Pool(format!("{shown}: {text}{hint}"))
+            StoreError::Pool(format!("{text}{hint}"))
         })?;
         schema::migrate(&mut client, &shown).await?;
         let id = ledger_id(&client).await?;
@@ -278,16 +291,22 @@ impl PgLedger {
         registration: Registration,
     ) -> Result<RegisterOutcome, StoreError> {
         let rules = &self.inner.rules;
-        in_transaction!(self, |tx, _now| write::register(&tx, &registration, rules)
-            .await?)
+        let r = &registration;
+        in_transaction!(self, |tx, _now| {
+            write::lock_payments(&tx, &[(r.provider, &r.account, &r.reference)]).await?;
+            write::register(&tx, r, rules).await?
+        })
     }
 
     /// Applies one observation in its own transaction.
     pub async fn apply(&self, request: ApplyRequest) -> Result<ApplyOutcome, StoreError> {
         let prepared = sqlite_write::prepare(request);
         let rules = &self.inner.rules;
-        in_transaction!(self, |tx, now| write::apply(&tx, &prepared, rules, now)
-            .await?)
+        let keys = [key_of(&prepared)];
+        in_transaction!(self, |tx, now| {
+            write::lock_payments(&tx, &keys).await?;
+            write::apply(&tx, &prepared, rules, now).await?
+        })
     }
 
     /// Applies many observations in one transaction, each with its own
@@ -301,7 +320,9 @@ impl PgLedger {
     ) -> Result<Vec<Result<ApplyOutcome, StoreError>>, StoreError> {
         let prepared: Vec<_> = requests.into_iter().map(sqlite_write::prepare).collect();
         let rules = &self.inner.rules;
+        let keys: Vec<_> = prepared.iter().map(key_of).collect();
         let whole = in_transaction!(self, |tx, now| {
+            write::lock_payments(&tx, &keys).await?;
             let mut outcomes = Vec::with_capacity(prepared.len());
             for request in &prepared {
                 outcomes.push(write::apply(&tx, request, rules, now).await?);
@@ -312,6 +333,7 @@ impl PgLedger {
             Ok(outcomes) => Ok(outcomes.into_iter().map(Ok).collect()),
             Err(error) if error.is_conflict() || error.is_retryable() => Err(error),
             Err(_) => in_transaction!(self, |tx, now| {
+                write::lock_payments(&tx, &keys).await?;
                 let mut outcomes = Vec::with_capacity(prepared.len());
                 for request in &prepared {
                     let savepoint = tx.savepoint("observation").await?;
@@ -341,7 +363,9 @@ impl PgLedger {
     ) -> Result<ApplyOutcome, StoreError> {
         let prepared = sqlite_write::prepare(request);
         let rules = &self.inner.rules;
+        let keys = [key_of(&prepared)];
         in_transaction!(self, |tx, now| {
+            write::lock_payments(&tx, &keys).await?;
             let outcome = write::apply(&tx, &prepared, rules, now).await?;
             write::record_check(&tx, outcome.payment_id(), Some(next_check_at), None, now).await?;
             outcome
@@ -373,10 +397,12 @@ impl PgLedger {
         key: PaymentKey,
     ) -> Result<CheckNow, StoreError> {
         let rules = &self.inner.rules;
-        in_transaction!(self, |tx, now| write::check_now(
-            &tx, provider, &account, &key, rules, now
-        )
-        .await?)
+        in_transaction!(self, |tx, now| {
+            if let PaymentKey::Reference(reference) = &key {
+                write::lock_payments(&tx, &[(provider, &account, reference)]).await?;
+            }
+            write::check_now(&tx, provider, &account, &key, rules, now).await?
+        })
     }
 
     /// An operator's resolution of a flagged payment.
@@ -390,10 +416,10 @@ impl PgLedger {
     ) -> Result<Resolved, StoreError> {
         let rules = &self.inner.rules;
         let key = (provider, account, reference);
-        in_transaction!(self, |tx, now| write::resolve(
-            &tx, &key, resolution, &reason, rules, now
-        )
-        .await?)
+        in_transaction!(self, |tx, now| {
+            write::lock_payments(&tx, &[(key.0, &key.1, &key.2)]).await?;
+            write::resolve(&tx, &key, resolution, &reason, rules, now).await?
+        })
     }
 
     /// Marks outbox events published (after the broker confirmed them).
@@ -630,8 +656,8 @@ impl PgLedger {
     }
 
     /// Claims up to `limit` due checks for `owner` until `now + lease`
-    /// (`FOR UPDATE SKIP LOCKED`): two owners never hold one payment's check
-    /// at once; an owner that dies gives its claims back when the lease
+    /// (`FOR UPDATE SKIP LOCKED`): checks held under a live lease are left
+    /// alone, so two owners never hold one payment's check at once; an owner that dies gives its claims back when the lease
     /// ends; recording the check's result ends the claim.
     pub async fn claim_due_checks(
         &self,
@@ -642,7 +668,7 @@ impl PgLedger {
     ) -> Result<Vec<DueCheck>, StoreError> {
         let sql = format!(
             "WITH picked AS (SELECT payment_id AS picked_id FROM checks WHERE next_check_at_ms <= $1 \
-             AND (claim_until_ms IS NULL OR claim_until_ms <= $1 OR claimed_by = $3) \
+             AND (claim_until_ms IS NULL OR claim_until_ms <= $1) \
              ORDER BY next_check_at_ms LIMIT $2 FOR UPDATE SKIP LOCKED) \
              UPDATE checks c SET claimed_by = $3, claim_until_ms = $4 FROM picked, payments \
              WHERE c.payment_id = picked.picked_id AND payments.id = c.payment_id \
@@ -662,9 +688,9 @@ impl PgLedger {
     }
 
     /// Claims up to `limit` unpublished events for `owner` until
-    /// `now + lease`, in outbox order, never an event of a payment whose
-    /// earlier unpublished event another owner holds: a payment's events
-    /// leave in `ledger_version` order. Marking them published ends the
+    /// `now + lease`, in outbox order, never an event held under a live lease
+    /// nor one of a payment whose earlier unpublished event is held: a
+    /// payment's events leave in `ledger_version` order. Marking them published ends the
     /// claim.
     pub async fn claim_unpublished(
         &self,
@@ -675,9 +701,9 @@ impl PgLedger {
     ) -> Result<Vec<OutboxEvent>, StoreError> {
         let sql = format!(
             "WITH picked AS (SELECT o.seq AS picked_seq FROM outbox o WHERE o.published_at_ms IS NULL \
-             AND (o.claim_until_ms IS NULL OR o.claim_until_ms <= $1 OR o.claimed_by = $3) \
+             AND (o.claim_until_ms IS NULL OR o.claim_until_ms <= $1) \
              AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.payment_id = o.payment_id AND e.seq < o.seq \
-             AND e.published_at_ms IS NULL AND e.claim_until_ms > $1 AND e.claimed_by <> $3) \
+             AND e.published_at_ms IS NULL AND e.claim_until_ms > $1) \
              ORDER BY o.seq LIMIT $2 FOR UPDATE SKIP LOCKED) \
              UPDATE outbox SET claimed_by = $3, claim_until_ms = $4 FROM picked \
              WHERE outbox.seq = picked.picked_seq RETURNING {OUTBOX_COLUMNS}"
@@ -728,6 +754,12 @@ impl PgLedger {
             decision
         })
     }
+}
+
+/// The payment an observation is about.
+fn key_of(prepared: &sqlite_write::Prepared) -> (Provider, &Account, &Reference) {
+    let o = &prepared.request.observation;
+    (o.provider, &o.account, &o.reference)
 }
 
 /// The database's ledger id, made on first open.

@@ -21,6 +21,39 @@ use crate::model::{
 use crate::rows::ms;
 use crate::write::{Prepared, Rules, registration_key, view};
 
+/// The advisory lock class of payments (two-key advisory locks do not meet
+/// the one-key locks migrations and outbox claims take).
+const PAYMENT_LOCK_CLASS: i32 = 0x7061_7973;
+
+/// Takes the transaction-long lock of each payment a transaction is about,
+/// whether its row exists yet or not, in one order for every worker (by the
+/// key's hash): two batches over the same payments in different orders
+/// wait for each other instead of deadlocking, and two first observations
+/// of one payment do not both insert it. The row lock (`FOR UPDATE`) is still
+/// what the decision runs under; this orders who gets it.
+pub(crate) async fn lock_payments(
+    tx: &Transaction<'_>,
+    keys: &[(Provider, &Account, &Reference)],
+) -> Result<(), StoreError> {
+    let keys: Vec<String> = keys
+        .iter()
+        .map(|(provider, account, reference)| format!("{provider}|{account}|{reference}"))
+        .collect();
+    let statement = tx
+        .prepare_cached(
+            "SELECT pg_advisory_xact_lock($1, h) FROM \
+             (SELECT DISTINCT hashtext(k) AS h FROM unnest($2::text[]) AS k ORDER BY h) AS sorted",
+        )
+        .await?;
+    tx.execute(&statement, &[&PAYMENT_LOCK_CLASS, &keys])
+        .await?;
+    Ok(())
+}
+
+/// Any fixed number: the advisory lock under which outbox positions are
+/// taken (see `write_events`).
+const OUTBOX_WRITE_LOCK: i64 = 0x7061_7973_6f75_7477;
+
 /// The payment a decision is about (its row, when the ledger has one), and
 /// where and when what was decided came from (for its events).
 struct Target<'a> {
@@ -329,6 +362,17 @@ async fn write_events(
     now: Timestamp,
 ) -> Result<Vec<String>, StoreError> {
     let mut ids = Vec::with_capacity(decision.events.len());
+    if decision.events.is_empty() {
+        return Ok(ids);
+    }
+    // Outbox positions are handed out in commit order: a transaction takes
+    // them under this lock, held until it commits, so a reader following
+    // the outbox by position (the event feed's cursor) never passes an event
+    // that commits behind it later.
+    let statement = tx
+        .prepare_cached("SELECT pg_advisory_xact_lock($1)")
+        .await?;
+    tx.execute(&statement, &[&OUTBOX_WRITE_LOCK]).await?;
     let provider_txn_id = decision
         .payment
         .provider_txn_id
