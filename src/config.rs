@@ -155,6 +155,7 @@ pub struct WorkerSection {
     pub relay_interval_ms: u64,
     pub poll_idle_ms: u64,
     pub shutdown_grace_ms: u64,
+    pub claim_lease_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -713,6 +714,7 @@ impl Config {
             relay_interval: ms(self.worker.relay_interval_ms),
             poll_idle: ms(self.worker.poll_idle_ms),
             shutdown_grace: ms(self.worker.shutdown_grace_ms),
+            claim_lease: ms(self.worker.claim_lease_ms),
             card_retention: Duration::from_secs(
                 self.shop_api.card_retention_hours.saturating_mul(3600),
             ),
@@ -720,6 +722,14 @@ impl Config {
         };
         if worker.batch_size == 0 || worker.batch_size > 10_000 {
             push(p, "worker.batch_size", "must be 1 to 10000".into());
+        }
+        if self.worker.claim_lease_ms < 1000 {
+            push(
+                p,
+                "worker.claim_lease_ms",
+                "must be at least 1000: a claim outlives the check or the publish it covers"
+                    .into(),
+            );
         }
         for (name, section) in &self.polling {
             let key = format!("polling.{name}");

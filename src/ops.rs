@@ -577,8 +577,13 @@ pub async fn reconcile(args: ReconcileArgs) -> anyhow::Result<Exit> {
         let journal = Journal::start(&journal_path, &batch, args.fresh)?;
         (journal, batch, ledger)
     };
-    let client = paysettle_worker::StatusClient::new(Arc::new(resolved.worker.clone()))
+    let mut client = paysettle_worker::StatusClient::new(Arc::new(resolved.worker.clone()))
         .context("starting the HTTP client")?;
+    // Beside workers on a shared ledger, a batch takes its requests from
+    // the same rate buckets as they do.
+    if ledger.is_shared() {
+        client = client.sharing_rate_with(ledger.clone());
+    }
     let reconciler = Reconciler::new(ledger.clone(), client, args.concurrency);
     let stop = CancellationToken::new();
     cancel_on_signal(&stop);
