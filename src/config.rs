@@ -727,8 +727,7 @@ impl Config {
             push(
                 p,
                 "worker.claim_lease_ms",
-                "must be at least 1000: a claim outlives the check or the publish it covers"
-                    .into(),
+                "must be at least 1000: a claim outlives the check or the publish it covers".into(),
             );
         }
         for (name, section) in &self.polling {
@@ -913,6 +912,8 @@ impl Config {
             synchronous: self.ledger.synchronous,
             policies: worker.policies(),
             rules: worker.ledger_rules(),
+            // One clock for the ledger and the worker (the wall clock).
+            clock: worker.clock.clone(),
             ..paysettle_store::LedgerOptions::default()
         };
         let limits = ReceiverLimits {

@@ -417,11 +417,17 @@ fn a_second_worker_on_the_same_ledger_is_refused_and_may_start_once_the_first_is
     let mut receiver = Command::new(env!("CARGO_BIN_EXE_paysettle"));
     receiver
         .arg("receive")
-        .stdout(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null());
     env(&mut receiver);
     let mut receiver = receiver.spawn().unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    // Listening comes after the point where a second worker is refused.
+    let mut said =
+        std::io::BufRead::lines(std::io::BufReader::new(receiver.stdout.take().unwrap()));
+    assert!(
+        said.any(|l| l.is_ok_and(|l| l.contains("receiver listening"))),
+        "the receiver did not start beside the worker"
+    );
     assert!(
         receiver.try_wait().unwrap().is_none(),
         "the receiver kept running beside the worker"

@@ -19,7 +19,7 @@ use paysettle_receiver::{PaysysAccount, PlutuAccount, PortmanatAccount, Receiver
 use paysettle_sim::model::{Outcome, PaymentView, Provider as SimProvider};
 use paysettle_sim::{NewPayment, Sim, SimConfig, SimHandle};
 use paysettle_store::{Ledger, LedgerOptions, PaymentRecord};
-use paysettle_testkit::TestQueue;
+use paysettle_testkit::{TestClock, TestQueue};
 use paysettle_worker::{PaysysAccess, PortmanatAccess, ProviderLimits, WorkerSettings};
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -140,6 +140,8 @@ struct App {
     shutdown: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     http: reqwest::Client,
+    /// The ledger's and the worker's clock (see [`App::advance`]).
+    clock: Arc<TestClock>,
     // Dropped last: deletes the RabbitMQ topology and the files.
     _queue_dir: TestQueue,
 }
@@ -167,7 +169,9 @@ async fn spawn_app(options: Options) -> App {
         jitter: 0.1,
         deadline: options.deadline,
     };
+    let clock = TestClock::new();
     let mut worker = WorkerSettings {
+        clock: clock.shared(),
         batch_wait: Duration::from_millis(5),
         relay_interval: Duration::from_millis(50),
         poll_idle: Duration::from_millis(25),
@@ -215,6 +219,7 @@ async fn spawn_app(options: Options) -> App {
         LedgerOptions {
             policies: worker.policies(),
             rules: worker.ledger_rules(),
+            clock: worker.clock.clone(),
             ..LedgerOptions::default()
         },
     )
@@ -306,6 +311,7 @@ async fn spawn_app(options: Options) -> App {
         shutdown,
         tasks,
         http: reqwest::Client::new(),
+        clock,
         _queue_dir: test_queue,
     }
 }
@@ -397,6 +403,15 @@ impl App {
             .outcome(outcome)
             .pending(pending);
         self.sim.create_payment(new).unwrap()
+    }
+
+    /// Moves time forward by `by` for the provider (the simulator's
+    /// `advance()`, which returns once what then falls due is done) and for
+    /// paysettle (its clock): past a deadline or a pending period without
+    /// waiting for it.
+    pub async fn advance(&self, by: Duration) {
+        self.clock.advance(by);
+        self.sim.advance(by).await.unwrap();
     }
 
     pub fn amqp_url(&self) -> &str {

@@ -247,7 +247,11 @@ async fn three_workers_on_one_postgres_ledger_settle_everything_once_through_kil
     for (provider, reference) in &references {
         let view = app.sim.find(sim_provider(*provider), reference).unwrap();
         let record = ledger
-            .payment(*provider, Account::default(), Reference::parse(reference).unwrap())
+            .payment(
+                *provider,
+                Account::default(),
+                Reference::parse(reference).unwrap(),
+            )
             .await
             .unwrap()
             .unwrap();
@@ -258,7 +262,11 @@ async fn three_workers_on_one_postgres_ledger_settle_everything_once_through_kil
             other => panic!("{reference}: the simulator left it {other:?}"),
         };
         assert_eq!(record.status, want, "{reference}");
-        assert!(record.flag.is_none(), "{reference} flagged: {:?}", record.flag);
+        assert!(
+            record.flag.is_none(),
+            "{reference} flagged: {:?}",
+            record.flag
+        );
     }
 
     // One event per transition, and each payment's in ledger_version order
@@ -279,17 +287,28 @@ async fn three_workers_on_one_postgres_ledger_settle_everything_once_through_kil
         }
     }
     for (transition, ids) in &ids {
-        assert_eq!(ids.len(), 1, "{transition:?} published under several ids: {ids:?}");
+        assert_eq!(
+            ids.len(),
+            1,
+            "{transition:?} published under several ids: {ids:?}"
+        );
     }
     for (reference, versions) in &first_seen {
         let mut sorted = versions.clone();
         sorted.sort_unstable();
-        assert_eq!(versions, &sorted, "{reference}: events out of ledger_version order");
+        assert_eq!(
+            versions, &sorted,
+            "{reference}: events out of ledger_version order"
+        );
     }
     let mut written = 0;
     for (provider, reference) in &references {
         let record = ledger
-            .payment(*provider, Account::default(), Reference::parse(reference).unwrap())
+            .payment(
+                *provider,
+                Account::default(),
+                Reference::parse(reference).unwrap(),
+            )
             .await
             .unwrap()
             .unwrap();
@@ -301,9 +320,16 @@ async fn three_workers_on_one_postgres_ledger_settle_everything_once_through_kil
             .filter(|((r, _), _)| r == reference)
             .flat_map(|(_, ids)| ids)
             .collect();
-        assert_eq!(sent, received, "{reference}: finance's events differ from the ledger's");
+        assert_eq!(
+            sent, received,
+            "{reference}: finance's events differ from the ledger's"
+        );
     }
-    assert_eq!(ids.len(), written, "an event for a transition the ledger never made");
+    assert_eq!(
+        ids.len(),
+        written,
+        "an event for a transition the ledger never made"
+    );
 
     // No two checks of one payment at once, and the rate kept.
     let stats = app.sim.stats();
@@ -311,7 +337,11 @@ async fn three_workers_on_one_postgres_ledger_settle_everything_once_through_kil
     assert_eq!(stats.paysys.overlapping_checks, 0, "{stats:?}");
     for provider in [SimProvider::Portmanat, SimProvider::Paysys] {
         let starts = app.sim.check_starts(provider);
-        assert!(starts.len() > 100, "{provider:?}: only {} checks", starts.len());
+        assert!(
+            starts.len() > 100,
+            "{provider:?}: only {} checks",
+            starts.len()
+        );
         // The bucket allows one at once and CHECK_RATE a second after; a
         // request's way to the simulator may bunch a few.
         let window = Duration::from_secs(2);
@@ -337,8 +367,18 @@ async fn three_workers_on_one_postgres_ledger_settle_everything_once_through_kil
 
 #[test]
 fn busiest_counts_the_most_starts_in_any_window() {
-    let ms = |v: &[u64]| v.iter().map(|&m| Duration::from_millis(m)).collect::<Vec<_>>();
-    assert_eq!(busiest(&ms(&[0, 100, 200, 1500, 1600]), Duration::from_secs(1)), 3);
-    assert_eq!(busiest(&ms(&[0, 999, 1000, 1001]), Duration::from_secs(1)), 3);
+    let ms = |v: &[u64]| {
+        v.iter()
+            .map(|&m| Duration::from_millis(m))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        busiest(&ms(&[0, 100, 200, 1500, 1600]), Duration::from_secs(1)),
+        3
+    );
+    assert_eq!(
+        busiest(&ms(&[0, 999, 1000, 1001]), Duration::from_secs(1)),
+        3
+    );
     assert_eq!(busiest(&[], Duration::from_secs(1)), 0);
 }

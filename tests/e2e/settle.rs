@@ -207,8 +207,22 @@ async fn duplicated_and_out_of_order_callbacks_are_announced_once_and_never_regr
         again.status()
     );
 
-    // The late "awaiting" notification arrived after the final one: no regression.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The late "awaiting" notification arrived after the final one: it is
+    // recorded and ignored, no regression.
+    let paysys_id = app.payment(Provider::Paysys, "PS-DUP").await.unwrap().id;
+    paysettle_testkit::eventually(
+        Duration::from_secs(20),
+        "the late pending of PS-DUP recorded as ignored (would_regress)",
+        || async {
+            app.ledger
+                .history(paysys_id)
+                .await
+                .unwrap()
+                .iter()
+                .any(|h| h.outcome == "ignored" && h.reason.as_deref() == Some("would_regress"))
+        },
+    )
+    .await;
     assert_eq!(
         app.payment(Provider::Paysys, "PS-DUP")
             .await
@@ -388,7 +402,7 @@ async fn providers_answering_500_and_429_for_a_while_are_backed_off_and_still_se
 #[tokio::test]
 async fn payments_that_never_settle_go_stale_and_finance_hears_of_it() {
     let mut app = spawn_app(Options {
-        deadline: Duration::from_millis(1500),
+        deadline: Duration::from_secs(60),
         ..Options::default()
     })
     .await;
@@ -403,6 +417,8 @@ async fn payments_that_never_settle_go_stale_and_finance_hears_of_it() {
         })
         .await;
     }
+    // A minute passes, for the providers and for paysettle, with no answer.
+    app.advance(Duration::from_secs(61)).await;
     app.settled(
         &[
             (Provider::Portmanat, "PM-STALE"),

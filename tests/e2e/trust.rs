@@ -159,9 +159,10 @@ async fn a_settled_events_signature_verifies_with_the_documented_recipe_and_not_
     .await;
     app.settled(&[(Provider::Plutu, "SIGNED-1")], Duration::from_secs(30))
         .await;
-    while !app.ledger.unpublished(1).await.unwrap().is_empty() {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    paysettle_testkit::eventually(Duration::from_secs(20), "the outbox drained", || async {
+        app.ledger.unpublished(1).await.unwrap().is_empty()
+    })
+    .await;
     let mut checked = 0;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while checked == 0 {

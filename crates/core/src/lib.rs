@@ -7,6 +7,8 @@
 //! - [`money`]: [`Money`] in integer minor units of an ISO 4217 [`Currency`].
 //! - [`ids`]: [`Provider`], [`Account`], [`Reference`], [`ProviderTxnId`], [`Source`].
 //! - [`state`]: [`PaymentStatus`] and the state machine's [`apply`](state::apply).
+//! - [`clock`]: the [`Clock`](clock::Clock) trait the parts above take "now" from
+//!   (core itself only ever receives the time as an argument).
 //! - [`decide`]: what an observation, a registration or an operator's
 //!   correction does to a payment: flags, re-checks, events and schedule.
 //! - [`observation`]: [`Observation`], what every callback and status answer becomes.
@@ -20,6 +22,7 @@
 //!   local times.
 
 mod answer;
+pub mod clock;
 mod crypto;
 pub mod decide;
 pub mod form;

@@ -6,13 +6,13 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use paysettle_store::fifo::{Lease, QueuePolicy};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::fifo::{Lease, QueuePolicy};
+use crate::fifo_writer::FifoHandle;
 use crate::message::Message;
 use crate::stats::{Counters, bump};
-use crate::store::FifoHandle;
 use crate::{Delivery, Durable, QueueConfig, QueueError, QueueKind, Topology};
 
 /// How often an idle consumer looks again for leases that expired: pushes and

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use paysettle_store::fifo::FifoError;
+use crate::fifo::FifoError;
 
 /// Everything the queue can fail with, in terms a caller can act on: the
 /// receiver answers 503 on any error from `publish`, the worker backs off and

@@ -8,6 +8,12 @@
 //! RabbitMQ later. A shop on one box, a laptop or a test runs the embedded
 //! backend instead, a SQLite file with the same at-least-once contract.
 //!
+//! The embedded backend and the spool store in the queue crate's own durable
+//! FIFO ([`fifo`]); the SQLite plumbing under it (opening the file with its
+//! pragmas, the group-commit writer thread) is `paysettle-sqlite`'s, shared
+//! with the ledger. This crate never depends on rusqlite itself, and it is
+//! the only one that depends on lapin (`deny.toml`).
+//!
 //! Modules:
 //! - [`config`]: [`QueueConfig`], the plain settings struct, and [`BackendKind`].
 //! - [`topology`]: the queue and exchange names under the prefix and how they
@@ -15,20 +21,24 @@
 //! - `message` ([`Message`], [`Durable`], [`QueueKind`]) and [`Delivery`]: what
 //!   goes in and comes out, the same on both backends.
 //! - `rabbit`: the lapin connection supervisor, confirmed publishes, consumers.
-//! - `embedded`: the SQLite backend over `paysettle_store::fifo`.
-//! - `spool`: spool-and-forward for the RabbitMQ backend.
-//! - `store`: the thread that drives a FIFO file with group commits.
+//! - [`fifo`]: the durable, leased FIFO in one SQLite file, with its error
+//!   [`fifo::FifoError`]: the storage behind the embedded backend and the spool.
+//! - `fifo_writer`: the thread that drives a FIFO file with group commits
+//!   (a `paysettle_sqlite::Writer`), and the async handle to it.
+//! - `embedded`: the SQLite backend over the FIFO.
+//! - `spool`: spool-and-forward for the RabbitMQ backend, over a FIFO file.
 //! - `stats`: [`QueueStats`] counters for `/metrics`.
 //! - [`error`]: [`QueueError`], with [`QueueError::is_retryable`].
 
 pub mod config;
 mod embedded;
 pub mod error;
+pub mod fifo;
+mod fifo_writer;
 mod message;
 mod rabbit;
 mod spool;
 mod stats;
-mod store;
 pub mod topology;
 
 use std::collections::BTreeMap;

@@ -3,10 +3,11 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use paysettle_store::fifo::FifoMessage;
+
+use crate::fifo::FifoMessage;
 
 /// The header a dead-lettered message carries with the reason the worker gave.
-pub use paysettle_store::fifo::DEAD_LETTER_REASON_HEADER;
+pub use crate::fifo::DEAD_LETTER_REASON_HEADER;
 
 /// One message, the same on both backends: what the receiver wraps a callback
 /// in and what the outbox relay wraps a settled event in.

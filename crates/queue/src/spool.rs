@@ -16,14 +16,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use paysettle_store::fifo::{Lease, QueuePolicy};
 use tokio::time::Instant;
 
 use crate::QueueError;
+use crate::fifo::{Lease, QueuePolicy};
+use crate::fifo_writer::FifoHandle;
 use crate::message::Message;
 use crate::rabbit::Broker;
 use crate::stats::bump;
-use crate::store::FifoHandle;
 
 /// How long the forwarder waits before looking again after a failed round.
 const RETRY_AFTER: Duration = Duration::from_millis(500);

@@ -281,7 +281,11 @@ pub(crate) fn check(engine: &Engine, req: &Req) -> Answer {
     let local = created_at.to_zoned(BAKU.clone());
     let mut body = Map::new();
     body.insert("amount".to_owned(), Value::String(amount));
-    body.insert("client_rrn".to_owned(), Value::String(client_rrn));
+    if answers.without_client_rrn <= 0.0
+        || !engine.with_rng(|rng| rng.random_bool(answers.without_client_rrn))
+    {
+        body.insert("client_rrn".to_owned(), Value::String(client_rrn));
+    }
     body.insert("psp_rrn".to_owned(), Value::String(psp_rrn.to_owned()));
     body.insert("bank_rrn".to_owned(), Value::String(bank_rrn));
     // Live answers carry the merchant's service; `test` 1 is its test mode.

@@ -340,11 +340,15 @@ pub struct Answers {
     /// `body` (the code and description only): an answer that names no
     /// payment.
     pub without_body: f64,
+    /// Probability per `/check` that an `OK` answer's body leaves out
+    /// `client_rrn`: an answer that does not say which payment it is about.
+    pub without_client_rrn: f64,
 }
 
 impl Answers {
     fn validate(&self) -> Result<(), String> {
-        check_probability("answers.without_body", self.without_body)
+        check_probability("answers.without_body", self.without_body)?;
+        check_probability("answers.without_client_rrn", self.without_client_rrn)
     }
 }
 

@@ -13,6 +13,7 @@ use paysettle_core::{
     Account, Currency, Money, Observation, ObservedStatus, Provider, ProviderTxnId, Reference,
     Source,
 };
+use paysettle_sqlite::rusqlite;
 use paysettle_store::{ApplyRequest, Ledger, LedgerOptions};
 
 const BATCH: usize = 500;

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use jiff::Timestamp;
-use rusqlite::{Connection, OptionalExtension};
+use paysettle_sqlite::rusqlite::{self, Connection, OptionalExtension};
 use tokio::sync::watch;
 
 use crate::error::StoreError;
@@ -82,18 +82,15 @@ impl CardFeed {
     pub fn open(path: impl AsRef<Path>) -> Result<CardFeed, StoreError> {
         let path = path.as_ref().to_path_buf();
         let shown = path.display().to_string();
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|error| StoreError::Open {
-                path: shown.clone(),
-                error,
-            })?;
-        }
-        let conn = Connection::open(&path)?;
-        conn.busy_timeout(Duration::from_secs(5))?;
-        let _mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        // Deleted tokens are overwritten, not left in free pages.
-        conn.pragma_update(None, "secure_delete", "ON")?;
+        let options = paysettle_sqlite::Options {
+            synchronous: paysettle_sqlite::Synchronous::Full,
+            busy_timeout: Duration::from_secs(5),
+            foreign_keys: false,
+            // Deleted tokens are overwritten, not left in free pages.
+            secure_delete: true,
+        };
+        let conn =
+            paysettle_sqlite::open(&path, &options).map_err(|e| StoreError::opening(&shown, e))?;
         conn.execute_batch(SCHEMA)?;
         let id: String =
             conn.query_row("SELECT value FROM meta WHERE key = 'feed_id'", [], |r| {

@@ -1,5 +1,7 @@
 //! The store's one error type.
 
+use paysettle_sqlite::rusqlite;
+
 /// What can go wrong with the ledger.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -114,6 +116,17 @@ impl StoreError {
                     || err.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
             }
             _ => false,
+        }
+    }
+
+    /// Why the file at `path` (shown) could not be opened.
+    pub(crate) fn opening(path: &str, error: paysettle_sqlite::OpenError) -> StoreError {
+        match error {
+            paysettle_sqlite::OpenError::Directory { error, .. } => StoreError::Open {
+                path: path.to_owned(),
+                error,
+            },
+            paysettle_sqlite::OpenError::Sqlite(error) => StoreError::Sqlite(error),
         }
     }
 

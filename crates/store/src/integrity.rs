@@ -1,7 +1,7 @@
 //! The ledger's invariants, checked by reading it (`paysettle ledger check`,
 //! and the crash tests).
 
-use rusqlite::Connection;
+use paysettle_sqlite::rusqlite::{self, Connection};
 
 use crate::error::StoreError;
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use paysettle_core::{Account, Provider};
-use rusqlite::{Connection, TransactionBehavior};
+use paysettle_sqlite::rusqlite::{self, Connection, TransactionBehavior};
 
 use crate::error::StoreError;
 use crate::ledger::SqliteLedger;

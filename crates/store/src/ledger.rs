@@ -13,11 +13,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jiff::Timestamp;
+use paysettle_core::clock::SharedClock;
 use paysettle_core::decide::Resolution;
 use paysettle_core::schedule::CheckPolicy;
 use paysettle_core::{Account, PaymentStatus, Provider, Reference};
-use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
-use tokio::sync::{mpsc, oneshot, watch};
+use paysettle_sqlite::Writer;
+use paysettle_sqlite::rusqlite::{self, Connection, OptionalExtension, TransactionBehavior};
+use tokio::sync::{oneshot, watch};
 
 use crate::error::StoreError;
 use crate::migrate;
@@ -54,6 +56,9 @@ pub struct LedgerOptions {
     /// How long a write waits for another process's lock (an operator's
     /// reconcile batch) before failing as retryable.
     pub busy_timeout: Duration,
+    /// Where the writer reads "now" (the wall clock; a test's own clock in
+    /// tests, so deadlines and backoff move when the test says).
+    pub clock: SharedClock,
 }
 
 impl Default for LedgerOptions {
@@ -67,6 +72,7 @@ impl Default for LedgerOptions {
             rules: LedgerRules::default(),
             queue_depth: 1024,
             busy_timeout: Duration::from_secs(5),
+            clock: crate::SystemClock::shared(),
         }
     }
 }
@@ -94,7 +100,7 @@ enum Command {
 
 struct Inner {
     path: PathBuf,
-    commands: mpsc::Sender<Command>,
+    commands: Writer<Command>,
     readers: Mutex<Vec<Connection>>,
     /// This ledger file's id (kept in its `meta` table): the event feed's
     /// cursor carries it, so a cursor from another ledger is refused.
@@ -117,12 +123,6 @@ impl std::fmt::Debug for SqliteLedger {
     }
 }
 
-fn configure(conn: &Connection, options: &LedgerOptions) -> Result<(), StoreError> {
-    conn.busy_timeout(options.busy_timeout)?;
-    conn.pragma_update(None, "foreign_keys", "ON")?;
-    Ok(())
-}
-
 impl SqliteLedger {
     /// Opens (creating if needed) the ledger at `path`, applies migrations,
     /// and starts the writer thread.
@@ -132,40 +132,37 @@ impl SqliteLedger {
     ) -> Result<SqliteLedger, StoreError> {
         let path = path.as_ref().to_path_buf();
         let shown = path.display().to_string();
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|error| StoreError::Open {
-                path: shown.clone(),
-                error,
-            })?;
-        }
-        let mut conn = Connection::open(&path)?;
-        configure(&conn, &options)?;
-        let journal: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
-        if !journal.eq_ignore_ascii_case("wal") {
-            tracing::warn!(ledger.path = %shown, journal, "the ledger could not switch to WAL mode");
-        }
-        let synchronous = match options.synchronous {
-            Synchronous::Full => "FULL",
-            Synchronous::Normal => "NORMAL",
+        let sqlite = paysettle_sqlite::Options {
+            synchronous: match options.synchronous {
+                Synchronous::Full => paysettle_sqlite::Synchronous::Full,
+                Synchronous::Normal => paysettle_sqlite::Synchronous::Normal,
+            },
+            busy_timeout: options.busy_timeout,
+            foreign_keys: true,
+            secure_delete: false,
         };
-        conn.pragma_update(None, "synchronous", synchronous)?;
+        let mut conn =
+            paysettle_sqlite::open(&path, &sqlite).map_err(|e| StoreError::opening(&shown, e))?;
         migrate::migrate(&mut conn, &shown)?;
         let id = ledger_id(&conn)?;
 
-        let (commands, receiver) = mpsc::channel(options.queue_depth.max(1));
         let rules = Rules {
             checks: options.policies.clone(),
             ledger: options.rules.clone(),
         };
         let commits = watch::Sender::new(0);
         let bump = commits.clone();
-        std::thread::Builder::new()
-            .name("ledger-writer".into())
-            .spawn(move || writer(conn, receiver, rules, bump))
-            .map_err(|error| StoreError::Open {
-                path: shown.clone(),
-                error,
-            })?;
+        let clock = options.clock.clone();
+        let commands = Writer::spawn(
+            "ledger-writer",
+            options.queue_depth,
+            MAX_GROUP,
+            move |group| writer(&mut conn, group, &rules, &bump, &clock),
+        )
+        .map_err(|error| StoreError::Open {
+            path: shown.clone(),
+            error,
+        })?;
         Ok(SqliteLedger {
             inner: Arc::new(Inner {
                 path,
@@ -195,13 +192,11 @@ impl SqliteLedger {
     }
 
     async fn send<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, StoreError> {
-        let (reply, answer) = oneshot::channel();
         self.inner
             .commands
-            .send(make(reply))
+            .ask(make)
             .await
-            .map_err(|_| StoreError::WriterGone)?;
-        answer.await.map_err(|_| StoreError::WriterGone)?
+            .map_err(|_| StoreError::WriterGone)?
     }
 
     /// Registers a payment the shop expects. The same registration again is a
@@ -315,16 +310,7 @@ impl SqliteLedger {
                 .unwrap_or(None);
             let conn = match pooled {
                 Some(conn) => conn,
-                None => {
-                    let conn = Connection::open_with_flags(
-                        &inner.path,
-                        OpenFlags::SQLITE_OPEN_READ_ONLY
-                            | OpenFlags::SQLITE_OPEN_NO_MUTEX
-                            | OpenFlags::SQLITE_OPEN_URI,
-                    )?;
-                    conn.busy_timeout(Duration::from_secs(5))?;
-                    conn
-                }
+                None => paysettle_sqlite::open_read_only(&inner.path, Duration::from_secs(5))?,
             };
             let result = query(&conn);
             if let Ok(mut pool) = inner.readers.lock()
@@ -790,39 +776,31 @@ impl Command {
     }
 }
 
-/// The writer thread: takes every command waiting (up to [`MAX_GROUP`]) and
-/// commits them in one transaction, so concurrent callers (the poller's
-/// checks, the relay, the shop API) share one fsync. If anything in a group
-/// fails, the group is rolled back and each command redone on its own, so
-/// one failure never takes another caller's write with it.
+/// One group of the writer thread ([`paysettle_sqlite::Writer`]: every
+/// command waiting, up to [`MAX_GROUP`]), committed in one transaction, so
+/// concurrent callers (the poller's checks, the relay, the shop API) share
+/// one fsync. If anything in a group fails, the group is rolled back and each
+/// command redone on its own, so one failure never takes another caller's
+/// write with it.
 fn writer(
-    mut conn: Connection,
-    mut commands: mpsc::Receiver<Command>,
-    rules: Rules,
-    commits: watch::Sender<u64>,
+    conn: &mut Connection,
+    group: Vec<Command>,
+    rules: &Rules,
+    commits: &watch::Sender<u64>,
+    clock: &SharedClock,
 ) {
-    while let Some(first) = commands.blocking_recv() {
-        let mut group = vec![first];
-        while group.len() < MAX_GROUP {
-            match commands.try_recv() {
-                Ok(command) => group.push(command),
-                Err(_) => break,
-            }
+    let now = clock.now();
+    let mut singles = Vec::new();
+    for command in group {
+        if let Command::ApplyBatch(requests, reply) = command {
+            commit_group(conn, std::mem::take(&mut singles), rules, now);
+            let _ = reply.send(apply_batch(conn, &requests, rules, now));
+        } else {
+            singles.push(command);
         }
-        let now = Timestamp::now();
-        let mut singles = Vec::new();
-        for command in group {
-            if let Command::ApplyBatch(requests, reply) = command {
-                commit_group(&mut conn, std::mem::take(&mut singles), &rules, now);
-                let _ = reply.send(apply_batch(&mut conn, &requests, &rules, now));
-            } else {
-                singles.push(command);
-            }
-        }
-        commit_group(&mut conn, singles, &rules, now);
-        commits.send_modify(|n| *n = n.wrapping_add(1));
     }
-    tracing::debug!("ledger writer stopped");
+    commit_group(conn, singles, rules, now);
+    commits.send_modify(|n| *n = n.wrapping_add(1));
 }
 
 fn commit_group(conn: &mut Connection, group: Vec<Command>, rules: &Rules, now: Timestamp) {

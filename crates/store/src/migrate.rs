@@ -6,7 +6,7 @@
 //! newer than the last migration here was written by a newer paysettle and is
 //! refused rather than misread.
 
-use rusqlite::Connection;
+use paysettle_sqlite::rusqlite::{self, Connection};
 
 use crate::error::StoreError;
 

@@ -3,7 +3,7 @@
 
 use jiff::Timestamp;
 use paysettle_core::{Account, Currency, Money, PaymentStatus, Provider, ProviderTxnId, Reference};
-use rusqlite::{Connection, OptionalExtension, Row};
+use paysettle_sqlite::rusqlite::{self, Connection, OptionalExtension, Row};
 
 use crate::error::StoreError;
 use crate::model::{HistoryEntry, OutboxEvent, PaymentId, PaymentRecord};

@@ -12,7 +12,7 @@ use paysettle_core::decide::{self, Decision, Expectation, Payment, Policy, Resol
 use paysettle_core::schedule::CheckPolicy;
 use paysettle_core::state::PaymentState;
 use paysettle_core::{Account, Money, PaymentStatus, Provider, Source, redact};
-use rusqlite::{OptionalExtension, Transaction};
+use paysettle_sqlite::rusqlite::{self, OptionalExtension, Transaction};
 
 use crate::error::StoreError;
 use crate::event::{self, EventContext};

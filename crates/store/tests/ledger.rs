@@ -13,6 +13,7 @@ mod support;
 
 use support::{Kind, Place};
 
+use paysettle_sqlite::rusqlite;
 use paysettle_store::{
     ApplyOutcome, ApplyRequest, CheckNow, Ledger, LedgerOptions, PaymentFilter, PaymentKey,
     RegisterOutcome, Registration, StoreError,

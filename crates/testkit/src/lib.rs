@@ -3,6 +3,8 @@
 //! Everything here stands in for a piece of the outside world a test needs
 //! to control, with real parts underneath (real sockets, the real broker):
 //!
+//! - [`clock`]: [`TestClock`], the clock the ledger and the worker read in a
+//!   test, moved by the test (and following tokio's paused time).
 //! - [`wait`]: [`eventually`], polling a condition against a deadline instead
 //!   of sleeping and hoping.
 //! - [`proxy`]: [`Proxy`], a TCP forwarder a test cuts and heals, to take
@@ -23,6 +25,7 @@
 //!   card tokens and full card numbers in text such as those logs.
 
 pub mod amqp;
+pub mod clock;
 pub mod config;
 pub mod handoff;
 pub mod logs;
@@ -32,6 +35,7 @@ pub mod queue;
 pub mod scan;
 pub mod wait;
 
+pub use clock::TestClock;
 pub use logs::{LogCapture, capture_logs};
 pub use pg::TestDatabase;
 pub use proxy::Proxy;

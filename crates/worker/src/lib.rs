@@ -94,7 +94,11 @@ pub async fn run(
     }
     let relay = Relay::new(ledger.clone(), queue.clone(), settings.relay_batch)
         .signing(settings.handoff.clone())
-        .claiming(settings.owner.clone(), settings.claim_lease);
+        .claiming(
+            settings.owner.clone(),
+            settings.claim_lease,
+            settings.clock.clone(),
+        );
     let mut applier = Applier::new(
         ledger.clone(),
         queue.clone(),
@@ -155,7 +159,11 @@ pub async fn run(
         poller.drain(grace).await;
     });
 
-    let figures = tokio::spawn(telemetry::run(ledger.clone(), shutdown.clone()));
+    let figures = tokio::spawn(telemetry::run(
+        ledger.clone(),
+        settings.clock.clone(),
+        shutdown.clone(),
+    ));
 
     let relay_stop = shutdown.clone();
     let relay_interval = settings.relay_interval;

@@ -102,7 +102,7 @@ impl Poller {
         // Refill when half the room is free, not after every finished check:
         // one schedule query per batch of checks.
         if room > 0 && self.in_flight.len() <= self.capacity() / 2 {
-            let now = Timestamp::now();
+            let now = self.settings.clock.now();
             let want = room + self.in_flight.len();
             // On a shared ledger each due check is claimed, with a lease, so
             // two workers never ask a provider about one payment at once.
@@ -220,7 +220,7 @@ async fn check_one(
     sample: f64,
 ) -> Result<(), WorkerError> {
     let policy = settings.limits(check.payment.provider).policy;
-    let now = Timestamp::now();
+    let now = settings.clock.now();
     if now >= check.deadline_at {
         let outcome = ledger.apply(stale_observation(&check, now)).await?;
         crate::outcome::log(&outcome, "deadline passed: payment marked stale");
@@ -228,7 +228,7 @@ async fn check_one(
     }
     let result = client.check(&check.payment).await;
     let result_kind = result.kind();
-    let now = Timestamp::now();
+    let now = settings.clock.now();
     let next = |attempts: u32| policy.next_check(check.payment.created_at, attempts, now, sample);
     let error = match result {
         CheckResult::Answer { observation, raw } => {

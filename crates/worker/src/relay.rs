@@ -19,7 +19,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use jiff::Timestamp;
+use paysettle_core::clock::SharedClock;
 use paysettle_core::handoff::HandoffKeys;
 use paysettle_queue::{Message, Queue};
 use paysettle_store::{Ledger, OutboxEvent};
@@ -43,9 +43,9 @@ pub struct Relay {
     batch: usize,
     wake: Arc<Notify>,
     keys: Option<Arc<HandoffKeys>>,
-    /// Who this relay is in outbox claims, and for how long it holds them
-    /// (used on a shared ledger only).
-    claim: (String, Duration),
+    /// Who this relay is in outbox claims, for how long it holds them, and
+    /// the clock their leases are read on (used on a shared ledger only).
+    claim: (String, Duration, SharedClock),
 }
 
 impl Relay {
@@ -57,16 +57,20 @@ impl Relay {
             batch: batch.max(1),
             wake: Arc::new(Notify::new()),
             keys: None,
-            claim: ("relay".to_owned(), Duration::from_secs(60)),
+            claim: (
+                "relay".to_owned(),
+                Duration::from_secs(60),
+                paysettle_store::SystemClock::shared(),
+            ),
         }
     }
 
     /// Names this relay `owner` in the outbox claims it takes on a shared
     /// ledger, each held for `lease` (a relay that dies gives its events
-    /// back when the lease ends).
+    /// back when the lease ends), on `clock`.
     #[must_use]
-    pub fn claiming(mut self, owner: String, lease: Duration) -> Relay {
-        self.claim = (owner, lease);
+    pub fn claiming(mut self, owner: String, lease: Duration, clock: SharedClock) -> Relay {
+        self.claim = (owner, lease, clock);
         self
     }
 
@@ -87,9 +91,9 @@ impl Relay {
     /// payment's events in order) and marks the confirmed ones sent.
     pub async fn run_once(&self) -> Result<RelayRound, WorkerError> {
         let events = if self.ledger.is_shared() {
-            let (owner, lease) = &self.claim;
+            let (owner, lease, clock) = &self.claim;
             self.ledger
-                .claim_unpublished(owner, Timestamp::now(), *lease, self.batch)
+                .claim_unpublished(owner, clock.now(), *lease, self.batch)
                 .await?
         } else {
             self.ledger.unpublished(self.batch).await?
@@ -209,6 +213,7 @@ async fn publish(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use jiff::Timestamp;
     use paysettle_store::PaymentId;
 
     fn event(seq: i64, payment: i64) -> OutboxEvent {
@@ -226,7 +231,13 @@ mod tests {
 
     #[test]
     fn a_round_is_one_ordered_chain_per_payment_in_order_of_first_event() {
-        let round = vec![event(1, 7), event(2, 9), event(3, 7), event(5, 9), event(4, 7)];
+        let round = vec![
+            event(1, 7),
+            event(2, 9),
+            event(3, 7),
+            event(5, 9),
+            event(4, 7),
+        ];
         let chains: Vec<Vec<i64>> = chains(round)
             .into_iter()
             .map(|c| c.into_iter().map(|e| e.seq).collect())

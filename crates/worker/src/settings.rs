@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use paysettle_core::clock::SharedClock;
 use paysettle_core::handoff::HandoffKeys;
 use paysettle_core::schedule::CheckPolicy;
 use paysettle_core::{Account, Provider, paysys};
@@ -93,6 +94,12 @@ pub struct WorkerSettings {
     pub cards: Option<paysettle_store::CardFeed>,
     /// How long a card registration stays on the card feed.
     pub card_retention: Duration,
+    /// Where the worker reads "now": when checks are due, when a deadline
+    /// has passed, when a `Retry-After` date is, a PaySys `Auth` timestamp,
+    /// when an answer was observed and when the shop registered a payment.
+    /// The wall clock in the product; tests give the worker and the ledger
+    /// one clock of their own and move it.
+    pub clock: SharedClock,
     /// This worker's name in the claims it takes on a shared ledger (due
     /// checks, outbox events): unique per process.
     pub owner: String,
@@ -136,6 +143,7 @@ impl Default for WorkerSettings {
             card_retention: Duration::from_secs(7 * 24 * 3600),
             owner: claim_owner(),
             claim_lease: Duration::from_secs(120),
+            clock: paysettle_store::SystemClock::shared(),
         }
     }
 }

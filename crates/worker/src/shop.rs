@@ -471,7 +471,7 @@ async fn register(state: &State, request: Request<Incoming>) -> Result<Answer, A
         reference: reference.clone(),
         money,
         provider_txn_id,
-        registered_at: Timestamp::now(),
+        registered_at: state.worker.clock.now(),
     };
     let outcome = state.ledger.register(registration).await?;
     let payment = state

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use jiff::Timestamp;
+use paysettle_core::clock::Clock;
 use paysettle_core::{
     Account, Observation, Provider, ProviderTxnId, Reference, paysys, portmanat, schedule,
 };
@@ -186,10 +187,16 @@ impl StatusClient {
         };
         let give_up = Instant::now() + limit;
         loop {
-            match ledger.take_rate(provider, account, rate, Timestamp::now()).await {
+            match ledger
+                .take_rate(provider, account, rate, self.settings.clock.now())
+                .await
+            {
                 Ok(RateDecision::Go) => return Ok(()),
                 Ok(RateDecision::WaitUntil(at)) => {
-                    let wait = Timestamp::now()
+                    let wait = self
+                        .settings
+                        .clock
+                        .now()
                         .until(at)
                         .ok()
                         .and_then(|span| span.total(jiff::Unit::Millisecond).ok())
@@ -306,7 +313,7 @@ impl StatusClient {
             )
             .header(http::header::ACCEPT, "application/json")
             .body(portmanat::check_request_body(psp_rrn));
-        let (body, observed_at) = match send(request).await {
+        let (body, observed_at) = match send(request, self.settings.clock.as_ref()).await {
             Ok(answer) => answer,
             Err(result) => return result,
         };
@@ -339,7 +346,11 @@ impl StatusClient {
             ));
         };
         let request_id = uuid::Uuid::new_v4().to_string();
-        let auth = paysys::auth_header(&access.service_id, &access.secret_key, Timestamp::now());
+        let auth = paysys::auth_header(
+            &access.service_id,
+            &access.secret_key,
+            self.settings.clock.now(),
+        );
         let request = self
             .http
             .post(&access.gateway_url)
@@ -348,7 +359,7 @@ impl StatusClient {
             .header(http::header::ACCEPT, "application/json")
             .header("Auth", auth)
             .body(paysys::check_payment_body(&payment.reference, &request_id));
-        let (body, observed_at) = match send(request).await {
+        let (body, observed_at) = match send(request, self.settings.clock.as_ref()).await {
             Ok(answer) => answer,
             Err(result) => return result,
         };
@@ -372,7 +383,10 @@ impl StatusClient {
 
 /// Sends a request and reads a bounded body. `Err` carries the check's
 /// result for every way it can fail.
-async fn send(request: reqwest::RequestBuilder) -> Result<(Vec<u8>, Timestamp), CheckResult> {
+async fn send(
+    request: reqwest::RequestBuilder,
+    clock: &dyn Clock,
+) -> Result<(Vec<u8>, Timestamp), CheckResult> {
     let mut response = request.send().await.map_err(|e| {
         CheckResult::Failed(if e.is_timeout() {
             format!(
@@ -389,7 +403,7 @@ async fn send(request: reqwest::RequestBuilder) -> Result<(Vec<u8>, Timestamp), 
             .headers()
             .get(http::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| schedule::retry_after(v, Timestamp::now()))
+            .and_then(|v| schedule::retry_after(v, clock.now()))
             .unwrap_or(Duration::from_secs(1))
             .min(Duration::from_secs(600));
         return Err(CheckResult::Busy { retry_after });
@@ -423,7 +437,7 @@ async fn send(request: reqwest::RequestBuilder) -> Result<(Vec<u8>, Timestamp), 
             }
         }
     }
-    Ok((body, Timestamp::now()))
+    Ok((body, clock.now()))
 }
 
 /// A URL as an error line may show it: scheme, host, port and path, without
@@ -472,7 +486,8 @@ mod tests {
         // Nothing listens on the discard port.
         let request = reqwest::Client::new()
             .post("http://demo-user:s3cr3t-pw@127.0.0.1:9/portmanat/check?token=q5ecr3t#frag");
-        let Err(CheckResult::Failed(text)) = send(request).await else {
+        let Err(CheckResult::Failed(text)) = send(request, &paysettle_store::SystemClock).await
+        else {
             panic!("a request to a closed port must fail");
         };
         assert!(
@@ -486,6 +501,51 @@ mod tests {
             text.to_lowercase().contains("connect"),
             "the cause is named: {text}"
         );
+    }
+
+    /// A clock that says what the test says.
+    #[derive(Debug)]
+    struct At(Timestamp);
+
+    impl Clock for At {
+        fn now(&self) -> Timestamp {
+            self.0
+        }
+    }
+
+    #[tokio::test]
+    async fn a_retry_after_date_and_the_observation_time_are_read_on_the_workers_clock() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            for answer in [
+                "HTTP/1.1 429 Too Many Requests\r\nRetry-After: Wed, 21 Oct 2026 07:28:00 GMT\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+            ] {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.ends_with(b"\r\n\r\n") {
+                    let n = stream.read(&mut buf).await.unwrap();
+                    assert!(n > 0, "the client closed before its request ended");
+                    head.extend_from_slice(&buf[..n]);
+                }
+                stream.write_all(answer.as_bytes()).await.unwrap();
+            }
+        });
+        // Half a minute before the date Portmanat named, on the worker's
+        // clock (the wall clock is years away from it).
+        let clock = At("2026-10-21T07:27:30Z".parse().unwrap());
+        let client = reqwest::Client::new();
+        let url = format!("http://{addr}/portmanat/check");
+        let Err(CheckResult::Busy { retry_after }) = send(client.post(&url), &clock).await else {
+            panic!("a 429 is a busy provider");
+        };
+        assert_eq!(retry_after, Duration::from_secs(30));
+        let (body, observed_at) = send(client.post(&url), &clock).await.unwrap();
+        assert_eq!((body.as_slice(), observed_at), (&b"{}"[..], clock.0));
+        server.await.unwrap();
     }
 
     #[tokio::test(start_paused = true)]

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use metrics::{counter, gauge};
+use paysettle_core::clock::SharedClock;
 use paysettle_store::Ledger;
 use tokio_util::sync::CancellationToken;
 
@@ -46,9 +47,9 @@ pub(crate) fn dead_lettered(reason: &'static str) {
 /// Reads the ledger's figures into the gauges once. `seen` holds the
 /// provider/account pairs shown before, so a pair whose checks recovered
 /// goes back to 0 instead of keeping its last figure.
-pub async fn refresh(ledger: &Ledger, seen: &mut BTreeSet<(String, String)>) {
+pub async fn refresh(ledger: &Ledger, now: Timestamp, seen: &mut BTreeSet<(String, String)>) {
     let counts = ledger.counts().await;
-    let health = ledger.health(Timestamp::now()).await;
+    let health = ledger.health(now).await;
     match (counts, health) {
         (Ok(counts), Ok(health)) => {
             for status in paysettle_core::PaymentStatus::ALL {
@@ -82,10 +83,10 @@ pub async fn refresh(ledger: &Ledger, seen: &mut BTreeSet<(String, String)>) {
 }
 
 /// Refreshes the gauges until `shutdown`.
-pub(crate) async fn run(ledger: Ledger, shutdown: CancellationToken) {
+pub(crate) async fn run(ledger: Ledger, clock: SharedClock, shutdown: CancellationToken) {
     let mut seen = BTreeSet::new();
     loop {
-        refresh(&ledger, &mut seen).await;
+        refresh(&ledger, clock.now(), &mut seen).await;
         tokio::select! {
             () = tokio::time::sleep(REFRESH) => {}
             () = shutdown.cancelled() => return,

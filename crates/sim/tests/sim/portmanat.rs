@@ -363,3 +363,44 @@ async fn check_dates_name_their_zone_as_configured() {
         sim.shutdown().await;
     }
 }
+
+#[tokio::test]
+async fn check_answers_can_leave_out_the_body_or_its_client_rrn() {
+    use paysettle_sim::scenario::{Answers, ScenarioPatch};
+    let receiver = Receiver::start().await;
+    for (answers, reference) in [
+        (
+            Answers {
+                without_body: 1.0,
+                ..Answers::default()
+            },
+            "NB-1",
+        ),
+        (
+            Answers {
+                without_client_rrn: 1.0,
+                ..Answers::default()
+            },
+            "NC-1",
+        ),
+    ] {
+        let mut config = config_for(&receiver);
+        config.portmanat.scenario = ScenarioPatch {
+            answers: Some(answers),
+            ..ScenarioPatch::default()
+        };
+        let sim = start(config).await;
+        let psp_rrn = process(&sim, reference, "1.00").await;
+        let answer = check(&sim, &psp_rrn).await;
+        assert_eq!(answer["status"], "OK", "{answer}");
+        if answers.without_body > 0.0 {
+            assert!(answer.get("body").is_none(), "{answer}");
+        } else {
+            let body = &answer["body"];
+            assert!(body.get("client_rrn").is_none(), "{answer}");
+            assert_eq!(body["psp_rrn"], psp_rrn.as_str(), "{answer}");
+            assert_eq!(body["amount"], "1.00", "{answer}");
+        }
+        sim.shutdown().await;
+    }
+}

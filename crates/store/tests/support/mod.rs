@@ -7,6 +7,7 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use paysettle_sqlite::rusqlite;
 use paysettle_store::{Ledger, LedgerOptions, LedgerTarget, PgOptions, StoreError};
 
 /// Which backend a contract test runs on.

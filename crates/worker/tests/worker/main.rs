@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
+use paysettle_core::clock::Clock as _;
 use paysettle_core::inbound::{FORMAT_VERSION, InboundCallback, Payload, RawRequest};
 use paysettle_core::portmanat::ReturnHint;
 use paysettle_core::schedule::CheckPolicy;
@@ -21,6 +22,7 @@ use paysettle_sim::model::{Outcome, Provider as SimProvider};
 use paysettle_sim::scenario::{Faults, ScenarioPatch};
 use paysettle_sim::{NewPayment, Sim, SimConfig, SimHandle};
 use paysettle_store::{Ledger, LedgerOptions, PaymentRecord, Registration, Synchronous};
+use paysettle_testkit::TestClock;
 use paysettle_worker::{
     Applier, PaysysAccess, Poller, PortmanatAccess, ProviderLimits, Relay, StatusClient,
     WorkerSettings,
@@ -38,6 +40,9 @@ struct World {
     sim: SimHandle,
     settings: Arc<WorkerSettings>,
     client: StatusClient,
+    /// The ledger's and the worker's clock: a test moves it past deadlines
+    /// and `Retry-After`s instead of waiting.
+    clock: Arc<TestClock>,
 }
 
 fn test_policy(deadline: Duration) -> CheckPolicy {
@@ -54,10 +59,28 @@ async fn world_with(deadline: Duration, tune: impl FnOnce(&mut WorkerSettings)) 
     world_where(deadline, SimConfig::for_tests(), tune).await
 }
 
+/// A world whose ledger and worker read `clock`.
+async fn world_clocked(
+    deadline: Duration,
+    clock: Arc<TestClock>,
+    tune: impl FnOnce(&mut WorkerSettings),
+) -> World {
+    world_on(deadline, SimConfig::for_tests(), clock, tune).await
+}
+
 /// A world whose simulator runs with `sim_config`.
 async fn world_where(
     deadline: Duration,
     sim_config: SimConfig,
+    tune: impl FnOnce(&mut WorkerSettings),
+) -> World {
+    world_on(deadline, sim_config, TestClock::new(), tune).await
+}
+
+async fn world_on(
+    deadline: Duration,
+    sim_config: SimConfig,
+    clock: Arc<TestClock>,
     tune: impl FnOnce(&mut WorkerSettings),
 ) -> World {
     let dir = tempfile::tempdir().unwrap();
@@ -66,6 +89,7 @@ async fn world_where(
     let mut settings = WorkerSettings {
         batch_wait: Duration::from_millis(5),
         handoff: Some(paysettle_testkit::handoff::keys()),
+        clock: clock.shared(),
         ..WorkerSettings::default()
     };
     settings.portmanat.insert(
@@ -104,6 +128,7 @@ async fn world_where(
             synchronous: Synchronous::Normal,
             policies: settings.policies(),
             rules: settings.ledger_rules(),
+            clock: settings.clock.clone(),
             ..LedgerOptions::default()
         },
     )
@@ -125,6 +150,7 @@ async fn world_where(
         sim,
         settings,
         client,
+        clock,
     }
 }
 
@@ -187,7 +213,7 @@ impl World {
                 reference: Reference::parse(reference).unwrap(),
                 money: money(provider, minor),
                 provider_txn_id: txn.map(|t| ProviderTxnId::parse(t).unwrap()),
-                registered_at: Timestamp::now(),
+                registered_at: self.clock.now(),
             })
             .await
             .unwrap();

@@ -131,7 +131,6 @@ async fn a_provider_answering_500_and_429_for_a_while_is_backed_off_and_still_se
         )
         .await;
     let mut poller = w.poller();
-    let started = tokio::time::Instant::now();
     assert_eq!(
         w.settle(&mut poller, payment.id).await,
         PaymentStatus::Succeeded
@@ -141,18 +140,87 @@ async fn a_provider_answering_500_and_429_for_a_while_is_backed_off_and_still_se
         stats.http_500 + stats.too_many_requests + stats.garbage > 0,
         "faults were injected: {stats:?}"
     );
-    if stats.too_many_requests > 0 {
-        // After a 429 the provider was left alone for its Retry-After.
-        assert!(
-            started.elapsed() >= Duration::from_secs(1),
-            "Retry-After was not honoured: {stats:?}"
-        );
+    // That a 429's Retry-After is honoured is the next test's, on a clock
+    // the test moves.
+}
+
+#[tokio::test]
+async fn a_429_leaves_the_payment_alone_until_its_retry_after_has_passed_on_the_clock() {
+    // The clock moves only when this test says; the deadline is far.
+    let clock = TestClock::stopped();
+    let w = world_clocked(Duration::from_secs(3600), Arc::clone(&clock), |_| {}).await;
+    let faults = Faults {
+        too_many_requests: 1.0,
+        retry_after_secs: 30,
+        ..Faults::default()
+    };
+    w.sim
+        .set_scenario(
+            Some(SimProvider::Portmanat),
+            ScenarioPatch {
+                faults: Some(faults),
+                ..ScenarioPatch::default()
+            },
+        )
+        .unwrap();
+    let payment = w
+        .payment(
+            Provider::Portmanat,
+            "PM-429",
+            1990,
+            Outcome::Success,
+            Duration::from_millis(10),
+        )
+        .await;
+    let mut poller = w.poller();
+    assert_eq!(poller.run_until_idle().await.unwrap(), 0, "not due yet");
+    // Past the first interval (10 ms): one check, answered 429.
+    clock.advance(Duration::from_millis(10));
+    assert_eq!(poller.run_until_idle().await.unwrap(), 1);
+    assert_eq!(w.sim.stats().portmanat.too_many_requests, 1);
+    let asked_at = clock.now();
+    let state = w.ledger.payment_by_id(payment.id).await.unwrap().unwrap();
+    let far = asked_at + jiff::SignedDuration::from_hours(2);
+    let scheduled = w
+        .ledger
+        .due_checks(far, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|c| c.payment.id == payment.id)
+        .unwrap_or_else(|| panic!("the payment left the schedule: {state:?}"));
+    // (The ledger keeps milliseconds.)
+    let wait = scheduled.next_check_at.duration_since(asked_at);
+    assert!(
+        (wait - jiff::SignedDuration::from_secs(30)).abs() < jiff::SignedDuration::from_millis(1),
+        "the next check waits for Retry-After: {wait:?}"
+    );
+    assert!(
+        scheduled
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("429")),
+        "{scheduled:?}"
+    );
+    // However often the poller looks before then, nobody asks again.
+    clock.advance(Duration::from_secs(29));
+    for _ in 0..3 {
+        assert_eq!(poller.run_until_idle().await.unwrap(), 0);
     }
+    assert_eq!(w.sim.stats().portmanat.requests, 1);
+    // Once the clock has passed it, the check is due again.
+    clock.advance(Duration::from_secs(1));
+    let due = w.ledger.due_checks(clock.now(), 10).await.unwrap();
+    assert!(
+        due.iter().any(|c| c.payment.id == payment.id),
+        "due once Retry-After has passed: {due:?}"
+    );
 }
 
 #[tokio::test]
 async fn a_payment_that_never_settles_goes_stale_and_finance_hears_of_it() {
-    let w = world_with(Duration::from_millis(600), |_| {}).await;
+    let clock = TestClock::new();
+    let w = world_clocked(Duration::from_secs(60), Arc::clone(&clock), |_| {}).await;
     let paysys = w
         .payment(
             Provider::Paysys,
@@ -164,6 +232,10 @@ async fn a_payment_that_never_settles_goes_stale_and_finance_hears_of_it() {
         .await;
     let plutu = w.register(Provider::Plutu, "INV-3", 500, None).await;
     let mut poller = w.poller();
+    // A few checks find PaySys's payment pending; then the deadline passes.
+    poller.run_until_idle().await.unwrap();
+    assert_eq!(w.status(plutu.id).await, PaymentStatus::Created);
+    clock.advance(Duration::from_secs(61));
     assert_eq!(w.settle(&mut poller, paysys.id).await, PaymentStatus::Stale);
     assert_eq!(
         w.settle(&mut poller, plutu.id).await,

@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rusqlite::{Connection, OptionalExtension, params};
+use paysettle_sqlite::rusqlite::{self, Connection, OptionalExtension, params};
 
 /// The header a dead-lettered message carries with the reason it was dead-lettered.
 ///
@@ -198,19 +198,18 @@ impl Fifo {
     /// does not stay readable in the file's free pages. Its old copies in the
     /// write-ahead log go at the next [`Fifo::truncate_log`].
     pub fn open(path: &Path) -> Result<Self, FifoError> {
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
-            && let Err(err) = std::fs::create_dir_all(parent)
-        {
-            return Err(FifoError::Sqlite(rusqlite::Error::InvalidPath(
-                format!("{}: {err}", parent.display()).into(),
-            )));
-        }
-        let conn = Connection::open(path)?;
-        conn.busy_timeout(Duration::from_secs(5))?;
-        // `journal_mode` answers with the mode now in force, so it is a query.
-        let _mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.pragma_update(None, "secure_delete", "ON")?;
+        let options = paysettle_sqlite::Options {
+            synchronous: paysettle_sqlite::Synchronous::Full,
+            busy_timeout: Duration::from_secs(5),
+            foreign_keys: false,
+            secure_delete: true,
+        };
+        let conn = paysettle_sqlite::open(path, &options).map_err(|e| match e {
+            paysettle_sqlite::OpenError::Directory { dir, error } => FifoError::Sqlite(
+                rusqlite::Error::InvalidPath(format!("{}: {error}", dir.display()).into()),
+            ),
+            paysettle_sqlite::OpenError::Sqlite(e) => FifoError::Sqlite(e),
+        })?;
         conn.execute_batch(SCHEMA)?;
         Ok(Self { conn })
     }

@@ -1,27 +1,31 @@
 //! The FIFO file behind the embedded backend and the spool, driven from async
-//! code by one dedicated thread.
+//! code by one dedicated thread (a [`paysettle_sqlite::Writer`]).
 //!
 //! Why a thread and a channel rather than `spawn_blocking` per call: the
 //! receiver publishes from many tasks at once, and each SQLite commit costs an
 //! `fsync`. The thread takes every operation that is waiting, runs them all in
 //! one transaction and commits once (group commit), so throughput grows with
-//! concurrency instead of being one `fsync` per message.
+//! concurrency instead of being one `fsync` per message. The channel is
+//! bounded: a flood of publishes waits for room instead of growing memory.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use paysettle_store::fifo::{
-    Fifo, FifoError, FifoMessage, FifoTx, Lease, LeasedMessage, QueuePolicy,
-};
-use tokio::sync::{mpsc, oneshot, watch};
+use paysettle_sqlite::{Commit, TrySendError, Writer};
+use tokio::sync::{oneshot, watch};
 
 use crate::QueueError;
+use crate::fifo::{Fifo, FifoError, FifoMessage, FifoTx, Lease, LeasedMessage, QueuePolicy};
 
 /// Most operations one transaction takes, so one huge burst does not hold
 /// every reply until it is all written.
 const MAX_BATCH: usize = 1024;
+
+/// How many operations may wait for the thread; a publisher beyond that
+/// waits for room.
+const QUEUE_DEPTH: usize = 4 * MAX_BATCH;
 
 /// After messages were removed, how long the file must be quiet before the
 /// write-ahead log is emptied (see [`Fifo::truncate_log`]): the old copies of
@@ -56,7 +60,7 @@ struct Cmd {
 /// A cloneable handle to one FIFO file's thread.
 #[derive(Debug, Clone)]
 pub(crate) struct FifoHandle {
-    tx: mpsc::UnboundedSender<Cmd>,
+    tx: Writer<Cmd>,
     changes: watch::Receiver<u64>,
     writable: Arc<AtomicBool>,
 }
@@ -75,13 +79,16 @@ impl FifoHandle {
         let fifo = tokio::task::spawn_blocking(move || Fifo::open(&path))
             .await
             .map_err(|_| QueueError::Closed)??;
-        let (tx, rx) = mpsc::unbounded_channel();
         let (changes_tx, changes) = watch::channel(0_u64);
         let writable = Arc::new(AtomicBool::new(true));
-        let w = writable.clone();
-        std::thread::Builder::new()
-            .name("paysettle-fifo".to_owned())
-            .spawn(move || run(fifo, rx, changes_tx, w))
+        let thread = FifoThread {
+            fifo,
+            changes: changes_tx,
+            writable: writable.clone(),
+            removed: false,
+            truncated_at: Instant::now(),
+        };
+        let tx = Writer::spawn("paysettle-fifo", QUEUE_DEPTH, MAX_BATCH, thread)
             .map_err(|e| QueueError::InvalidConfig(format!("cannot start the fifo thread: {e}")))?;
         Ok(Self {
             tx,
@@ -91,14 +98,13 @@ impl FifoHandle {
     }
 
     async fn call(&self, op: Op) -> Result<Out, QueueError> {
-        let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Cmd {
+            .ask(|reply| Cmd {
                 op,
                 reply: Some(reply),
             })
-            .map_err(|_| QueueError::Closed)?;
-        rx.await.map_err(|_| QueueError::Closed)?
+            .await
+            .map_err(|_| QueueError::Closed)?
     }
 
     /// Whether the last commit succeeded: what `/readyz` asks of the spool.
@@ -168,6 +174,7 @@ impl FifoHandle {
                     op,
                     reply: Some(reply),
                 })
+                .await
                 .map_err(|_| QueueError::Closed)?;
             replies.push(rx);
         }
@@ -186,12 +193,19 @@ impl FifoHandle {
     }
 
     /// Releases without waiting for the answer: for `Drop`, which cannot await.
-    /// Should it not be committed, the lease still expires and the message comes back.
+    /// Should it not be committed (the thread's channel is full, or the
+    /// thread is gone), the lease still expires and the message comes back.
     pub(crate) fn release_detached(&self, lease: Lease) {
-        let _ = self.tx.send(Cmd {
+        let release = Cmd {
             op: Op::Release(lease),
             reply: None,
-        });
+        };
+        if let Err(TrySendError::Full(_)) = self.tx.try_send(release) {
+            tracing::debug!(
+                seq = lease.seq(),
+                "the fifo thread is busy; the dropped delivery comes back when its lease expires"
+            );
+        }
     }
 
     pub(crate) async fn dead_letter(&self, lease: Lease, reason: &str) -> Result<bool, QueueError> {
@@ -206,56 +220,27 @@ impl FifoHandle {
     }
 }
 
-fn run(
-    mut fifo: Fifo,
-    mut rx: mpsc::UnboundedReceiver<Cmd>,
+/// The thread's side: the FIFO file and what the handles watch.
+struct FifoThread {
+    fifo: Fifo,
     changes: watch::Sender<u64>,
     writable: Arc<AtomicBool>,
-) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    // A timer for the quiet wait; without one (it cannot fail in practice),
-    // the log is emptied only under load and at the end.
-    let clock = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .ok();
-    let mut removed = false;
-    let mut truncated_at = Instant::now();
-    loop {
-        let next = match (&clock, removed) {
-            (Some(clock), true) => {
-                // The timer is made inside the runtime it needs.
-                match clock
-                    .block_on(async { tokio::time::timeout(TRUNCATE_WHEN_QUIET, rx.recv()).await })
-                {
-                    Ok(next) => next,
-                    Err(_quiet) => {
-                        truncate_log(&mut fifo);
-                        removed = false;
-                        truncated_at = Instant::now();
-                        continue;
-                    }
-                }
-            }
-            _ => rx.blocking_recv(),
-        };
-        let Some(first) = next else { break };
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(cmd) => batch.push(cmd),
-                Err(_) => break,
-            }
-        }
+    /// Messages were removed since the log was last emptied.
+    removed: bool,
+    truncated_at: Instant,
+}
+
+impl Commit<Cmd> for FifoThread {
+    fn commit(&mut self, mut batch: Vec<Cmd>) {
         let adds_work = batch
             .iter()
             .any(|c| matches!(c.op, Op::Push(..) | Op::Release(_)));
         let removes = batch
             .iter()
             .any(|c| matches!(c.op, Op::Ack(_) | Op::DeadLetter(..)));
-        let results = apply_batch(&mut fifo, &mut batch);
+        let results = apply_batch(&mut self.fifo, &mut batch);
         let committed = results.is_ok();
-        writable.store(committed, Ordering::Relaxed);
+        self.writable.store(committed, Ordering::Relaxed);
         match results {
             Ok(outs) => {
                 for (cmd, out) in batch.drain(..).zip(outs) {
@@ -264,13 +249,11 @@ fn run(
                     }
                 }
                 if adds_work {
-                    changes.send_modify(|n| *n = n.wrapping_add(1));
+                    self.changes.send_modify(|n| *n = n.wrapping_add(1));
                 }
-                removed |= removes;
-                if removed && truncated_at.elapsed() >= TRUNCATE_AT_LEAST_EVERY {
-                    truncate_log(&mut fifo);
-                    removed = false;
-                    truncated_at = Instant::now();
+                self.removed |= removes;
+                if self.removed && self.truncated_at.elapsed() >= TRUNCATE_AT_LEAST_EVERY {
+                    self.quiet();
                 }
             }
             Err(e) => {
@@ -284,8 +267,22 @@ fn run(
             }
         }
     }
-    if removed {
-        truncate_log(&mut fifo);
+
+    /// After messages were removed, the log is emptied once the file is quiet.
+    fn quiet_after(&self) -> Option<Duration> {
+        self.removed.then_some(TRUNCATE_WHEN_QUIET)
+    }
+
+    fn quiet(&mut self) {
+        truncate_log(&mut self.fifo);
+        self.removed = false;
+        self.truncated_at = Instant::now();
+    }
+
+    fn stopped(&mut self) {
+        if self.removed {
+            truncate_log(&mut self.fifo);
+        }
     }
 }
 
