@@ -13,7 +13,8 @@ use std::process::Command;
 #[derive(Debug)]
 pub struct TestDatabase {
     pub name: String,
-    /// `postgres://postgres@HOST:5432/NAME`: what `ledger.url` is set to.
+    /// `postgres://postgres@HOST:5432/NAME?sslmode=disable` (the server is on
+    /// this host): what `ledger.url` is set to.
     pub url: String,
     host: String,
 }
@@ -43,7 +44,7 @@ impl TestDatabase {
         psql(&host, &format!("CREATE DATABASE {name}"))
             .map_err(|e| format!("creating the test database on {host}:5432: {e}"))?;
         Ok(TestDatabase {
-            url: format!("postgres://postgres@{host}:5432/{name}"),
+            url: format!("postgres://postgres@{host}:5432/{name}?sslmode=disable"),
             name,
             host,
         })
