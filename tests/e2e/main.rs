@@ -29,6 +29,7 @@ mod alerts;
 mod cli;
 mod crash;
 mod feed;
+mod migrate;
 mod openapi;
 mod ops;
 mod replicas;

@@ -57,4 +57,4 @@ pub use model::{
     LedgerRules, OutboxEvent, PaymentFilter, PaymentId, PaymentKey, PaymentRecord, RateDecision,
     RateLimit, RegisterOutcome, Registration, Resolved,
 };
-pub use pg::{PG_SCHEMA_VERSION, PgLedger, PgOptions};
+pub use pg::{CopyCounts, PG_SCHEMA_VERSION, PgLedger, PgOptions};

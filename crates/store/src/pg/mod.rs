@@ -15,6 +15,7 @@
 //! - `rows`: reading rows back into the model's types.
 //! - `integrity`: the invariants `paysettle ledger check` verifies.
 
+mod copy;
 mod integrity;
 mod rows;
 mod schema;
@@ -30,6 +31,7 @@ use paysettle_core::{Account, PaymentStatus, Provider, Reference};
 use tokio::sync::watch;
 use tokio_postgres::types::ToSql;
 
+pub use copy::CopyCounts;
 pub use schema::PG_SCHEMA_VERSION;
 
 use crate::error::StoreError;
