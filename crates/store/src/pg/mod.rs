@@ -219,6 +219,17 @@ impl PgLedger {
             config.connect_timeout(pg.connect_timeout);
         }
         config.application_name("paysettle");
+        // Every statement is planned for the table as it is now, not by a
+        // generic plan a long-lived pooled connection made while the ledger
+        // was nearly empty. These queries are small: planning each costs
+        // little.
+        let session = match config.get_options() {
+            Some(given) if !given.trim().is_empty() => {
+                format!("{given} -c plan_cache_mode=force_custom_plan")
+            }
+            _ => "-c plan_cache_mode=force_custom_plan".to_owned(),
+        };
+        config.options(&session);
         let shown = shown(&config);
         let manager = deadpool_postgres::Manager::from_config(
             config,
