@@ -106,8 +106,8 @@ impl Ledger {
     }
 
     /// Changes after each commit of this process's writes: for waiting for
-    /// new events instead of polling. (Another process's writes do not wake
-    /// it.)
+    /// new events instead of polling. On PostgreSQL another process's
+    /// commits of events wake it too (`NOTIFY`); on SQLite they do not.
     pub fn commits(&self) -> watch::Receiver<u64> {
         match self {
             Ledger::Sqlite(l) => l.commits(),

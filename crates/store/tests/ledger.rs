@@ -1134,6 +1134,42 @@ async fn a_reader_following_the_outbox_by_position_misses_no_event(kind: Kind) {
     );
 }
 
+/// Another handle's commit of an event wakes a handle's `commits()` on
+/// PostgreSQL (workers on other replicas): the event feed's long poll does
+/// not wait out its timeout for an event written elsewhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_workers_event_wakes_the_feed_on_postgres() {
+    let place = Place::new(Kind::Postgres).await;
+    let (writer, follower) = (place.open().await, place.open().await);
+    let mut commits = follower.commits();
+    commits.borrow_and_update();
+    // The listener connects in the background: write until it hears one.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut i = 0;
+    loop {
+        writer
+            .apply(observation(
+                &format!("N-{i}"),
+                ObservedStatus::Succeeded,
+                Some(usd(1000)),
+                Source::Callback,
+            ))
+            .await
+            .unwrap();
+        i += 1;
+        if tokio::time::timeout(std::time::Duration::from_millis(200), commits.changed())
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the follower never heard of {i} commits of events"
+        );
+    }
+}
+
 on_both_backends!(
     a_reader_following_the_outbox_by_position_misses_no_event,
     concurrent_batches_over_the_same_payments_lose_and_double_nothing,

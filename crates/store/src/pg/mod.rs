@@ -221,7 +221,19 @@ impl PgLedger {
             config.connect_timeout(pg.connect_timeout);
         }
         config.application_name("paysettle");
+        // Every statement is planned for the table as it is now, not by a
+        // generic plan a long-lived pooled connection made while the ledger
+        // was nearly empty. These queries are small: planning each costs
+        // little.
+        let session = match config.get_options() {
+            Some(given) if !given.trim().is_empty() => {
+                format!("{given} -c plan_cache_mode=force_custom_plan")
+            }
+            _ => "-c plan_cache_mode=force_custom_plan".to_owned(),
+        };
+        config.options(&session);
         let shown = shown(&config);
+        let listener_config = config.clone();
         let manager = deadpool_postgres::Manager::from_config(
             config,
             tls()?,
@@ -253,18 +265,18 @@ impl PgLedger {
         schema::migrate(&mut client, &shown).await?;
         let id = ledger_id(&client).await?;
         drop(client);
-        Ok(PgLedger {
-            inner: Arc::new(Inner {
-                pool,
-                shown,
-                id,
-                rules: Rules {
-                    checks: options.policies.clone(),
-                    ledger: options.rules.clone(),
-                },
-                commits: watch::Sender::new(0),
-            }),
-        })
+        let inner = Arc::new(Inner {
+            pool,
+            shown,
+            id,
+            rules: Rules {
+                checks: options.policies.clone(),
+                ledger: options.rules.clone(),
+            },
+            commits: watch::Sender::new(0),
+        });
+        tokio::spawn(listen(listener_config, tls()?, Arc::downgrade(&inner)));
+        Ok(PgLedger { inner })
     }
 
     /// The database, without the password (for logs and messages).
@@ -277,8 +289,10 @@ impl PgLedger {
         &self.inner.id
     }
 
-    /// Changes after each commit of this process's writes (another worker's
-    /// writes do not wake it).
+    /// Changes after each commit of this process's writes, and after each
+    /// commit of another process's that wrote events (every worker sharing
+    /// the ledger: PostgreSQL's `NOTIFY`), so the event feed's long poll
+    /// wakes on any replica.
     pub fn commits(&self) -> watch::Receiver<u64> {
         self.inner.commits.subscribe()
     }
@@ -755,6 +769,64 @@ impl PgLedger {
             .await?;
             decision
         })
+    }
+}
+
+/// Keeps a connection of its own listening on [`write::NOTIFY_CHANNEL`]
+/// and bumps the ledger's commit counter at each notification, for as long
+/// as the ledger is open; a lost connection is made again.
+async fn listen(
+    config: tokio_postgres::Config,
+    tls: tokio_postgres_rustls::MakeRustlsConnect,
+    ledger: std::sync::Weak<Inner>,
+) {
+    use tokio_postgres::AsyncMessage;
+    let mut failures = 0u32;
+    while ledger.strong_count() > 0 {
+        let (client, mut connection) = match config.connect(tls.clone()).await {
+            Ok(pair) => pair,
+            Err(error) => {
+                failures += 1;
+                if failures == 1 {
+                    tracing::warn!(error = %crate::error::pg_text(&error),
+                        "the ledger's listener cannot connect; the event feed wakes on this process's commits only until it does");
+                }
+                tokio::time::sleep(Duration::from_secs(u64::from(failures.min(30)))).await;
+                continue;
+            }
+        };
+        failures = 0;
+        let statement = format!("LISTEN {}", write::NOTIFY_CHANNEL);
+        let listening = client.batch_execute(&statement);
+        tokio::pin!(listening);
+        let mut listened = false;
+        loop {
+            let message = tokio::select! {
+                done = &mut listening, if !listened => {
+                    listened = true;
+                    if done.is_err() {
+                        break;
+                    }
+                    continue;
+                }
+                message = tokio::time::timeout(
+                    Duration::from_secs(5),
+                    std::future::poll_fn(|cx| connection.poll_message(cx)),
+                ) => message,
+            };
+            let Some(inner) = ledger.upgrade() else {
+                return;
+            };
+            match message {
+                // Quiet: only to look whether the ledger is still open.
+                Err(_) => {}
+                Ok(Some(Ok(AsyncMessage::Notification(_)))) => {
+                    inner.commits.send_modify(|n| *n = n.wrapping_add(1));
+                }
+                Ok(Some(Ok(_))) => {}
+                Ok(Some(Err(_)) | None) => break,
+            }
+        }
     }
 }
 

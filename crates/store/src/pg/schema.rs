@@ -43,7 +43,11 @@ const MIGRATIONS: &[&str] = &[
         flag              TEXT,
         UNIQUE (provider, account, reference)
     );
-    CREATE INDEX payments_by_txn ON payments (provider, account, provider_txn_id);
+    -- The provider's id first: with (provider, account) leading, as in the
+    -- SQLite schema, PostgreSQL picked this index for lookups by reference
+    -- on a table not yet analyzed (costs tie) and read every row of the
+    -- account for each apply.
+    CREATE INDEX payments_by_txn ON payments (provider_txn_id, provider, account);
     CREATE INDEX payments_by_status ON payments (status, updated_at_ms);
     CREATE INDEX payments_by_update ON payments (updated_at_ms);
 

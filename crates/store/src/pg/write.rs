@@ -50,6 +50,9 @@ pub(crate) async fn lock_payments(
     Ok(())
 }
 
+/// The channel an event-writing transaction notifies at its commit.
+pub(crate) const NOTIFY_CHANNEL: &str = "paysettle_outbox";
+
 /// Any fixed number: the advisory lock under which outbox positions are
 /// taken (see `write_events`).
 const OUTBOX_WRITE_LOCK: i64 = 0x7061_7973_6f75_7477;
@@ -369,8 +372,12 @@ async fn write_events(
     // them under this lock, held until it commits, so a reader following
     // the outbox by position (the event feed's cursor) never passes an event
     // that commits behind it later.
+    // The notification (delivered at commit) wakes every process's event
+    // feed.
     let statement = tx
-        .prepare_cached("SELECT pg_advisory_xact_lock($1)")
+        .prepare_cached(&format!(
+            "SELECT pg_advisory_xact_lock($1), pg_notify('{NOTIFY_CHANNEL}', '')"
+        ))
         .await?;
     tx.execute(&statement, &[&OUTBOX_WRITE_LOCK]).await?;
     let provider_txn_id = decision
