@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use deadpool_postgres::{GenericClient, ManagerConfig, Object, Pool, RecyclingMethod};
 use jiff::Timestamp;
+use paysettle_core::clock::SharedClock;
 use paysettle_core::decide::Resolution;
 use paysettle_core::{Account, PaymentStatus, Provider, Reference};
 use tokio::sync::watch;
@@ -160,6 +161,8 @@ struct Inner {
     id: String,
     rules: Rules,
     commits: watch::Sender<u64>,
+    /// Where "now" is read: the time of each transaction's decisions.
+    clock: SharedClock,
 }
 
 /// A ledger in a PostgreSQL database. Cheap to clone; clones share a pool.
@@ -186,7 +189,7 @@ macro_rules! in_transaction {
                 let mut client = $ledger.client().await?;
                 #[allow(unused_mut)]
                 let mut $tx = client.transaction().await?;
-                let $now = Timestamp::now();
+                let $now = $ledger.inner.clock.now();
                 let value = $body;
                 $tx.commit().await?;
                 Ok::<_, StoreError>(value)
@@ -274,6 +277,7 @@ impl PgLedger {
                 ledger: options.rules.clone(),
             },
             commits: watch::Sender::new(0),
+            clock: options.clock.clone(),
         });
         tokio::spawn(listen(listener_config, tls()?, Arc::downgrade(&inner)));
         Ok(PgLedger { inner })
