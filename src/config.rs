@@ -74,8 +74,13 @@ pub struct HandoffKey {
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LedgerSection {
+    pub backend: String,
     pub path: PathBuf,
     pub synchronous: paysettle_store::Synchronous,
+    #[serde(serialize_with = "redacted")]
+    pub url: Option<SecretString>,
+    pub url_file: Option<PathBuf>,
+    pub pool_size: usize,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -151,6 +156,7 @@ pub struct WorkerSection {
     pub relay_interval_ms: u64,
     pub poll_idle_ms: u64,
     pub shutdown_grace_ms: u64,
+    pub claim_lease_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -367,7 +373,11 @@ fn required_secret(
 
 /// Everything the roles need, checked.
 pub struct Resolved {
+    /// The SQLite ledger's file; with PostgreSQL, where the card feed and
+    /// the reconcile journal are kept beside.
     pub ledger_path: PathBuf,
+    /// Where the ledger is (the SQLite file or the PostgreSQL database).
+    pub ledger_target: paysettle_store::LedgerTarget,
     pub ledger: paysettle_store::LedgerOptions,
     pub queue: paysettle_queue::QueueConfig,
     pub receiver_listen: SocketAddr,
@@ -511,6 +521,9 @@ impl Config {
                 message,
             })
         };
+
+        // Ledger.
+        let ledger_target = self.ledger_target(p);
 
         // Queue.
         let backend = match self.queue.backend.as_str() {
@@ -703,6 +716,7 @@ impl Config {
             relay_interval: ms(self.worker.relay_interval_ms),
             poll_idle: ms(self.worker.poll_idle_ms),
             shutdown_grace: ms(self.worker.shutdown_grace_ms),
+            claim_lease: ms(self.worker.claim_lease_ms),
             card_retention: Duration::from_secs(
                 self.shop_api.card_retention_hours.saturating_mul(3600),
             ),
@@ -710,6 +724,13 @@ impl Config {
         };
         if worker.batch_size == 0 || worker.batch_size > 10_000 {
             push(p, "worker.batch_size", "must be 1 to 10000".into());
+        }
+        if self.worker.claim_lease_ms < 1000 {
+            push(
+                p,
+                "worker.claim_lease_ms",
+                "must be at least 1000: a claim outlives the check or the publish it covers".into(),
+            );
         }
         for (name, section) in &self.polling {
             let key = format!("polling.{name}");
@@ -917,6 +938,7 @@ impl Config {
         };
         Ok(Resolved {
             ledger_path: self.ledger.path.clone(),
+            ledger_target,
             ledger,
             queue,
             receiver_listen,
@@ -945,6 +967,44 @@ impl Config {
     /// The configured hand-off keys; with none, a generated key beside the
     /// embedded queue file, or (RabbitMQ, where the receiver and the worker
     /// may run on different hosts and must share a key) a problem.
+    /// Where the ledger is: `ledger.backend` with its keys, checked.
+    fn ledger_target(&self, p: &mut Vec<Problem>) -> paysettle_store::LedgerTarget {
+        let l = &self.ledger;
+        let sqlite = paysettle_store::LedgerTarget::Sqlite(l.path.clone());
+        match l.backend.as_str() {
+            "sqlite" => sqlite,
+            "postgres" => {
+                if l.pool_size == 0 || l.pool_size > 64 {
+                    p.push(Problem {
+                        key: "ledger.pool_size".into(),
+                        message: format!("{} is not between 1 and 64", l.pool_size),
+                    });
+                }
+                let Some(url) = required_secret("ledger.url", &l.url, &l.url_file, p) else {
+                    return sqlite;
+                };
+                if let Err(e) = paysettle_store::PgOptions::check_url(url.expose_secret()) {
+                    p.push(Problem {
+                        key: "ledger.url".into(),
+                        message: e.to_string(),
+                    });
+                }
+                paysettle_store::LedgerTarget::Postgres(paysettle_store::PgOptions {
+                    url: url.expose_secret().to_owned(),
+                    pool_size: l.pool_size.clamp(1, 64),
+                    ..paysettle_store::PgOptions::default()
+                })
+            }
+            other => {
+                p.push(Problem {
+                    key: "ledger.backend".into(),
+                    message: format!("{other:?} is neither \"sqlite\" nor \"postgres\""),
+                });
+                sqlite
+            }
+        }
+    }
+
     fn handoff(&self, backend: paysettle_queue::BackendKind, p: &mut Vec<Problem>) -> Handoff {
         let section = &self.handoff;
         let fallback = || {

@@ -232,13 +232,13 @@ async fn run(arg: ConfigArg, roles: Roles) -> anyhow::Result<()> {
     let handoff = resolved.handoff.keys()?;
     resolved.worker.handoff = Some(handoff.clone());
     // Claimed before anything starts and held until the process ends: one
-    // worker per ledger.
-    let _claim = if roles != Roles::Receiver {
-        Some(paysettle_store::WorkerClaim::acquire(
-            &resolved.ledger_path,
-        )?)
-    } else {
-        None
+    // worker per SQLite ledger. (Workers sharing a PostgreSQL ledger take
+    // per-payment locks and claims there instead.)
+    let _claim = match &resolved.ledger_target {
+        paysettle_store::LedgerTarget::Sqlite(path) if roles != Roles::Receiver => {
+            Some(paysettle_store::WorkerClaim::acquire(path)?)
+        }
+        _ => None,
     };
     let queue = paysettle_queue::Queue::start(resolved.queue.clone())
         .await
@@ -289,12 +289,11 @@ async fn run(arg: ConfigArg, roles: Roles) -> anyhow::Result<()> {
         ));
     }
     if roles != Roles::Receiver {
-        let ledger = paysettle_store::Ledger::open(&resolved.ledger_path, resolved.ledger.clone())
-            .with_context(|| format!("opening the ledger {}", resolved.ledger_path.display()))?;
+        let ledger = ops::open_ledger(&resolved, true).await?;
         let shop = tokio::net::TcpListener::bind(resolved.shop_listen)
             .await
             .with_context(|| format!("binding the shop API to {}", resolved.shop_listen))?;
-        tracing::info!(shop_api = %resolved.shop_listen, ledger = %resolved.ledger_path.display(), "worker starting");
+        tracing::info!(shop_api = %resolved.shop_listen, ledger = %ledger.describe(), "worker starting");
         let mut worker = resolved.worker;
         let cards = paysettle_store::CardFeed::path_for(&resolved.ledger_path);
         worker.cards = Some(

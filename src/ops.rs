@@ -312,6 +312,20 @@ pub enum LedgerCommand {
         after_help = "Exit status: 0 whole, 1 problems found (each printed), 2 could not check.\n\nExample:\n  paysettle ledger check --config /etc/paysettle/paysettle.toml"
     )]
     Check(ConfigArg),
+    /// Copy the SQLite ledger (ledger.path) into the empty PostgreSQL ledger the configuration names (ledger.backend = "postgres", ledger.url or ledger.url_file), then check both.
+    #[command(
+        after_help = "Stop the worker first (the copy takes its claim on the SQLite ledger). The target must be empty: a PostgreSQL ledger that holds any payment, history, event or check is refused and nothing is written. The copy is one transaction: all of it or nothing. Afterwards both ledgers pass `ledger check` and hold the same rows; start the workers with ledger.backend = \"postgres\".\n\nExit status: 0 copied and verified, 1 refused (target not empty, a worker running, the source has problems, the copy differs), 2 could not run.\n\nExample:\n  paysettle ledger migrate --to postgres --config /etc/paysettle/paysettle.toml"
+    )]
+    Migrate(MigrateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Where to: `postgres` (the only backend a ledger moves to).
+    #[arg(long, value_parser = ["postgres"])]
+    to: String,
 }
 
 fn parse_provider(text: &str) -> Result<Provider, String> {
@@ -372,17 +386,31 @@ fn init_logging() {
     crate::init_logging(false, "warn", crate::LogTo::Stderr);
 }
 
-/// Opens the configured ledger; an operator's command never creates one.
-fn open_ledger(resolved: &crate::config::Resolved) -> anyhow::Result<Ledger> {
-    let path = &resolved.ledger_path;
-    if !path.exists() {
+/// Opens the configured ledger, on whichever backend (`ledger.backend`):
+/// the one function the worker and every operator command open it with.
+/// An operator's command never creates a SQLite ledger (`create` false): a
+/// missing file is a mistaken path, not a new ledger.
+pub(crate) async fn open_ledger(
+    resolved: &crate::config::Resolved,
+    create: bool,
+) -> anyhow::Result<Ledger> {
+    let target = &resolved.ledger_target;
+    if let paysettle_store::LedgerTarget::Sqlite(path) = target
+        && !create
+        && !path.exists()
+    {
         bail!(
             "there is no ledger at {} (set ledger.path in the configuration, or run from the sidecar's directory)",
             path.display()
         );
     }
-    Ledger::open(path, resolved.ledger.clone())
-        .with_context(|| format!("opening the ledger {}", path.display()))
+    let shown = match target {
+        paysettle_store::LedgerTarget::Sqlite(path) => path.display().to_string(),
+        paysettle_store::LedgerTarget::Postgres(pg) => pg.shown(),
+    };
+    Ledger::connect(target, resolved.ledger.clone())
+        .await
+        .with_context(|| format!("opening the ledger {shown}"))
 }
 
 /// The configured queue, for an operator's command: no spool (the
@@ -522,7 +550,7 @@ pub async fn reconcile(args: ReconcileArgs) -> anyhow::Result<Exit> {
     // is opened, and the ledger is opened once.
     let (mut journal, batch, ledger) = if args.resume {
         let (journal, batch) = Journal::resume(&journal_path)?;
-        (journal, batch, open_ledger(&resolved)?)
+        (journal, batch, open_ledger(&resolved, false).await?)
     } else {
         let against = match &args.against {
             Some(path) => {
@@ -559,12 +587,17 @@ pub async fn reconcile(args: ReconcileArgs) -> anyhow::Result<Exit> {
                 &spec.mapping,
             )?;
         }
-        let ledger = open_ledger(&resolved)?;
+        let ledger = open_ledger(&resolved, false).await?;
         let journal = Journal::start(&journal_path, &batch, args.fresh)?;
         (journal, batch, ledger)
     };
-    let client = paysettle_worker::StatusClient::new(Arc::new(resolved.worker.clone()))
+    let mut client = paysettle_worker::StatusClient::new(Arc::new(resolved.worker.clone()))
         .context("starting the HTTP client")?;
+    // Beside workers on a shared ledger, a batch takes its requests from
+    // the same rate buckets as they do.
+    if ledger.is_shared() {
+        client = client.sharing_rate_with(ledger.clone());
+    }
     let reconciler = Reconciler::new(ledger.clone(), client, args.concurrency);
     let stop = CancellationToken::new();
     cancel_on_signal(&stop);
@@ -674,7 +707,7 @@ pub async fn payments(command: PaymentsCommand) -> anyhow::Result<Exit> {
         PaymentsCommand::List(args) => {
             let (_, resolved) = resolve(&args.config)?;
             init_logging();
-            let ledger = open_ledger(&resolved)?;
+            let ledger = open_ledger(&resolved, false).await?;
             let list = ledger
                 .list(PaymentFilter {
                     provider: args.provider,
@@ -767,7 +800,7 @@ pub async fn payments(command: PaymentsCommand) -> anyhow::Result<Exit> {
         PaymentsCommand::Show(args) => {
             let (_, resolved) = resolve(&args.config)?;
             init_logging();
-            let ledger = open_ledger(&resolved)?;
+            let ledger = open_ledger(&resolved, false).await?;
             let payment = match (args.id, &args.reference, args.provider) {
                 (Some(id), _, _) => ledger.payment_by_id(PaymentId(id)).await?,
                 (None, Some(reference), Some(provider)) => {
@@ -820,7 +853,7 @@ pub async fn resolve_payment(args: ResolveArgs) -> anyhow::Result<Exit> {
     } else {
         Resolution::KeepLedger
     };
-    let ledger = open_ledger(&resolved)?;
+    let ledger = open_ledger(&resolved, false).await?;
     let account = args.account.unwrap_or_default();
     match ledger
         .resolve(
@@ -981,7 +1014,7 @@ pub async fn events(command: EventsCommand) -> anyhow::Result<Exit> {
     let EventsCommand::Replay(args) = command;
     let (_, resolved) = resolve(&args.config)?;
     init_logging();
-    let ledger = open_ledger(&resolved)?;
+    let ledger = open_ledger(&resolved, false).await?;
     let payment = match (args.id, &args.reference, args.provider) {
         (Some(id), _, _) => Some(PaymentId(id)),
         (None, Some(reference), Some(provider)) => {
@@ -1257,17 +1290,20 @@ pub async fn dlq(command: DlqCommand) -> anyhow::Result<Exit> {
 }
 
 pub async fn ledger(command: LedgerCommand) -> anyhow::Result<Exit> {
-    let LedgerCommand::Check(config) = command;
+    let config = match command {
+        LedgerCommand::Check(config) => config,
+        LedgerCommand::Migrate(args) => return migrate(args).await,
+    };
     let (_, resolved) = resolve(&config)?;
     init_logging();
-    let ledger = open_ledger(&resolved)?;
+    let ledger = open_ledger(&resolved, false).await?;
     let problems = ledger.integrity_problems().await?;
     let counts = ledger.counts().await?;
     let payments: i64 = counts.iter().map(|(_, n)| n).sum();
     if problems.is_empty() {
         println!(
             "the ledger {} is whole: {payments} payment(s) ({})",
-            resolved.ledger_path.display(),
+            ledger.describe(),
             counts
                 .iter()
                 .map(|(s, n)| format!("{n} {s}"))
@@ -1281,9 +1317,125 @@ pub async fn ledger(command: LedgerCommand) -> anyhow::Result<Exit> {
         }
         eprintln!(
             "paysettle: the ledger {} has {} problem(s)",
-            resolved.ledger_path.display(),
+            ledger.describe(),
             problems.len()
         );
         Ok(1)
+    }
+}
+
+/// `paysettle ledger migrate --to postgres`.
+async fn migrate(args: MigrateArgs) -> anyhow::Result<Exit> {
+    debug_assert_eq!(args.to, "postgres");
+    let (_, resolved) = resolve(&args.config)?;
+    init_logging();
+    let paysettle_store::LedgerTarget::Postgres(target) = &resolved.ledger_target else {
+        bail!(
+            "ledger.backend is \"sqlite\": set ledger.backend = \"postgres\" and ledger.url (or ledger.url_file) to the empty PostgreSQL database to copy into; the SQLite ledger copied is ledger.path"
+        );
+    };
+    let source_path = &resolved.ledger_path;
+    if !source_path.exists() {
+        bail!(
+            "there is no SQLite ledger at {} (ledger.path) to copy",
+            source_path.display()
+        );
+    }
+    // No worker may write the source while it is copied.
+    let _claim = match paysettle_store::WorkerClaim::acquire(source_path) {
+        Ok(claim) => claim,
+        Err(e) => {
+            eprintln!("paysettle: {e}; stop the worker before migrating its ledger");
+            return Ok(1);
+        }
+    };
+    let source = paysettle_store::SqliteLedger::open(source_path, resolved.ledger.clone())
+        .with_context(|| format!("opening the SQLite ledger {}", source_path.display()))?;
+    let problems = source.integrity_problems().await?;
+    if !problems.is_empty() {
+        for problem in &problems {
+            println!("{problem}");
+        }
+        eprintln!(
+            "paysettle: the SQLite ledger {} has {} problem(s); nothing was copied",
+            source_path.display(),
+            problems.len()
+        );
+        return Ok(1);
+    }
+    let pg = paysettle_store::PgLedger::open(target, resolved.ledger.clone())
+        .await
+        .with_context(|| format!("opening the PostgreSQL ledger {}", target.shown()))?;
+    let copied = match pg.copy_from_sqlite(&source).await {
+        Ok(copied) => copied,
+        Err(paysettle_store::StoreError::Refused { reason }) => {
+            eprintln!("paysettle: {reason}");
+            return Ok(1);
+        }
+        Err(e) => return Err(e).context("copying the ledger"),
+    };
+    // Verify: the target is whole, and holds what the source holds.
+    let target_ledger = Ledger::from(pg);
+    let source_ledger = Ledger::from(source);
+    let mut differences = target_ledger.integrity_problems().await?;
+    let (want, got) = (source_ledger.counts().await?, target_ledger.counts().await?);
+    if want != got {
+        differences.push(format!(
+            "payments by status differ: SQLite {want:?}, PostgreSQL {got:?}"
+        ));
+    }
+    let (want, got) = (
+        every_event(&source_ledger).await?,
+        every_event(&target_ledger).await?,
+    );
+    if want != got {
+        differences.push(format!(
+            "the outboxes differ: {} event(s) in SQLite, {} in PostgreSQL",
+            want.len(),
+            got.len()
+        ));
+    }
+    if !differences.is_empty() {
+        for difference in &differences {
+            println!("{difference}");
+        }
+        eprintln!(
+            "paysettle: the copy in {} does not check out; it stays for inspection (empty the database before trying again)",
+            target_ledger.describe()
+        );
+        return Ok(1);
+    }
+    println!(
+        "copied {} into {}: {}; both ledgers are whole and hold the same payments and events",
+        source_path.display(),
+        target_ledger.describe(),
+        copied
+            .tables
+            .iter()
+            .map(|(table, n)| format!("{n} {table}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!(
+        "next: start the workers with ledger.backend = \"postgres\" (they are the only writers now)"
+    );
+    Ok(0)
+}
+
+/// Every event in the outbox, in order, read a page at a time.
+async fn every_event(ledger: &Ledger) -> anyhow::Result<Vec<paysettle_store::OutboxEvent>> {
+    let mut events = Vec::new();
+    loop {
+        let page = ledger
+            .events(paysettle_store::EventFilter {
+                after_seq: events.last().map(|e: &paysettle_store::OutboxEvent| e.seq),
+                limit: 1000,
+                ..Default::default()
+            })
+            .await?;
+        if page.is_empty() {
+            return Ok(events);
+        }
+        events.extend(page);
     }
 }

@@ -713,6 +713,19 @@ fn the_compose_configuration_passes_config_check_and_its_pieces_agree() {
         "amqp_url and users.json disagree"
     );
     assert_eq!(users["permissions"][0]["user"], user["name"]);
+
+    // The workers' ledger URL names the PostgreSQL user, password and
+    // database the postgres service creates.
+    let ledger_url = secret("ledger_url");
+    let password = secret("postgres_password");
+    assert!(
+        ledger_url.starts_with(&format!("postgres://paysettle:{}@postgres:5432/paysettle", password.trim())),
+        "ledger_url and postgres_password disagree"
+    );
+    assert!(
+        compose.contains("POSTGRES_USER: paysettle") && compose.contains("POSTGRES_DB: paysettle"),
+        "the postgres service creates another user or database than ledger_url names"
+    );
 }
 
 #[test]

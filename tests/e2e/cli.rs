@@ -570,3 +570,115 @@ fn hand_off_keys_are_required_on_rabbitmq_and_generated_once_for_the_embedded_qu
         );
     }
 }
+
+/// Issue 20: the ledger's backend and its PostgreSQL keys are checked by
+/// key, and the URL (it carries a password) is never printed.
+#[test]
+fn the_ledger_backend_and_its_postgres_url_are_checked_by_key() {
+    let out = paysettle(
+        &["config", "check"],
+        &[("PAYSETTLE__LEDGER__BACKEND", "mysql")],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("ledger.backend: \"mysql\" is neither \"sqlite\" nor \"postgres\""),
+        "{err}"
+    );
+
+    let out = paysettle(
+        &["config", "check"],
+        &[
+            ("PAYSETTLE__LEDGER__BACKEND", "postgres"),
+            ("PAYSETTLE__LEDGER__POOL_SIZE", "0"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("ledger.url: is required (or url_file)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("ledger.pool_size: 0 is not between 1 and 64"),
+        "{err}"
+    );
+
+    let out = paysettle(
+        &["config", "check"],
+        &[
+            ("PAYSETTLE__LEDGER__BACKEND", "postgres"),
+            (
+                "PAYSETTLE__LEDGER__URL",
+                "postgres://u:s3cret-pw@db:notaport/x",
+            ),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("ledger.url: ") && err.contains("not a PostgreSQL connection string"),
+        "{err}"
+    );
+    assert!(!err.contains("s3cret-pw"), "{err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("ledger_url");
+    std::fs::write(
+        &secret,
+        "postgres://paysettle:s3cret-pw@db.internal:5432/ledger?sslmode=require\n",
+    )
+    .unwrap();
+    let out = paysettle(
+        &["config", "check"],
+        &[
+            ("PAYSETTLE__LEDGER__BACKEND", "postgres"),
+            ("PAYSETTLE__LEDGER__URL_FILE", secret.to_str().unwrap()),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        !text(&out.stdout).contains("s3cret-pw"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = paysettle(
+        &["config", "check"],
+        &[
+            ("PAYSETTLE__LEDGER__BACKEND", "postgres"),
+            (
+                "PAYSETTLE__LEDGER__URL",
+                "postgres://paysettle:s3cret-pw@db.internal/ledger",
+            ),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let printed = text(&out.stdout);
+    assert!(!printed.contains("s3cret-pw"), "{printed}");
+    assert!(printed.contains("[redacted]"), "{printed}");
+}
+
+/// Issue 20: an operator's command on a PostgreSQL ledger it cannot reach
+/// fails with one line naming the database, never its password.
+#[test]
+fn a_postgres_ledger_that_cannot_be_reached_is_one_line_without_the_password() {
+    // A port nothing listens on (the server's own, plus one).
+    let out = paysettle(
+        &["ledger", "check"],
+        &[
+            ("PAYSETTLE__LEDGER__BACKEND", "postgres"),
+            (
+                "PAYSETTLE__LEDGER__URL",
+                "postgres://paysettle:s3cret-pw@127.0.0.1:1/ledger?connect_timeout=5",
+            ),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("opening the ledger postgres://paysettle@127.0.0.1:1/ledger"),
+        "{err}"
+    );
+    assert!(!err.contains("s3cret-pw"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+}

@@ -29,8 +29,10 @@ mod alerts;
 mod cli;
 mod crash;
 mod feed;
+mod migrate;
 mod openapi;
 mod ops;
+mod replicas;
 mod settle;
 mod trust;
 mod truth;
@@ -44,18 +46,32 @@ fn product_config(
     prefix: &str,
     dir: &std::path::Path,
 ) -> std::path::PathBuf {
+    let ledger = format!("path = \"{}\"\n", dir.join("ledger.sqlite").display());
+    product_config_with(sim_base_url, amqp_url, prefix, dir, &ledger, 500.0, "")
+}
+
+/// [`product_config`] with the `[ledger]` table's body given, the status
+/// checks' rate per provider, and more `[worker]` keys.
+fn product_config_with(
+    sim_base_url: &str,
+    amqp_url: &str,
+    prefix: &str,
+    dir: &std::path::Path,
+    ledger: &str,
+    rate_per_sec: f64,
+    worker_extra: &str,
+) -> std::path::PathBuf {
     let base = sim_base_url.trim_end_matches('/').to_owned();
     let polling = |name: &str| {
         format!(
-            "[polling.{name}]\nconcurrency = 8\nrate_per_sec = 500.0\ntimeout_ms = 2000\nfirst_ms = 50\nmultiplier = 2.0\n\
+            "[polling.{name}]\nconcurrency = 8\nrate_per_sec = {rate_per_sec:?}\ntimeout_ms = 2000\nfirst_ms = 50\nmultiplier = 2.0\n\
              max_interval_ms = 300\njitter = 0.1\ndeadline_ms = 60000\n"
         )
     };
     let text = format!(
         r#"
 [ledger]
-path = "{ledger}"
-
+{ledger}
 [queue]
 backend = "rabbitmq"
 amqp_url = "{url}"
@@ -72,11 +88,10 @@ batch_wait_ms = 5
 relay_batch = 8
 relay_interval_ms = 50
 poll_idle_ms = 25
-
+{worker_extra}
 {portmanat}{paysys}{plutu}
 {accounts}"#,
         accounts = paysettle_testkit::config::sim_accounts(&base),
-        ledger = dir.join("ledger.sqlite").display(),
         url = amqp_url,
         prefix = prefix,
         spool = dir.join("worker-spool.sqlite").display(),

@@ -520,7 +520,9 @@ impl Context {
                 CheckResult::Answer { observation, .. } => Ok(Said::Answer(observation)),
                 CheckResult::Unknown(why) => Ok(Said::Missing(why)),
                 CheckResult::Unsupported(why) => Ok(Said::NotAsked(why)),
-                CheckResult::Busy { retry_after } => Err(Retry::Busy(retry_after)),
+                CheckResult::Busy { retry_after } | CheckResult::Deferred { retry_after } => {
+                    Err(Retry::Busy(retry_after))
+                }
                 CheckResult::Failed(why) => Err(Retry::Failed(why)),
             }
         };

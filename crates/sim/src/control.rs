@@ -23,6 +23,7 @@
 //! | GET | `/_sim/paysys/partner-notify` | → `[PartnerNotifyView]` |
 //! | POST | `/_sim/paysys/partner-notify` | `PartnerNotifyRequest` → `[PartnerNotifyView]` |
 //! | GET | `/_sim/stats` | → `Stats` |
+//! | GET | `/_sim/checks` | → when each status check began, ms from start, per provider |
 //!
 //! Errors answer `{"error": "…"}` with a status from [`SimError::http_status`].
 
@@ -203,6 +204,24 @@ async fn dispatch(engine: &Engine, req: &Req, rest: &[&str]) -> Result<Answer, S
             json(StatusCode::OK, &engine.partner_notify(&request)?)
         }
         (&Method::GET, ["stats"]) => json(StatusCode::OK, &engine.stats()),
+        // When each status check began (milliseconds from the simulator's
+        // start), per provider: whether the workers kept the rate.
+        (&Method::GET, ["checks"]) => {
+            let millis = |provider: Provider| {
+                engine
+                    .check_starts(provider)
+                    .into_iter()
+                    .map(|d| d.as_secs_f64() * 1000.0)
+                    .collect::<Vec<f64>>()
+            };
+            json(
+                StatusCode::OK,
+                &serde_json::json!({
+                    "portmanat": millis(Provider::Portmanat),
+                    "paysys": millis(Provider::Paysys),
+                }),
+            )
+        }
         _ => json(
             StatusCode::NOT_FOUND,
             &json!({"error": "no such control route"}),

@@ -61,6 +61,39 @@ struct Counters {
     too_many_requests: AtomicU64,
     delayed: AtomicU64,
     delayed_micros: AtomicU64,
+    overlapping_checks: AtomicU64,
+}
+
+/// The status checks in flight, by payment, and when each began: what a
+/// test of several workers needs to see that two never asked about one
+/// payment at once, and that together they kept the provider's rate.
+#[derive(Debug, Default)]
+struct CheckWatch {
+    in_flight: Mutex<std::collections::HashMap<(Provider, String), u32>>,
+    /// Offsets from the simulator's start, per provider, oldest first
+    /// (the last [`CHECK_LOG`] only).
+    starts: Mutex<[std::collections::VecDeque<Duration>; 3]>,
+}
+
+/// Status check starts kept per provider.
+const CHECK_LOG: usize = 100_000;
+
+/// A status check in flight; dropping it ends it.
+pub(crate) struct CheckGuard<'a> {
+    engine: &'a Engine,
+    key: (Provider, String),
+}
+
+impl Drop for CheckGuard<'_> {
+    fn drop(&mut self) {
+        let mut in_flight = lock(&self.engine.checks.in_flight);
+        if let Some(n) = in_flight.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                in_flight.remove(&self.key);
+            }
+        }
+    }
 }
 
 /// What one provider's API has answered so far, so a test can see that an
@@ -85,6 +118,10 @@ pub struct ProviderStats {
     /// latency, to know what latency the provider really had.
     #[serde(default)]
     pub delayed_micros: u64,
+    /// Status checks that arrived while another check of the same payment
+    /// was still being answered (two workers asking at once).
+    #[serde(default)]
+    pub overlapping_checks: u64,
 }
 
 /// [`ProviderStats`] of every provider.
@@ -170,6 +207,8 @@ pub(crate) struct Engine {
     progress: watch::Sender<u64>,
     client: HttpClient,
     counters: [Counters; 3],
+    checks: CheckWatch,
+    started: std::time::Instant,
     pub cancel: CancellationToken,
     pub tasks: TaskTracker,
 }
@@ -240,6 +279,8 @@ impl Engine {
             progress: watch::channel(0).0,
             client: callback::client(),
             counters: Default::default(),
+            checks: CheckWatch::default(),
+            started: std::time::Instant::now(),
             cancel: CancellationToken::new(),
             tasks: TaskTracker::new(),
             config,
@@ -334,6 +375,44 @@ impl Engine {
             .fetch_add(micros, Ordering::Relaxed);
     }
 
+    /// A status check of the payment `key` (Portmanat's psp_rrn, PaySys's
+    /// partner_trans_id) begins: counted as overlapping when another check
+    /// of it is in flight, and its start logged.
+    pub(crate) fn begin_check(&self, provider: Provider, key: String) -> CheckGuard<'_> {
+        {
+            let mut in_flight = lock(&self.checks.in_flight);
+            let n = in_flight.entry((provider, key.clone())).or_insert(0);
+            if *n > 0 {
+                self.counters[provider.index()]
+                    .overlapping_checks
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%provider, payment = %key, "a status check overlaps another of the same payment");
+            }
+            *n += 1;
+        }
+        {
+            let mut starts = lock(&self.checks.starts);
+            let log = &mut starts[provider.index()];
+            if log.len() == CHECK_LOG {
+                log.pop_front();
+            }
+            log.push_back(self.started.elapsed());
+        }
+        CheckGuard {
+            engine: self,
+            key: (provider, key),
+        }
+    }
+
+    /// When each status check of `provider` began (offsets from the
+    /// simulator's start, oldest first; the last 100,000).
+    pub fn check_starts(&self, provider: Provider) -> Vec<Duration> {
+        lock(&self.checks.starts)[provider.index()]
+            .iter()
+            .copied()
+            .collect()
+    }
+
     pub fn plan_request(&self, provider: Provider) -> RequestPlan {
         let scenario = self.scenario(provider);
         let (latency, fault) = {
@@ -389,6 +468,7 @@ impl Engine {
                 too_many_requests: c.too_many_requests.load(Ordering::Relaxed),
                 delayed: c.delayed.load(Ordering::Relaxed),
                 delayed_micros: c.delayed_micros.load(Ordering::Relaxed),
+                overlapping_checks: c.overlapping_checks.load(Ordering::Relaxed),
             }
         };
         Stats {

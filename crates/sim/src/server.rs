@@ -242,6 +242,27 @@ async fn route(engine: &Engine, req: &Req) -> Result<Answer, Dropped> {
     }
 }
 
+/// The payment a status check asks about: Portmanat's `/check` names its
+/// psp_rrn, PaySys's `paysys.check_payment` its partner_trans_id. `None`
+/// for any other request.
+fn status_check_key(provider: Provider, req: &Req) -> Option<String> {
+    match provider {
+        Provider::Portmanat if req.path.trim_matches('/').ends_with("check") => req
+            .params()
+            .into_iter()
+            .find(|(name, _)| name == "psp_rrn")
+            .map(|(_, value)| value),
+        Provider::Paysys => {
+            let request: serde_json::Value = serde_json::from_slice(&req.body).ok()?;
+            (request.get("method")?.as_str()? == "paysys.check_payment")
+                .then(|| request.get("params")?.get("partner_trans_id"))
+                .flatten()
+                .map(|id| id.as_str().map_or_else(|| id.to_string(), str::to_owned))
+        }
+        _ => None,
+    }
+}
+
 const ERROR_PAGE_500: &str = "<html><head><title>500 Internal Server Error</title></head>\
 <body><center><h1>500 Internal Server Error</h1></center><hr><center>nginx</center></body></html>";
 
@@ -257,6 +278,7 @@ where
     F: FnOnce(&Engine, &Req) -> Answer,
 {
     let plan = engine.plan_request(provider);
+    let _check = status_check_key(provider, req).map(|key| engine.begin_check(provider, key));
     if !plan.latency.is_zero() {
         let started = tokio::time::Instant::now();
         tokio::select! {

@@ -386,6 +386,13 @@ impl SimHandle {
         self.engine.stats()
     }
 
+    /// When each status check of `provider` began, as offsets from the
+    /// simulator's start, oldest first: to see that the workers together
+    /// kept the provider's rate.
+    pub fn check_starts(&self, provider: Provider) -> Vec<Duration> {
+        self.engine.check_starts(provider)
+    }
+
     /// Stops accepting, lets open connections finish (at most 5 s), lets
     /// callbacks in flight finish (at most the callback timeout), and returns.
     pub async fn shutdown(mut self) {

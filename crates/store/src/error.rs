@@ -10,6 +10,17 @@ pub enum StoreError {
     // printed with `{:#}` says it once.
     #[error("ledger database error: {0}")]
     Sqlite(rusqlite::Error),
+    /// PostgreSQL refused or failed (the text never carries the password:
+    /// the driver's errors do not include the connection string).
+    #[error("ledger database error (PostgreSQL): {}", pg_text(.0))]
+    Postgres(tokio_postgres::Error),
+    /// No PostgreSQL connection could be had from the pool.
+    #[error("no connection to the PostgreSQL ledger: {0}")]
+    Pool(String),
+    /// The PostgreSQL ledger's settings cannot be used (the URL is not
+    /// repeated: it may hold a password).
+    #[error("the PostgreSQL ledger's settings are invalid: {0}")]
+    Config(String),
     /// The file was written by a newer paysettle.
     #[error(
         "the ledger {path} has schema version {found}, newer than this paysettle understands ({supported}); \
@@ -64,6 +75,21 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        StoreError::Postgres(error)
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for StoreError {
+    fn from(error: deadpool_postgres::PoolError) -> Self {
+        match error {
+            deadpool_postgres::PoolError::Backend(error) => StoreError::Postgres(error),
+            other => StoreError::Pool(other.to_string()),
+        }
+    }
+}
+
 impl StoreError {
     /// Whether the same call may succeed later (the database was busy or
     /// locked by another process, such as an operator's reconcile batch).
@@ -73,6 +99,22 @@ impl StoreError {
                 err.code,
                 rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
             ),
+            StoreError::Postgres(err) => is_pg_conflict(err) || err.is_closed(),
+            StoreError::Pool(_) => true,
+            _ => false,
+        }
+    }
+
+    /// Whether a PostgreSQL transaction failed only because it met another
+    /// one (a lock it could not take, a deadlock, a serialization failure,
+    /// or a row another worker inserted first): run again, it sees the other
+    /// one's work and decides anew.
+    pub(crate) fn is_conflict(&self) -> bool {
+        match self {
+            StoreError::Postgres(err) => {
+                is_pg_conflict(err)
+                    || err.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
+            }
             _ => false,
         }
     }
@@ -94,4 +136,32 @@ impl StoreError {
             detail: detail.to_string(),
         }
     }
+}
+
+fn is_pg_conflict(err: &tokio_postgres::Error) -> bool {
+    use tokio_postgres::error::SqlState;
+    matches!(
+        err.code(),
+        Some(code) if *code == SqlState::T_R_SERIALIZATION_FAILURE
+            || *code == SqlState::T_R_DEADLOCK_DETECTED
+            || *code == SqlState::LOCK_NOT_AVAILABLE
+    )
+}
+
+/// The driver's error with its cause ("db error" alone says nothing; the
+/// server's message, such as `ERROR: relation "x" does not exist`, is the
+/// cause). Neither carries the connection string.
+pub(crate) fn pg_text(err: &tokio_postgres::Error) -> String {
+    use std::error::Error as _;
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(inner) = cause {
+        let said = inner.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        cause = inner.source();
+    }
+    text
 }

@@ -111,22 +111,25 @@ struct Inner {
 
 /// A ledger file. Cheap to clone; every clone talks to the same writer.
 #[derive(Clone)]
-pub struct Ledger {
+pub struct SqliteLedger {
     inner: Arc<Inner>,
 }
 
-impl std::fmt::Debug for Ledger {
+impl std::fmt::Debug for SqliteLedger {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ledger")
+        f.debug_struct("SqliteLedger")
             .field("path", &self.inner.path)
             .finish()
     }
 }
 
-impl Ledger {
+impl SqliteLedger {
     /// Opens (creating if needed) the ledger at `path`, applies migrations,
     /// and starts the writer thread.
-    pub fn open(path: impl AsRef<Path>, options: LedgerOptions) -> Result<Ledger, StoreError> {
+    pub fn open(
+        path: impl AsRef<Path>,
+        options: LedgerOptions,
+    ) -> Result<SqliteLedger, StoreError> {
         let path = path.as_ref().to_path_buf();
         let shown = path.display().to_string();
         let sqlite = paysettle_sqlite::Options {
@@ -160,7 +163,7 @@ impl Ledger {
             path: shown.clone(),
             error,
         })?;
-        Ok(Ledger {
+        Ok(SqliteLedger {
             inner: Arc::new(Inner {
                 path,
                 commands,
@@ -294,7 +297,7 @@ impl Ledger {
     }
 
     /// Runs a read on a read-only connection, off the async threads.
-    async fn read<T: Send + 'static>(
+    pub(crate) async fn read<T: Send + 'static>(
         &self,
         query: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
@@ -566,7 +569,7 @@ impl Ledger {
     }
 }
 
-/// What `/metrics` shows of the ledger (see [`Ledger::health`]).
+/// What `/metrics` shows of the ledger (see [`SqliteLedger::health`]).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct LedgerHealth {
     /// (provider, account, payments whose last check failed).

@@ -110,6 +110,22 @@ const MIGRATIONS: &[&str] = &[
     "
     ALTER TABLE checks ADD COLUMN last_error_at_ms INTEGER;
     ",
+    // 4: claims for many workers on one ledger (leases on due checks and
+    // outbox events) and the deployment-wide rate buckets; the PostgreSQL
+    // ledger has the same from its version 1.
+    "
+    ALTER TABLE checks ADD COLUMN claimed_by TEXT;
+    ALTER TABLE checks ADD COLUMN claim_until_ms INTEGER;
+    ALTER TABLE outbox ADD COLUMN claimed_by TEXT;
+    ALTER TABLE outbox ADD COLUMN claim_until_ms INTEGER;
+    CREATE TABLE rate_buckets (
+        provider      TEXT NOT NULL,
+        account       TEXT NOT NULL,
+        tokens        REAL NOT NULL,
+        updated_at_ms INTEGER NOT NULL,
+        PRIMARY KEY (provider, account)
+    ) STRICT;
+    ",
 ];
 
 /// The schema version this build writes.

@@ -316,3 +316,21 @@ pub enum PaymentKey {
     Reference(Reference),
     ProviderTxnId(ProviderTxnId),
 }
+
+/// A deployment-wide rate limit of one provider account, kept in the ledger
+/// so every worker draws from the same bucket: on average `per_second`
+/// requests, at most `burst` at once.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    pub per_second: f64,
+    pub burst: u32,
+}
+
+/// What asking the rate limit for one request said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateDecision {
+    /// Ask the provider now (a token was taken).
+    Go,
+    /// No token: ask again at this time.
+    WaitUntil(Timestamp),
+}

@@ -20,7 +20,10 @@ pub(crate) fn timestamp(ms: i64) -> Result<Timestamp, StoreError> {
     Timestamp::from_millisecond(ms).map_err(|e| StoreError::corrupt("timestamp", e))
 }
 
-fn money(currency: Option<Currency>, minor: Option<i64>) -> Result<Option<Money>, StoreError> {
+pub(crate) fn money(
+    currency: Option<Currency>,
+    minor: Option<i64>,
+) -> Result<Option<Money>, StoreError> {
     match (currency, minor) {
         (Some(currency), Some(minor)) => Money::from_minor(minor, currency)
             .map(Some)
@@ -33,31 +36,31 @@ fn money(currency: Option<Currency>, minor: Option<i64>) -> Result<Option<Money>
     }
 }
 
-fn currency(text: Option<String>) -> Result<Option<Currency>, StoreError> {
+pub(crate) fn currency(text: Option<String>) -> Result<Option<Currency>, StoreError> {
     text.map(|c| Currency::from_code(&c).map_err(|e| StoreError::corrupt("currency", e)))
         .transpose()
 }
 
 /// Raw columns of a payment row; converted outside rusqlite's closure so the
 /// conversion errors keep their type.
-struct PaymentRow {
-    id: i64,
-    provider: String,
-    account: String,
-    reference: String,
-    provider_txn_id: Option<String>,
-    status: String,
-    currency: Option<String>,
-    expected: Option<i64>,
-    paid: Option<i64>,
-    refunded: Option<i64>,
-    registered: bool,
-    mismatch: Option<String>,
-    version: i64,
-    created_at: i64,
-    updated_at: i64,
-    expected_currency: Option<String>,
-    flag: Option<String>,
+pub(crate) struct PaymentRow {
+    pub(crate) id: i64,
+    pub(crate) provider: String,
+    pub(crate) account: String,
+    pub(crate) reference: String,
+    pub(crate) provider_txn_id: Option<String>,
+    pub(crate) status: String,
+    pub(crate) currency: Option<String>,
+    pub(crate) expected: Option<i64>,
+    pub(crate) paid: Option<i64>,
+    pub(crate) refunded: Option<i64>,
+    pub(crate) registered: bool,
+    pub(crate) mismatch: Option<String>,
+    pub(crate) version: i64,
+    pub(crate) created_at: i64,
+    pub(crate) updated_at: i64,
+    pub(crate) expected_currency: Option<String>,
+    pub(crate) flag: Option<String>,
 }
 
 fn payment_row(row: &Row<'_>) -> rusqlite::Result<PaymentRow> {
@@ -83,7 +86,7 @@ fn payment_row(row: &Row<'_>) -> rusqlite::Result<PaymentRow> {
 }
 
 impl PaymentRow {
-    fn into_record(self) -> Result<PaymentRecord, StoreError> {
+    pub(crate) fn into_record(self) -> Result<PaymentRecord, StoreError> {
         let currency = currency(self.currency)?;
         let expected_currency = match self.expected_currency {
             Some(code) => {
@@ -387,4 +390,38 @@ pub(crate) fn outbox(
             })
         })
         .collect()
+}
+
+/// One payment's due check with its schedule, whether due or not (a claimed
+/// check, read back in the claim's transaction).
+pub(crate) fn due_check_of(
+    conn: &Connection,
+    payment: i64,
+) -> Result<Option<crate::model::DueCheck>, StoreError> {
+    let sql = format!(
+        "SELECT {PAYMENT_COLUMNS}, c.attempts, c.next_check_at_ms, c.deadline_at_ms, c.last_error \
+         FROM checks c JOIN payments ON payments.id = c.payment_id WHERE c.payment_id = ?1"
+    );
+    let row: Option<(PaymentRow, u32, i64, i64, Option<String>)> = conn
+        .prepare_cached(&sql)?
+        .query_row([payment], |r| {
+            Ok((
+                payment_row(r)?,
+                r.get(17)?,
+                r.get(18)?,
+                r.get(19)?,
+                r.get(20)?,
+            ))
+        })
+        .optional()?;
+    row.map(|(payment, attempts, next, deadline, last_error)| {
+        Ok(crate::model::DueCheck {
+            payment: payment.into_record()?,
+            attempts,
+            next_check_at: timestamp(next)?,
+            deadline_at: timestamp(deadline)?,
+            last_error,
+        })
+    })
+    .transpose()
 }

@@ -35,7 +35,7 @@ pub(crate) struct Rules {
 }
 
 impl Rules {
-    fn policy(&self, provider: Provider, account: &Account) -> Policy {
+    pub(crate) fn policy(&self, provider: Provider, account: &Account) -> Policy {
         Policy {
             check: self.checks.get(&provider).copied().unwrap_or_default(),
             accepts_test: self
@@ -50,7 +50,7 @@ impl Rules {
 }
 
 /// The ledger's record as `decide` sees it.
-fn view(record: &PaymentRecord) -> Payment {
+pub(crate) fn view(record: &PaymentRecord) -> Payment {
     Payment {
         provider: record.provider,
         state: PaymentState {
@@ -436,7 +436,7 @@ fn registered_money(tx: &Transaction<'_>, r: &Registration) -> Result<Option<Mon
     })
 }
 
-fn registration_key(r: &Registration) -> String {
+pub(crate) fn registration_key(r: &Registration) -> String {
     format!("shop|{}|{}", r.account, r.reference)
 }
 
@@ -558,7 +558,7 @@ pub(crate) fn resolve(
     })
 }
 
-/// Records a check attempt: when to check next (`None` leaves the payment off
+/// Records a check attempt (which ends the payment's check claim): when to check next (`None` leaves the payment off
 /// the schedule) and the error, if the check failed.
 pub(crate) fn record_check(
     tx: &Transaction<'_>,
@@ -568,7 +568,8 @@ pub(crate) fn record_check(
 ) -> Result<bool, StoreError> {
     let changed = match next_check_at {
         Some(at) => tx
-            .prepare_cached("UPDATE checks SET attempts = attempts + 1, next_check_at_ms = ?2, last_error = ?3 WHERE payment_id = ?1")?
+            .prepare_cached("UPDATE checks SET attempts = attempts + 1, next_check_at_ms = ?2, last_error = ?3, \
+                 claimed_by = NULL, claim_until_ms = NULL WHERE payment_id = ?1")?
             .execute((payment.0, ms(at), error))?,
         None => tx.prepare_cached("DELETE FROM checks WHERE payment_id = ?1")?.execute([payment.0])?,
     };

@@ -1,6 +1,7 @@
 //! Property: observations of real payments' lives, applied with duplicates
 //! and in any order, leave the same ledger as the same observations
-//! deduplicated and in order.
+//! deduplicated and in order, on both backends (and the PostgreSQL ledger
+//! ends where the SQLite one does).
 
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -10,10 +11,12 @@ use paysettle_core::{
     Account, Currency, Money, Observation, ObservedStatus, Provider, ProviderTxnId, Reference,
     Source,
 };
-use paysettle_store::{
-    ApplyRequest, Ledger, LedgerOptions, PaymentFilter, Registration, Synchronous,
-};
+use paysettle_store::{ApplyRequest, LedgerOptions, PaymentFilter, Registration, Synchronous};
 use proptest::prelude::*;
+
+mod support;
+
+use support::{Kind, Place};
 
 fn usd(minor: i64) -> Money {
     Money::from_minor(minor, Currency::Usd).unwrap()
@@ -93,8 +96,7 @@ fn lifecycle(payment: usize) -> impl Strategy<Value = Vec<ApplyRequest>> {
     )
 }
 
-fn run(requests: Vec<ApplyRequest>) -> (Vec<String>, i64) {
-    let dir = tempfile::tempdir().unwrap();
+fn run(kind: Kind, requests: Vec<ApplyRequest>) -> (Vec<String>, i64) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -104,7 +106,8 @@ fn run(requests: Vec<ApplyRequest>) -> (Vec<String>, i64) {
             synchronous: Synchronous::Normal,
             ..Default::default()
         };
-        let ledger = Ledger::open(dir.path().join("ledger.db"), options).unwrap();
+        let place = Place::new(kind).await;
+        let ledger = place.open_with(options).await.unwrap();
         for payment in 0..3 {
             ledger
                 .register(Registration {
@@ -148,27 +151,46 @@ fn run(requests: Vec<ApplyRequest>) -> (Vec<String>, i64) {
     })
 }
 
+/// Three payments' lives in order, and the same with duplicates in any order.
+fn noisy_and_in_order() -> impl Strategy<Value = (Vec<ApplyRequest>, Vec<ApplyRequest>)> {
+    (
+        (lifecycle(0), lifecycle(1), lifecycle(2)),
+        prop::collection::vec(any::<prop::sample::Index>(), 0..8),
+        any::<u64>(),
+    )
+        .prop_map(|(lives, duplicates, order)| {
+            let in_order: Vec<ApplyRequest> = [lives.0, lives.1, lives.2].concat();
+            let mut noisy = in_order.clone();
+            if !in_order.is_empty() {
+                for pick in &duplicates {
+                    noisy.push(in_order[pick.index(in_order.len())].clone());
+                }
+            }
+            let mut key = order;
+            noisy.sort_by_cached_key(|_| {
+                key = key
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                key >> 33
+            });
+            (noisy, in_order)
+        })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
     #[test]
     fn duplicates_and_reordering_leave_the_same_ledger(
-        lives in (lifecycle(0), lifecycle(1), lifecycle(2)),
-        duplicates in prop::collection::vec(any::<prop::sample::Index>(), 0..8),
-        order in any::<u64>(),
+        (noisy, in_order) in noisy_and_in_order(),
     ) {
-        let in_order: Vec<ApplyRequest> = [lives.0, lives.1, lives.2].concat();
-        let mut noisy = in_order.clone();
-        if !in_order.is_empty() {
-            for pick in &duplicates {
-                noisy.push(in_order[pick.index(in_order.len())].clone());
-            }
-        }
-        let mut key = order;
-        noisy.sort_by_cached_key(|_| {
-            key = key.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            key >> 33
-        });
-        prop_assert_eq!(run(noisy), run(in_order));
+        prop_assert_eq!(run(Kind::Sqlite, noisy), run(Kind::Sqlite, in_order));
+    }
+
+    #[test]
+    fn duplicates_and_reordering_leave_the_same_ledger_on_postgres_as_on_sqlite(
+        (noisy, in_order) in noisy_and_in_order(),
+    ) {
+        prop_assert_eq!(run(Kind::Postgres, noisy), run(Kind::Sqlite, in_order));
     }
 }

@@ -1,6 +1,8 @@
 //! Crash safety: a child process applies long batches to a ledger and is
 //! killed with SIGKILL at random moments; every time, the reopened ledger
-//! holds whole transactions only.
+//! holds whole transactions only. On both backends: a SQLite file, and a
+//! PostgreSQL database of the test's own (the server rolls back what the
+//! killed client had not committed).
 //!
 //! The child is this same test binary, re-run with an environment variable
 //! that turns `crash_child` from a no-op into the writer.
@@ -17,8 +19,13 @@ use paysettle_core::{
     Source,
 };
 use paysettle_sqlite::rusqlite;
-use paysettle_store::{ApplyRequest, Ledger, LedgerOptions, Registration};
+use paysettle_store::{ApplyRequest, Ledger, LedgerOptions, LedgerTarget, PgOptions, Registration};
 
+mod support;
+
+use support::{Kind, Place};
+
+/// The SQLite file, or `postgres:` and the database's connection string.
 const CHILD_LEDGER: &str = "PAYSETTLE_CRASH_CHILD_LEDGER";
 const CHILD_ROUND: &str = "PAYSETTLE_CRASH_CHILD_ROUND";
 
@@ -53,7 +60,16 @@ fn crash_child() {
         .build()
         .unwrap();
     runtime.block_on(async move {
-        let ledger = Ledger::open(&path, LedgerOptions::default()).unwrap();
+        let target = match path.strip_prefix("postgres:") {
+            Some(url) => LedgerTarget::Postgres(PgOptions {
+                url: url.to_owned(),
+                ..PgOptions::default()
+            }),
+            None => LedgerTarget::Sqlite(path.into()),
+        };
+        let ledger = Ledger::connect(&target, LedgerOptions::default())
+            .await
+            .unwrap();
         let azn = |minor| Money::from_minor(minor, Currency::Azn).unwrap();
         for batch in 0.. {
             let mut requests = Vec::new();
@@ -90,26 +106,43 @@ fn crash_child() {
     });
 }
 
-fn history_rows(path: &std::path::Path) -> i64 {
-    let Ok(conn) =
-        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-    else {
-        return 0;
-    };
-    conn.query_row("SELECT count(*) FROM history", [], |r| r.get(0))
-        .unwrap_or(0)
+/// History rows committed so far (0 while the ledger is not there yet).
+async fn history_rows(place: &Place) -> i64 {
+    match &place.db {
+        None => {
+            let Ok(conn) = rusqlite::Connection::open_with_flags(
+                place.sqlite_path(),
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+            ) else {
+                return 0;
+            };
+            conn.query_row("SELECT count(*) FROM history", [], |r| r.get(0))
+                .unwrap_or(0)
+        }
+        Some(db) => match db
+            .client()
+            .await
+            .query_one("SELECT count(*) FROM history", &[])
+            .await
+        {
+            Ok(row) => row.get(0),
+            Err(_) => 0,
+        },
+    }
 }
 
-#[tokio::test]
-async fn sigkill_at_random_moments_leaves_whole_transactions_only() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("ledger.db");
+async fn sigkill_at_random_moments_leaves_whole_transactions_only(kind: Kind) {
+    let place = Place::new(kind).await;
+    let child_ledger = match &place.db {
+        None => place.sqlite_path().display().to_string(),
+        Some(db) => format!("postgres:{}", db.url),
+    };
     let mut seed = Timestamp::now().as_nanosecond() as u64 | 1;
     let mut previous = 0;
     for round in 0..6 {
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
-            .env(CHILD_LEDGER, &path)
+            .env(CHILD_LEDGER, &child_ledger)
             .env(CHILD_ROUND, round.to_string())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -117,7 +150,7 @@ async fn sigkill_at_random_moments_leaves_whole_transactions_only() {
             .unwrap();
         // Wait until the child is writing, then let it run a random while.
         let started = Instant::now();
-        while history_rows(&path) <= previous {
+        while history_rows(&place).await <= previous {
             assert!(
                 started.elapsed() < Duration::from_secs(30),
                 "the child never wrote"
@@ -135,11 +168,21 @@ async fn sigkill_at_random_moments_leaves_whole_transactions_only() {
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
 
-        let ledger = Ledger::open(&path, LedgerOptions::default()).unwrap();
+        let ledger = place.open().await;
         let problems = ledger.integrity_problems().await.unwrap();
         assert!(problems.is_empty(), "round {round}: {problems:#?}");
-        let rows = history_rows(&path);
+        let rows = history_rows(&place).await;
         assert!(rows > previous, "round {round} wrote nothing");
         previous = rows;
     }
+}
+
+#[tokio::test]
+async fn sigkill_at_random_moments_leaves_whole_transactions_only_on_sqlite() {
+    sigkill_at_random_moments_leaves_whole_transactions_only(Kind::Sqlite).await
+}
+
+#[tokio::test]
+async fn sigkill_at_random_moments_leaves_whole_transactions_only_on_postgres() {
+    sigkill_at_random_moments_leaves_whole_transactions_only(Kind::Postgres).await
 }

@@ -1,4 +1,5 @@
-//! The ledger on real files in temporary directories.
+//! The ledger's contract, on both backends: a real SQLite file in a
+//! temporary directory, and a real PostgreSQL database of the test's own.
 
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -8,6 +9,10 @@ use paysettle_core::{
     Account, Currency, Money, Observation, ObservedStatus, PaymentStatus, Provider, ProviderTxnId,
     Reference, Source,
 };
+mod support;
+
+use support::{Kind, Place};
+
 use paysettle_sqlite::rusqlite;
 use paysettle_store::{
     ApplyOutcome, ApplyRequest, CheckNow, Ledger, LedgerOptions, PaymentFilter, PaymentKey,
@@ -16,10 +21,6 @@ use paysettle_store::{
 
 fn usd(minor: i64) -> Money {
     Money::from_minor(minor, Currency::Usd).unwrap()
-}
-
-fn open(dir: &tempfile::TempDir) -> Ledger {
-    Ledger::open(dir.path().join("ledger.db"), LedgerOptions::default()).unwrap()
 }
 
 fn registration(reference: &str, minor: i64) -> Registration {
@@ -65,20 +66,44 @@ fn event_bodies(events: &[paysettle_store::OutboxEvent]) -> Vec<serde_json::Valu
         .collect()
 }
 
-#[tokio::test]
-async fn migrations_are_idempotent_and_a_newer_ledger_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("nested/dir/ledger.db");
-    drop(Ledger::open(&path, LedgerOptions::default()).unwrap());
-    drop(Ledger::open(&path, LedgerOptions::default()).unwrap());
-    let conn = rusqlite::Connection::open(&path).unwrap();
-    let version: i64 = conn
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(version, paysettle_store::SCHEMA_VERSION);
-    conn.pragma_update(None, "user_version", 99).unwrap();
-    drop(conn);
-    let err = Ledger::open(&path, LedgerOptions::default()).unwrap_err();
+async fn migrations_are_idempotent_and_a_newer_ledger_is_refused(kind: Kind) {
+    let place = Place::new(kind).await;
+    let (target, supported, newer) = match kind {
+        Kind::Sqlite => {
+            let path = place.dir.path().join("nested/dir/ledger.db");
+            (
+                paysettle_store::LedgerTarget::Sqlite(path),
+                paysettle_store::SCHEMA_VERSION,
+                "PRAGMA user_version = 99",
+            )
+        }
+        Kind::Postgres => (
+            place.target(),
+            paysettle_store::PG_SCHEMA_VERSION,
+            "INSERT INTO schema_version (version) VALUES (99)",
+        ),
+    };
+    let open = || Ledger::connect(&target, LedgerOptions::default());
+    drop(open().await.unwrap());
+    drop(open().await.unwrap());
+    let version = match &target {
+        paysettle_store::LedgerTarget::Sqlite(path) => rusqlite::Connection::open(path)
+            .unwrap()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap(),
+        paysettle_store::LedgerTarget::Postgres(_) => {
+            place.count("SELECT max(version) FROM schema_version").await
+        }
+    };
+    assert_eq!(version, supported);
+    match &target {
+        paysettle_store::LedgerTarget::Sqlite(path) => rusqlite::Connection::open(path)
+            .unwrap()
+            .execute_batch(newer)
+            .unwrap(),
+        paysettle_store::LedgerTarget::Postgres(_) => place.exec(newer).await,
+    }
+    let err = open().await.unwrap_err();
     assert!(
         matches!(err, StoreError::NewerSchema { found: 99, .. }),
         "{err}"
@@ -88,12 +113,17 @@ async fn migrations_are_idempotent_and_a_newer_ledger_is_refused() {
             .contains("newer than this paysettle understands"),
         "{err}"
     );
+    // Refused, and nothing was changed: the newer version is still there.
+    let err = open().await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::NewerSchema { found: 99, .. }),
+        "{err}"
+    );
 }
 
-#[tokio::test]
-async fn registration_is_idempotent_and_conflicts_are_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = open(&dir);
+async fn registration_is_idempotent_and_conflicts_are_refused(kind: Kind) {
+    let place = Place::new(kind).await;
+    let ledger = place.open().await;
     let created = ledger
         .register(registration("ORDER-1", 1000))
         .await
@@ -155,10 +185,9 @@ async fn registration_is_idempotent_and_conflicts_are_refused() {
     assert!(ledger.integrity_problems().await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn every_apply_outcome_is_recorded_with_its_event() {
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = open(&dir);
+async fn every_apply_outcome_is_recorded_with_its_event(kind: Kind) {
+    let place = Place::new(kind).await;
+    let ledger = place.open().await;
     let id = ledger
         .register(registration("ORDER-2", 1000))
         .await
@@ -250,10 +279,9 @@ async fn every_apply_outcome_is_recorded_with_its_event() {
     assert!(ledger.integrity_problems().await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn a_mismatch_is_flagged_and_announced_once_and_never_succeeds() {
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = open(&dir);
+async fn a_mismatch_is_flagged_and_announced_once_and_never_succeeds(kind: Kind) {
+    let place = Place::new(kind).await;
+    let ledger = place.open().await;
     let id = ledger
         .register(registration("ORDER-3", 1000))
         .await
@@ -319,10 +347,9 @@ async fn a_mismatch_is_flagged_and_announced_once_and_never_succeeds() {
     assert!(ledger.integrity_problems().await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn an_unregistered_payment_is_created_from_what_the_provider_said() {
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = open(&dir);
+async fn an_unregistered_payment_is_created_from_what_the_provider_said(kind: Kind) {
+    let place = Place::new(kind).await;
+    let ledger = place.open().await;
     let outcome = ledger
         .apply(observation(
             "ORDER-4",
@@ -356,10 +383,9 @@ async fn an_unregistered_payment_is_created_from_what_the_provider_said() {
     assert!(ledger.integrity_problems().await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn refunds_and_stale_verdicts_are_announced_with_their_amounts() {
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = open(&dir);
+async fn refunds_and_stale_verdicts_are_announced_with_their_amounts(kind: Kind) {
+    let place = Place::new(kind).await;
+    let ledger = place.open().await;
     ledger
         .register(registration("ORDER-5", 1000))
         .await
@@ -430,10 +456,9 @@ async fn refunds_and_stale_verdicts_are_announced_with_their_amounts() {
     assert!(ledger.integrity_problems().await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn the_schedule_and_the_outbox_are_queried_and_updated() {
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = open(&dir);
+async fn the_schedule_and_the_outbox_are_queried_and_updated(kind: Kind) {
+    let place = Place::new(kind).await;
+    let ledger = place.open().await;
     let id = ledger
         .register(registration("ORDER-7", 1000))
         .await
@@ -533,10 +558,9 @@ async fn the_schedule_and_the_outbox_are_queried_and_updated() {
     assert!(none.is_empty());
 }
 
-#[tokio::test]
-async fn plutu_payments_are_scheduled_only_for_their_deadline() {
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = open(&dir);
+async fn plutu_payments_are_scheduled_only_for_their_deadline(kind: Kind) {
+    let place = Place::new(kind).await;
+    let ledger = place.open().await;
     let mut r = registration("INV-1", 500);
     r.provider = Provider::Plutu;
     ledger.register(r).await.unwrap();
@@ -555,10 +579,9 @@ async fn plutu_payments_are_scheduled_only_for_their_deadline() {
     assert_eq!(due[0].next_check_at, due[0].deadline_at);
 }
 
-#[tokio::test]
-async fn a_batch_commits_many_observations_with_the_outcomes_of_single_applies() {
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = open(&dir);
+async fn a_batch_commits_many_observations_with_the_outcomes_of_single_applies(kind: Kind) {
+    let place = Place::new(kind).await;
+    let ledger = place.open().await;
     let mut batch = Vec::new();
     for i in 0..50 {
         let reference = format!("B-{i}");
@@ -585,25 +608,23 @@ async fn a_batch_commits_many_observations_with_the_outcomes_of_single_applies()
     assert!(ledger.integrity_problems().await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn the_ledger_can_be_reopened_and_read_by_another_handle() {
-    let dir = tempfile::tempdir().unwrap();
+async fn the_ledger_can_be_reopened_and_read_by_another_handle(kind: Kind) {
+    let place = Place::new(kind).await;
     {
-        let ledger = open(&dir);
+        let ledger = place.open().await;
         ledger
             .register(registration("ORDER-8", 1000))
             .await
             .unwrap();
     }
-    let ledger = open(&dir);
+    let ledger = place.open().await;
     let counts = ledger.counts().await.unwrap();
     assert_eq!(counts, vec![(PaymentStatus::Created, 1)]);
 }
 
-#[tokio::test]
-async fn the_integrity_check_finds_a_broken_ledger() {
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = open(&dir);
+async fn the_integrity_check_finds_a_broken_ledger(kind: Kind) {
+    let place = Place::new(kind).await;
+    let ledger = place.open().await;
     ledger
         .register(registration("ORDER-9", 1000))
         .await
@@ -618,10 +639,9 @@ async fn the_integrity_check_finds_a_broken_ledger() {
         .await
         .unwrap();
     assert!(ledger.integrity_problems().await.unwrap().is_empty());
-    let conn = rusqlite::Connection::open(dir.path().join("ledger.db")).unwrap();
-    conn.execute("DELETE FROM outbox", []).unwrap();
-    conn.execute("UPDATE payments SET status = 'pending'", [])
-        .unwrap();
+    place
+        .exec("DELETE FROM outbox; UPDATE payments SET status = 'pending'")
+        .await;
     let problems = ledger.integrity_problems().await.unwrap();
     assert!(
         problems
@@ -637,20 +657,15 @@ async fn the_integrity_check_finds_a_broken_ledger() {
     );
 }
 
-#[tokio::test]
-async fn one_failing_observation_in_a_batch_does_not_take_the_others_down() {
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = open(&dir);
+async fn one_failing_observation_in_a_batch_does_not_take_the_others_down(kind: Kind) {
+    let place = Place::new(kind).await;
+    let ledger = place.open().await;
     ledger.register(registration("GOOD", 1000)).await.unwrap();
     ledger.register(registration("BAD", 1000)).await.unwrap();
     // A hand-edited row the ledger cannot read: applying to it fails.
-    let conn = rusqlite::Connection::open(dir.path().join("ledger.db")).unwrap();
-    conn.execute(
-        "UPDATE payments SET status = 'bogus' WHERE reference = 'BAD'",
-        [],
-    )
-    .unwrap();
-    drop(conn);
+    place
+        .exec("UPDATE payments SET status = 'bogus' WHERE reference = 'BAD'")
+        .await;
     let outcomes = ledger
         .apply_batch(vec![
             observation("GOOD", ObservedStatus::Pending, None, Source::Check),
@@ -695,10 +710,9 @@ async fn one_failing_observation_in_a_batch_does_not_take_the_others_down() {
     );
 }
 
-#[tokio::test]
-async fn concurrent_writes_commit_together_and_a_conflict_fails_only_its_own_caller() {
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = open(&dir);
+async fn concurrent_writes_commit_together_and_a_conflict_fails_only_its_own_caller(kind: Kind) {
+    let place = Place::new(kind).await;
+    let ledger = place.open().await;
     ledger.register(registration("TAKEN", 1000)).await.unwrap();
     let mut writes = tokio::task::JoinSet::new();
     for i in 0..60 {
@@ -739,10 +753,11 @@ async fn concurrent_writes_commit_together_and_a_conflict_fails_only_its_own_cal
     assert!(ledger.integrity_problems().await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn a_reconciliation_selection_takes_the_unsettled_and_the_final_ones_in_its_window() {
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = open(&dir);
+async fn a_reconciliation_selection_takes_the_unsettled_and_the_final_ones_in_its_window(
+    kind: Kind,
+) {
+    let place = Place::new(kind).await;
+    let ledger = place.open().await;
     let long_ago = Timestamp::now()
         .checked_sub(jiff::SignedDuration::from_hours(48))
         .unwrap();
@@ -865,11 +880,11 @@ async fn a_reconciliation_selection_takes_the_unsettled_and_the_final_ones_in_it
     assert_eq!(many, all);
 }
 
-#[tokio::test]
-async fn a_registration_disagreeing_with_what_the_provider_already_reported_is_flagged_and_announced()
- {
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = open(&dir);
+async fn a_registration_disagreeing_with_what_the_provider_already_reported_is_flagged_and_announced(
+    kind: Kind,
+) {
+    let place = Place::new(kind).await;
+    let ledger = place.open().await;
     // The provider's callback arrives before the shop registers the order.
     ledger
         .apply(observation(
@@ -932,10 +947,11 @@ async fn a_registration_disagreeing_with_what_the_provider_already_reported_is_f
     assert!(ledger.integrity_problems().await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn a_registration_in_another_currency_than_the_provider_reported_is_flagged_and_idempotent() {
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = open(&dir);
+async fn a_registration_in_another_currency_than_the_provider_reported_is_flagged_and_idempotent(
+    kind: Kind,
+) {
+    let place = Place::new(kind).await;
+    let ledger = place.open().await;
     ledger
         .apply(observation(
             "ORDER-8",
@@ -987,3 +1003,190 @@ async fn a_registration_in_another_currency_than_the_provider_reported_is_flagge
     ));
     assert!(ledger.integrity_problems().await.unwrap().is_empty());
 }
+
+/// Workers applying batches over the same payments in opposite orders (on
+/// PostgreSQL they deadlock and are run again) lose nothing and write
+/// nothing twice: every payment ends succeeded with one event.
+async fn concurrent_batches_over_the_same_payments_lose_and_double_nothing(kind: Kind) {
+    let place = Place::new(kind).await;
+    let setup = place.open().await;
+    let references: Vec<String> = (0..30).map(|i| format!("B-{i}")).collect();
+    for reference in &references {
+        setup.register(registration(reference, 1000)).await.unwrap();
+    }
+    let mut workers = tokio::task::JoinSet::new();
+    for worker in 0..3 {
+        let ledger = place.open().await;
+        let mut order = references.clone();
+        if worker % 2 == 1 {
+            order.reverse();
+        }
+        workers.spawn(async move {
+            let mut requests = Vec::new();
+            for reference in &order {
+                requests.push(observation(
+                    reference,
+                    ObservedStatus::Pending,
+                    None,
+                    Source::Callback,
+                ));
+                requests.push(observation(
+                    reference,
+                    ObservedStatus::Succeeded,
+                    Some(usd(1000)),
+                    Source::Callback,
+                ));
+            }
+            ledger.apply_batch(requests).await
+        });
+    }
+    while let Some(done) = workers.join_next().await {
+        for outcome in done.unwrap().unwrap() {
+            outcome.unwrap();
+        }
+    }
+    for reference in &references {
+        let payment = setup
+            .payment(
+                Provider::Paysys,
+                Account::default(),
+                Reference::parse(reference).unwrap(),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(payment.status, PaymentStatus::Succeeded, "{reference}");
+        let events = setup.events_of(payment.id).await.unwrap();
+        let kinds: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+        assert_eq!(kinds, vec!["payment.succeeded"], "{reference}");
+    }
+    let problems = setup.integrity_problems().await.unwrap();
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+/// A reader following the outbox by position (the event feed's cursor)
+/// while several writers commit at once misses no event: an event never
+/// becomes visible behind a position the reader has passed.
+async fn a_reader_following_the_outbox_by_position_misses_no_event(kind: Kind) {
+    let place = Place::new(kind).await;
+    let reader = place.open().await;
+    let mut writers = tokio::task::JoinSet::new();
+    for worker in 0..4 {
+        let ledger = place.open().await;
+        writers.spawn(async move {
+            for i in 0..60 {
+                let reference = format!("F-{worker}-{i}");
+                ledger
+                    .apply(observation(
+                        &reference,
+                        ObservedStatus::Succeeded,
+                        Some(usd(1000)),
+                        Source::Callback,
+                    ))
+                    .await
+                    .unwrap();
+            }
+        });
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    let mut cursor = None;
+    let mut writing = true;
+    loop {
+        let page = reader
+            .events(paysettle_store::EventFilter {
+                after_seq: cursor,
+                limit: 7,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        for event in &page {
+            seen.insert(event.event_id.clone());
+        }
+        if let Some(last) = page.last() {
+            cursor = Some(last.seq);
+        } else if !writing {
+            break;
+        }
+        if writing && writers.is_empty() {
+            writing = false;
+        }
+        while let Some(done) = writers.try_join_next() {
+            done.unwrap();
+        }
+    }
+    let all: std::collections::BTreeSet<String> = reader
+        .events(paysettle_store::EventFilter {
+            limit: 10_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event_id)
+        .collect();
+    assert_eq!(all.len(), 240);
+    let missed: Vec<_> = all.difference(&seen).collect();
+    assert!(
+        missed.is_empty(),
+        "the reader passed {} event(s) that were committed behind its position",
+        missed.len()
+    );
+}
+
+/// Another handle's commit of an event wakes a handle's `commits()` on
+/// PostgreSQL (workers on other replicas): the event feed's long poll does
+/// not wait out its timeout for an event written elsewhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_workers_event_wakes_the_feed_on_postgres() {
+    let place = Place::new(Kind::Postgres).await;
+    let (writer, follower) = (place.open().await, place.open().await);
+    let mut commits = follower.commits();
+    commits.borrow_and_update();
+    // The listener connects in the background: write until it hears one.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut i = 0;
+    loop {
+        writer
+            .apply(observation(
+                &format!("N-{i}"),
+                ObservedStatus::Succeeded,
+                Some(usd(1000)),
+                Source::Callback,
+            ))
+            .await
+            .unwrap();
+        i += 1;
+        if tokio::time::timeout(std::time::Duration::from_millis(200), commits.changed())
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the follower never heard of {i} commits of events"
+        );
+    }
+}
+
+on_both_backends!(
+    a_reader_following_the_outbox_by_position_misses_no_event,
+    concurrent_batches_over_the_same_payments_lose_and_double_nothing,
+    migrations_are_idempotent_and_a_newer_ledger_is_refused,
+    registration_is_idempotent_and_conflicts_are_refused,
+    every_apply_outcome_is_recorded_with_its_event,
+    a_mismatch_is_flagged_and_announced_once_and_never_succeeds,
+    an_unregistered_payment_is_created_from_what_the_provider_said,
+    refunds_and_stale_verdicts_are_announced_with_their_amounts,
+    the_schedule_and_the_outbox_are_queried_and_updated,
+    plutu_payments_are_scheduled_only_for_their_deadline,
+    a_batch_commits_many_observations_with_the_outcomes_of_single_applies,
+    the_ledger_can_be_reopened_and_read_by_another_handle,
+    the_integrity_check_finds_a_broken_ledger,
+    one_failing_observation_in_a_batch_does_not_take_the_others_down,
+    concurrent_writes_commit_together_and_a_conflict_fails_only_its_own_caller,
+    a_reconciliation_selection_takes_the_unsettled_and_the_final_ones_in_its_window,
+    a_registration_disagreeing_with_what_the_provider_already_reported_is_flagged_and_announced,
+    a_registration_in_another_currency_than_the_provider_reported_is_flagged_and_idempotent,
+);

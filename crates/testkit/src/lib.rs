@@ -19,6 +19,8 @@
 //!   buffer so a test can read everything the code under test logged.
 //! - [`config`]: [`config::sim_accounts`], the provider accounts of a product
 //!   configuration that talks to the simulator.
+//! - [`pg`]: [`TestDatabase`], one test's own PostgreSQL database, dropped
+//!   when the test ends.
 //! - [`scan`]: [`SecretScanner`], which finds secrets, Authorization headers,
 //!   card tokens and full card numbers in text such as those logs.
 
@@ -27,6 +29,7 @@ pub mod clock;
 pub mod config;
 pub mod handoff;
 pub mod logs;
+pub mod pg;
 pub mod proxy;
 pub mod queue;
 pub mod scan;
@@ -34,6 +37,7 @@ pub mod wait;
 
 pub use clock::TestClock;
 pub use logs::{LogCapture, capture_logs};
+pub use pg::TestDatabase;
 pub use proxy::Proxy;
 pub use queue::TestQueue;
 pub use scan::{Finding, SecretScanner};

@@ -92,9 +92,17 @@ pub async fn run(
     settings: Arc<WorkerSettings>,
     shutdown: CancellationToken,
 ) -> Result<(), WorkerError> {
-    let client = StatusClient::new(Arc::clone(&settings))?;
+    let mut client = StatusClient::new(Arc::clone(&settings))?;
+    if ledger.is_shared() {
+        client = client.sharing_rate_with(ledger.clone());
+    }
     let relay = Relay::new(ledger.clone(), queue.clone(), settings.relay_batch)
-        .signing(settings.handoff.clone());
+        .signing(settings.handoff.clone())
+        .claiming(
+            settings.owner.clone(),
+            settings.claim_lease,
+            settings.clock.clone(),
+        );
     let mut applier = Applier::new(
         ledger.clone(),
         queue.clone(),

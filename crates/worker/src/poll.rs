@@ -102,10 +102,17 @@ impl Poller {
         // Refill when half the room is free, not after every finished check:
         // one schedule query per batch of checks.
         if room > 0 && self.in_flight.len() <= self.capacity() / 2 {
-            let mut due = self
-                .ledger
-                .due_checks(self.settings.clock.now(), room + self.in_flight.len())
-                .await?;
+            let now = self.settings.clock.now();
+            let want = room + self.in_flight.len();
+            // On a shared ledger each due check is claimed, with a lease, so
+            // two workers never ask a provider about one payment at once.
+            let mut due = if self.ledger.is_shared() {
+                self.ledger
+                    .claim_due_checks(&self.settings.owner, now, self.settings.claim_lease, want)
+                    .await?
+            } else {
+                self.ledger.due_checks(now, want).await?
+            };
             due.retain(|c| !self.in_flight.contains(&c.payment.id));
             for check in due.into_iter().take(room) {
                 let id = check.payment.id;
@@ -220,6 +227,7 @@ async fn check_one(
         return Ok(());
     }
     let result = client.check(&check.payment).await;
+    let result_kind = result.kind();
     let now = settings.clock.now();
     let next = |attempts: u32| policy.next_check(check.payment.created_at, attempts, now, sample);
     let error = match result {
@@ -246,11 +254,16 @@ async fn check_one(
                 .in_scope(|| crate::outcome::log(&outcome, "status checked"));
             return Ok(());
         }
-        CheckResult::Busy { retry_after } => {
-            tracing::info!(
-                retry_after_ms = retry_after.as_millis() as u64,
-                "provider asked to slow down"
-            );
+        CheckResult::Busy { retry_after } | CheckResult::Deferred { retry_after } => {
+            let (note, error) = if matches!(result_kind, "deferred") {
+                (
+                    "the deployment's rate limit for this provider is used up; deferred",
+                    "deferred: the deployment's rate limit is used up",
+                )
+            } else {
+                ("provider asked to slow down", "429 Too Many Requests")
+            };
+            tracing::info!(retry_after_ms = retry_after.as_millis() as u64, "{note}");
             let at = now
                 .checked_add(
                     jiff::SignedDuration::try_from(retry_after)
@@ -261,7 +274,7 @@ async fn check_one(
                 .record_check(
                     check.payment.id,
                     Some(at.min(check.deadline_at)),
-                    Some("429 Too Many Requests".into()),
+                    Some(error.into()),
                 )
                 .await?;
             return Ok(());
@@ -269,7 +282,9 @@ async fn check_one(
         other => {
             let text = match other {
                 CheckResult::Unknown(e) | CheckResult::Failed(e) | CheckResult::Unsupported(e) => e,
-                CheckResult::Answer { .. } | CheckResult::Busy { .. } => String::new(),
+                CheckResult::Answer { .. }
+                | CheckResult::Busy { .. }
+                | CheckResult::Deferred { .. } => String::new(),
             };
             tracing::info!(error = %text, attempts = check.attempts + 1, "status check failed; backing off");
             Some(text)

@@ -100,6 +100,25 @@ pub struct WorkerSettings {
     /// The wall clock in the product; tests give the worker and the ledger
     /// one clock of their own and move it.
     pub clock: SharedClock,
+    /// This worker's name in the claims it takes on a shared ledger (due
+    /// checks, outbox events): unique per process.
+    pub owner: String,
+    /// How long a claim on a shared ledger lasts: a worker that dies gives
+    /// its checks and events back to the others when it ends. Longer than a
+    /// check can take (its wait for the provider's rate, then its timeout).
+    pub claim_lease: Duration,
+}
+
+/// A name for this process's claims: the host, the process id and a random
+/// part (a restarted process never inherits a dead one's claims by name).
+pub fn claim_owner() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "worker".to_owned());
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}-{}-{}", std::process::id(), &random[..8])
 }
 
 impl Default for WorkerSettings {
@@ -122,6 +141,8 @@ impl Default for WorkerSettings {
             handoff: None,
             cards: None,
             card_retention: Duration::from_secs(7 * 24 * 3600),
+            owner: claim_owner(),
+            claim_lease: Duration::from_secs(120),
             clock: paysettle_store::SystemClock::shared(),
         }
     }

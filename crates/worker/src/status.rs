@@ -1,6 +1,8 @@
 //! Asking providers for a payment's status: Portmanat's `/check` and PaySys's
 //! `paysys.check_payment`, each behind a per-provider concurrency limit, a
-//! start-rate limit and a pause that a 429's `Retry-After` sets.
+//! start-rate limit and a pause that a 429's `Retry-After` sets. On a shared
+//! ledger (several workers), the start rate is the whole deployment's: each
+//! request takes a token from the provider account's bucket in the ledger.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -11,7 +13,7 @@ use paysettle_core::clock::Clock;
 use paysettle_core::{
     Account, Observation, Provider, ProviderTxnId, Reference, paysys, portmanat, schedule,
 };
-use paysettle_store::PaymentRecord;
+use paysettle_store::{Ledger, PaymentRecord, RateDecision, RateLimit};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
@@ -32,6 +34,10 @@ pub enum CheckResult {
     Unknown(String),
     /// The provider asked us to slow down.
     Busy { retry_after: Duration },
+    /// The deployment's rate limit for the provider account is used up for
+    /// longer than this check may wait: asked again after `retry_after`,
+    /// never sent over the rate.
+    Deferred { retry_after: Duration },
     /// The check failed (timeout, 5xx, an answer that cannot be read).
     Failed(String),
     /// This payment cannot be checked (no status API, no provider id yet,
@@ -46,6 +52,7 @@ impl CheckResult {
             CheckResult::Answer { .. } => "answer",
             CheckResult::Unknown(_) => "unknown",
             CheckResult::Busy { .. } => "busy",
+            CheckResult::Deferred { .. } => "deferred",
             CheckResult::Failed(_) => "failed",
             CheckResult::Unsupported(_) => "unsupported",
         }
@@ -117,6 +124,9 @@ pub struct StatusClient {
     http: reqwest::Client,
     settings: Arc<WorkerSettings>,
     gates: Arc<BTreeMap<Provider, Gate>>,
+    /// The ledger whose rate buckets every worker of the deployment shares
+    /// (`None`: this worker is alone, its own pacer is the limit).
+    shared: Option<Ledger>,
 }
 
 impl StatusClient {
@@ -145,7 +155,72 @@ impl StatusClient {
             http,
             settings,
             gates: Arc::new(gates),
+            shared: None,
         })
+    }
+
+    /// Takes each request's start from `ledger`'s deployment-wide bucket for
+    /// the provider account, so several workers together keep the
+    /// provider's rate (PaySys allows about 100 requests a minute in all).
+    #[must_use]
+    pub fn sharing_rate_with(mut self, ledger: Ledger) -> StatusClient {
+        self.shared = Some(ledger);
+        self
+    }
+
+    /// Waits for the deployment's turn to ask `provider` for `account`, at
+    /// most `limit`; `Err` is what to record when the wait would be longer
+    /// (or the ledger cannot be asked): the check is deferred, never sent
+    /// over the rate.
+    async fn shared_turn(
+        &self,
+        provider: Provider,
+        account: &Account,
+        limit: Duration,
+    ) -> Result<(), CheckResult> {
+        let Some(ledger) = &self.shared else {
+            return Ok(());
+        };
+        let rate = RateLimit {
+            per_second: self.settings.limits(provider).rate_per_sec,
+            burst: 1,
+        };
+        let give_up = Instant::now() + limit;
+        loop {
+            match ledger
+                .take_rate(provider, account, rate, self.settings.clock.now())
+                .await
+            {
+                Ok(RateDecision::Go) => return Ok(()),
+                Ok(RateDecision::WaitUntil(at)) => {
+                    let wait = self
+                        .settings
+                        .clock
+                        .now()
+                        .until(at)
+                        .ok()
+                        .and_then(|span| span.total(jiff::Unit::Millisecond).ok())
+                        .map_or(Duration::from_millis(1), |ms| {
+                            Duration::from_millis(ms.max(1.0) as u64)
+                        });
+                    if Instant::now() + wait > give_up {
+                        return Err(CheckResult::Deferred { retry_after: wait });
+                    }
+                    tokio::time::sleep(wait).await;
+                }
+                Err(err) => {
+                    return Err(CheckResult::Failed(format!(
+                        "the deployment's rate limit could not be read: {err}"
+                    )));
+                }
+            }
+        }
+    }
+
+    /// How long a check may wait for the deployment's rate: half its claim,
+    /// so it never outlives the claim that keeps other workers off it.
+    fn rate_wait(&self) -> Duration {
+        self.settings.claim_lease / 2
     }
 
     /// Asks the provider about `payment`, within the provider's limits.
@@ -158,6 +233,13 @@ impl StatusClient {
             return CheckResult::Failed("the status client is closed".into());
         };
         gate.pacer.wait().await;
+        if payment.provider != Provider::Plutu
+            && let Err(deferred) = self
+                .shared_turn(payment.provider, &payment.account, self.rate_wait())
+                .await
+        {
+            return deferred;
+        }
         let result = match payment.provider {
             Provider::Portmanat => self.portmanat(payment, gate.timeout).await,
             Provider::Paysys => self.paysys(payment, gate.timeout).await,
@@ -184,6 +266,12 @@ impl StatusClient {
             return CheckResult::Failed("the status client is closed".into());
         };
         gate.pacer.wait().await;
+        if let Err(deferred) = self
+            .shared_turn(Provider::Portmanat, account, self.rate_wait())
+            .await
+        {
+            return deferred;
+        }
         // The psp_rrn comes from an unsigned return: the answer need not
         // repeat it, but must name the reference.
         let result = self
