@@ -719,7 +719,10 @@ fn the_compose_configuration_passes_config_check_and_its_pieces_agree() {
     let ledger_url = secret("ledger_url");
     let password = secret("postgres_password");
     assert!(
-        ledger_url.starts_with(&format!("postgres://paysettle:{}@postgres:5432/paysettle", password.trim())),
+        ledger_url.starts_with(&format!(
+            "postgres://paysettle:{}@postgres:5432/paysettle",
+            password.trim()
+        )),
         "ledger_url and postgres_password disagree"
     );
     assert!(
