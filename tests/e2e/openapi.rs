@@ -329,6 +329,15 @@ async fn every_shop_api_answer_is_allowed_by_the_openapi_description() {
     )
     .await;
 
+    // A browser return that arrives after the payment settled asks for one
+    // re-check of it (a reversal would be a conflict): the payment leaves the
+    // schedule again once that check is done.
+    paysettle_testkit::eventually(
+        Duration::from_secs(30),
+        "the settled payment leaves the schedule",
+        || async { get("/v1/payments/portmanat/OAS-PAID".into()).await["check"].is_null() },
+    )
+    .await;
     let (_, settled) = api
         .call(
             Method::GET,

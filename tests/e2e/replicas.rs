@@ -22,7 +22,7 @@ use super::*;
 
 const WORKERS: usize = 3;
 /// Payments per provider.
-const PER_PROVIDER: usize = 400;
+const PER_PROVIDER: usize = 800;
 /// Status checks per second allowed to each provider, for all the workers
 /// together.
 const CHECK_RATE: f64 = 40.0;
@@ -145,14 +145,14 @@ async fn three_workers_on_one_postgres_ledger_settle_everything_once_through_kil
         } else {
             Outcome::Success
         };
-        // Spread over about eight seconds, so the kills land mid-stream.
+        // Spread over about twelve seconds, so the kills land mid-stream.
         let view = app
             .pay_unregistered(
                 provider,
                 &reference,
                 minor,
                 outcome,
-                Duration::from_millis(50 + (i as u64 * 8_000) / (PER_PROVIDER as u64 * 3)),
+                Duration::from_millis(50 + (i as u64 * 12_000) / (PER_PROVIDER as u64 * 3)),
             )
             .await;
         let currency: String = serde_json::from_value(json!(view.currency)).unwrap();
@@ -184,8 +184,8 @@ async fn three_workers_on_one_postgres_ledger_settle_everything_once_through_kil
         | 1;
     let mut kills = 0;
     let mut killed_mid_work = 0;
-    for _ in 0..6 {
-        tokio::time::sleep(Duration::from_millis(300 + next(&mut seed) % 900)).await;
+    for _ in 0..8 {
+        tokio::time::sleep(Duration::from_millis(300 + next(&mut seed) % 1_200)).await;
         let victim = (next(&mut seed) % WORKERS as u64) as usize;
         for (i, worker) in workers.iter_mut().enumerate() {
             assert!(
