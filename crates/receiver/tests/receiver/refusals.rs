@@ -215,8 +215,8 @@ async fn bad_requests(backend: BackendKind) {
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     assert!(closed);
 
-    // A body that never finishes: 408 after the body timeout, then closed.
-    let started = std::time::Instant::now();
+    // A body that never finishes: 408 (body_timeout) once the body timeout
+    // has passed, then closed.
     let (answer, closed) = raw_exchange(
         receiver.addr,
         format!("{authed}Content-Length: 100\r\n\r\n{{\"id\":").as_bytes(),
@@ -225,17 +225,15 @@ async fn bad_requests(backend: BackendKind) {
     .await;
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("body_timeout") && closed, "{answer}");
-    assert!(started.elapsed() >= BODY_TIMEOUT);
 
     // Headers that never finish: the connection is closed without an answer
     // after the header timeout; so is a connection that sends nothing.
+    // (raw_exchange gives up at DEADLINE, far past the header timeout, and
+    // then reports the connection as still open.)
     for opening in [&b"POST /callbacks/paysys HTTP/1.1\r\nHost: t\r\n"[..], b""] {
-        let started = std::time::Instant::now();
         let (answer, closed) = raw_exchange(receiver.addr, opening, DEADLINE).await;
         assert!(closed, "closed by the server");
         assert_eq!(answer, "", "no answer to half a request");
-        let took = started.elapsed();
-        assert!(took >= HEADER_TIMEOUT && took < DEADLINE, "{took:?}");
     }
 
     // Nothing of any of it was queued.
@@ -285,6 +283,7 @@ async fn a_provider_without_accounts_is_not_found() {
 /// timeout, not kept forever.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trickling_body_is_timed_out() {
+    const TRICKLE: usize = 100;
     let receiver = spawn_receiver(BackendKind::Embedded).await;
     let stream = TcpStream::connect(receiver.addr).await.unwrap();
     let (mut read, mut write) = stream.into_split();
@@ -294,15 +293,17 @@ async fn a_trickling_body_is_timed_out() {
         .unwrap();
     // One byte every 50 ms: always moving, never finishing within the
     // timeout. The pace is the load's shape, not a synchronisation.
+    let written = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let trickled = written.clone();
     let trickle = tokio::spawn(async move {
-        for _ in 0..100 {
+        for _ in 0..TRICKLE {
             if write.write_all(b" ").await.is_err() {
                 break;
             }
+            trickled.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     });
-    let started = std::time::Instant::now();
     let mut answer = Vec::new();
     let mut buf = [0u8; 1024];
     while !answer.ends_with(b"}") {
@@ -319,8 +320,14 @@ async fn a_trickling_body_is_timed_out() {
     }
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
-    let took = started.elapsed();
-    assert!(took < BODY_TIMEOUT * 3, "answered after {took:?}");
+    // Answered while the trickle was still moving (a write fails only once
+    // the server has closed, after its answer): bytes that keep coming do not
+    // keep the body's time open.
+    let sent = written.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        sent < TRICKLE,
+        "answered only once the trickle stopped ({sent} bytes)"
+    );
     trickle.abort();
     receiver.stop().await;
 }
