@@ -44,9 +44,12 @@ bench-quick: ## A short run of every benchmark (under two minutes)
 bench-attack: ## Only the "under attack" section of docs/benchmarks.md (needs RabbitMQ)
 	bash scripts/bench.sh attack
 
+# `make soak REPLICAS=3`: three workers on one PostgreSQL ledger.
+REPLICAS ?= $(or $(PAYSETTLE_SOAK_REPLICAS),1)
+
 .PHONY: soak
-soak: ## Ten-minute chaos soak with the invariant checker (PAYSETTLE_SOAK_BROKER_RESTART=1 also restarts RabbitMQ)
-	bash scripts/soak.sh
+soak: ## Ten-minute chaos soak with the invariant checker (REPLICAS=3: three workers on PostgreSQL; PAYSETTLE_SOAK_BROKER_RESTART=1 also restarts RabbitMQ)
+	PAYSETTLE_SOAK_REPLICAS=$(REPLICAS) bash scripts/soak.sh
 
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZ_SECONDS (default 60) each; fails on a crash (installs cargo-fuzz)

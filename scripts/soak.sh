@@ -8,6 +8,13 @@
 # fails on any lost, duplicated or wrong finding. See tests/soak/main.rs.
 #
 #   PAYSETTLE_SOAK_SECS=600            how long traffic and chaos last
+#   PAYSETTLE_SOAK_REPLICAS=1          `work` processes; more than one run
+#                                      on one PostgreSQL ledger (a database
+#                                      of the run's own on 127.0.0.1:5432,
+#                                      dropped after) and the checker adds
+#                                      the providers' limits: no overlapping
+#                                      checks, the rate kept for all of them
+#                                      (`make soak REPLICAS=3`)
 #   PAYSETTLE_SOAK_BROKER_RESTART=1    also restart the broker (rabbitmqctl
 #                                      stop_app/start_app): disturbs everyone
 #                                      else using it, so off unless asked
@@ -21,9 +28,17 @@ cd "$(dirname "$0")/.."
 
 export PAYSETTLE_SOAK_SECS="${PAYSETTLE_SOAK_SECS:-600}"
 export PAYSETTLE_SOAK_BROKER_RESTART="${PAYSETTLE_SOAK_BROKER_RESTART:-0}"
+export PAYSETTLE_SOAK_REPLICAS="${PAYSETTLE_SOAK_REPLICAS:-1}"
 export PAYSETTLE_SOAK_REPORT="${PAYSETTLE_SOAK_REPORT:-${CARGO_TARGET_DIR:-target}/soak-report.txt}"
 mkdir -p "$(dirname "$PAYSETTLE_SOAK_REPORT")"
 rm -f "$PAYSETTLE_SOAK_REPORT"
+
+if [[ "$PAYSETTLE_SOAK_REPLICAS" != 1 ]]; then
+    command -v psql >/dev/null || {
+        echo "soak: PAYSETTLE_SOAK_REPLICAS=$PAYSETTLE_SOAK_REPLICAS needs PostgreSQL's psql (the run makes its own database)" >&2
+        exit 2
+    }
+fi
 
 if [[ "$PAYSETTLE_SOAK_BROKER_RESTART" == 1 ]]; then
     command -v rabbitmqctl >/dev/null || {
@@ -35,7 +50,7 @@ if [[ "$PAYSETTLE_SOAK_BROKER_RESTART" == 1 ]]; then
     trap 'rabbitmqctl start_app >/dev/null 2>&1 || true' EXIT
 fi
 
-echo "soak: ${PAYSETTLE_SOAK_SECS}s of traffic and chaos (broker restarts: ${PAYSETTLE_SOAK_BROKER_RESTART})"
+echo "soak: ${PAYSETTLE_SOAK_SECS}s of traffic and chaos (workers: ${PAYSETTLE_SOAK_REPLICAS}, broker restarts: ${PAYSETTLE_SOAK_BROKER_RESTART})"
 status=0
 # shellcheck disable=SC2086 # SOAK_CARGO_FLAGS is a list of flags
 "${CARGO:-cargo}" test --test soak ${SOAK_CARGO_FLAGS:-} -- --nocapture || status=$?

@@ -7,11 +7,16 @@
 //! - finance: every event a consumer read from `<prefix>.finance`,
 //!   deduplicated by `event_id`.
 //!
+//! With replicas (several workers on one PostgreSQL ledger) it also holds
+//! the workers to the providers' limits: the simulator counts status checks
+//! of one payment that overlapped, and logs when each check began.
+//!
 //! [`check`] is a pure function of a [`Snapshot`], so the soak can also feed
 //! it doctored snapshots and prove it notices each kind of violation.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
+use std::time::Duration;
 
 use paysettle_core::PaymentStatus;
 use paysettle_sim::model::{CallbackFate, CallbackRecord, PaymentView, Provider, Status};
@@ -37,6 +42,45 @@ pub struct ChaosCounts {
     pub broker_restarts: u32,
     /// Shop API registrations that had to be retried (the worker was down).
     pub registration_retries: u64,
+    /// Kills of each worker, by replica (the first only, without replicas).
+    pub replica_kills: [u32; 9],
+}
+
+/// The status checks the simulator saw, and the limit the workers were given.
+#[derive(Debug, Clone, Default)]
+pub struct Checks {
+    /// `work` processes in the run; the limits are judged when more than one.
+    pub replicas: usize,
+    /// `polling.{portmanat,paysys}.rate_per_sec`: for the whole deployment.
+    pub rate_per_sec: f64,
+    /// When each check began, from the simulator's start, oldest first.
+    pub portmanat: Vec<Duration>,
+    pub paysys: Vec<Duration>,
+}
+
+/// The window the checks' rate is judged over.
+const RATE_WINDOW: Duration = Duration::from_secs(2);
+
+impl Checks {
+    /// The most checks one window may hold: the shared bucket allows one at
+    /// once and the rate after; a request's way to the simulator may bunch a
+    /// few (as tests/e2e/replicas.rs allows).
+    pub fn allowed(&self) -> usize {
+        (self.rate_per_sec * RATE_WINDOW.as_secs_f64()) as usize + 1 + 4
+    }
+}
+
+/// The most checks that began within any `window` (`starts` oldest first).
+pub fn busiest(starts: &[Duration], window: Duration) -> usize {
+    let mut most = 0;
+    let mut first = 0;
+    for (last, at) in starts.iter().enumerate() {
+        while *at - starts[first] >= window {
+            first += 1;
+        }
+        most = most.max(last + 1 - first);
+    }
+    most
 }
 
 /// Everything the checker compares.
@@ -44,6 +88,7 @@ pub struct ChaosCounts {
 pub struct Snapshot {
     pub truth: Vec<PaymentView>,
     pub sim_stats: paysettle_sim::Stats,
+    pub checks: Checks,
     pub ledger: Vec<LedgerPayment>,
     pub integrity: Vec<String>,
     pub finance: FinanceLog,
@@ -66,6 +111,9 @@ pub enum Kind {
     /// Something said that is not so: a wrong status or amount, an event for
     /// something that did not happen, a forged callback accepted.
     Wrong,
+    /// A provider's limit broken by the replicas together: two status checks
+    /// of one payment at once, or more checks than the configured rate.
+    Limit,
 }
 
 #[derive(Debug, Clone)]
@@ -80,6 +128,7 @@ pub struct Violation {
 pub struct Report {
     pub violations: Vec<Violation>,
     counts: Vec<(String, String)>,
+    replicas: usize,
 }
 
 impl Report {
@@ -101,11 +150,16 @@ impl fmt::Display for Report {
         }
         writeln!(
             f,
-            "  {:<width$}  lost {}, duplicated {}, wrong {}",
+            "  {:<width$}  lost {}, duplicated {}, wrong {}{}",
             "VIOLATIONS",
             self.count(Kind::Lost),
             self.count(Kind::Duplicated),
             self.count(Kind::Wrong),
+            if self.replicas > 1 {
+                format!(", limits broken {}", self.count(Kind::Limit))
+            } else {
+                String::new()
+            },
         )?;
         // A broken run can produce thousands; the first ones say enough.
         for v in self.violations.iter().take(60) {
@@ -706,10 +760,60 @@ pub fn check(snapshot: &Snapshot) -> Report {
     for problem in &snapshot.harness {
         checker.flag(Kind::Wrong, "harness", problem.clone());
     }
+    if snapshot.checks.replicas > 1 {
+        limits(&mut checker);
+    }
     let counts = figures(snapshot);
     let mut violations = checker.violations;
     violations.sort_by(|a, b| (a.kind, &a.subject).cmp(&(b.kind, &b.subject)));
-    Report { violations, counts }
+    Report {
+        violations,
+        counts,
+        replicas: snapshot.checks.replicas,
+    }
+}
+
+/// The replicas together kept each provider's limits: never two checks of one
+/// payment at once, never faster than the configured rate.
+fn limits(checker: &mut Checker<'_>) {
+    let snapshot = checker.snapshot;
+    let stats = &snapshot.sim_stats;
+    let checks = &snapshot.checks;
+    for (provider, overlapping, starts) in [
+        (
+            Provider::Portmanat,
+            stats.portmanat.overlapping_checks,
+            &checks.portmanat,
+        ),
+        (
+            Provider::Paysys,
+            stats.paysys.overlapping_checks,
+            &checks.paysys,
+        ),
+    ] {
+        if overlapping > 0 {
+            checker.flag(
+                Kind::Limit,
+                provider.to_string(),
+                format!(
+                    "{overlapping} status checks began while another check of the same payment was \
+                     being answered (the simulator's log names the payments)"
+                ),
+            );
+        }
+        let most = busiest(starts, RATE_WINDOW);
+        if most > checks.allowed() {
+            checker.flag(
+                Kind::Limit,
+                provider.to_string(),
+                format!(
+                    "{most} status checks began within {RATE_WINDOW:?}; {} a second allows {}",
+                    checks.rate_per_sec,
+                    checks.allowed()
+                ),
+            );
+        }
+    }
 }
 
 fn figures(snapshot: &Snapshot) -> Vec<(String, String)> {
@@ -800,8 +904,43 @@ fn figures(snapshot: &Snapshot) -> Vec<(String, String)> {
             api.iter().map(|s| s.timeouts).sum::<u64>(),
         ),
     );
+    let checks = &snapshot.checks;
+    push(
+        "status checks portmanat / paysys",
+        format!("{} / {}", checks.portmanat.len(), checks.paysys.len()),
+    );
+    push(
+        "  overlapping (one payment asked twice at once)",
+        format!(
+            "{} / {}",
+            stats.portmanat.overlapping_checks, stats.paysys.overlapping_checks
+        ),
+    );
+    push(
+        "  busiest window",
+        format!(
+            "{} / {} began within {RATE_WINDOW:?} (rate {} a second: {} allowed)",
+            busiest(&checks.portmanat, RATE_WINDOW),
+            busiest(&checks.paysys, RATE_WINDOW),
+            checks.rate_per_sec,
+            checks.allowed(),
+        ),
+    );
     let chaos = snapshot.chaos;
-    push("worker kills (SIGKILL)", chaos.worker_kills.to_string());
+    push("workers (replicas)", checks.replicas.to_string());
+    let by_replica = chaos.replica_kills[..checks.replicas.clamp(1, 9)]
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    push(
+        "worker kills (SIGKILL)",
+        if checks.replicas > 1 {
+            format!("{} (by replica: {by_replica})", chaos.worker_kills)
+        } else {
+            chaos.worker_kills.to_string()
+        },
+    );
     push("receiver kills (SIGKILL)", chaos.receiver_kills.to_string());
     push("broker connection cuts", chaos.proxy_cuts.to_string());
     push("broker restarts", chaos.broker_restarts.to_string());

@@ -22,6 +22,15 @@
 //!   per second; `PAYSETTLE_SOAK_SEED` repeats a run's random choices;
 //!   `PAYSETTLE_SOAK_REPORT` names a file to write the report to;
 //!   `PAYSETTLE_SOAK_KEEP=1` keeps the run's files (configs, logs, ledger).
+//! - `PAYSETTLE_SOAK_REPLICAS=3`: the same soak with three `work` processes
+//!   (each with its own configuration, log, spool and shop API port) on one
+//!   PostgreSQL ledger, a database of the run's own made and dropped on the
+//!   test server. The chaos kills a worker picked at random; the shop
+//!   registers each payment through any replica. The checker adds two
+//!   invariants: no two status checks of one payment overlapped at the
+//!   provider, and the workers together never asked Portmanat or PaySys
+//!   faster than the configured rate ([`REPLICA_CHECK_RATE`]). Default 1:
+//!   one worker on a SQLite ledger, as always.
 
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -40,8 +49,8 @@ use paysettle_queue::BackendKind;
 use paysettle_sim::model::{CallbackFate, PaymentView, Provider, Status};
 use paysettle_sim::scenario::{CallbackFaults, Faults, Latency, OutcomeMix, Pending};
 use paysettle_sim::{Outcome, Sim, SimConfig, SimHandle};
-use paysettle_store::{Ledger, LedgerOptions, PaymentFilter};
-use paysettle_testkit::{Proxy, TestQueue, amqp};
+use paysettle_store::{Ledger, LedgerOptions, LedgerTarget, PaymentFilter, PgOptions};
+use paysettle_testkit::{Proxy, TestDatabase, TestQueue, amqp};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::time::Instant;
@@ -50,7 +59,7 @@ use tokio_util::sync::CancellationToken;
 use broker::Broker;
 use check::{ChaosCounts, Kind, LedgerPayment, Snapshot};
 use finance::Finance;
-use procs::{Proc, Role, Setup};
+use procs::{LedgerSpec, Proc, Role, Setup};
 use traffic::Traffic;
 
 /// How hard and how long.
@@ -67,7 +76,21 @@ struct Settings {
     plutu_deadline: Duration,
     deadline: Duration,
     long: bool,
+    /// `work` processes: 1 on SQLite, more on one PostgreSQL ledger.
+    replicas: usize,
 }
+
+/// Status checks per second each of Portmanat and PaySys allows, for all the
+/// replicas together. Low enough that the workers meet it (the soak's
+/// traffic needs about this many checks), so the shared rate bucket is
+/// tested, not idle; the single-worker soak keeps its 200 a second.
+const REPLICA_CHECK_RATE: f64 = 10.0;
+
+/// `worker.claim_lease_ms` among replicas: short, so a killed worker's claims
+/// come back soon, yet longer than a check may take (its wait for the
+/// deployment's rate, at most half the lease, then `timeout_ms` = 2000), as
+/// src/defaults.toml asks.
+const REPLICA_CLAIM_LEASE_MS: u64 = 5_000;
 
 fn env<T: std::str::FromStr>(name: &str) -> Option<T> {
     let value = std::env::var(name).ok()?;
@@ -86,6 +109,11 @@ impl Settings {
                 .unwrap()
                 .as_nanos() as u64
         });
+        let replicas = env::<usize>("PAYSETTLE_SOAK_REPLICAS").unwrap_or(1);
+        assert!(
+            (1..=9).contains(&replicas),
+            "PAYSETTLE_SOAK_REPLICAS={replicas}: 1 to 9 workers"
+        );
         match env::<u64>("PAYSETTLE_SOAK_SECS") {
             Some(secs) => Settings {
                 traffic: Duration::from_secs(secs),
@@ -96,6 +124,7 @@ impl Settings {
                 plutu_deadline: Duration::from_secs(15),
                 deadline: Duration::from_secs(300),
                 long: true,
+                replicas,
             },
             None => Settings {
                 traffic: Duration::from_secs(35),
@@ -107,6 +136,7 @@ impl Settings {
                 plutu_deadline: Duration::from_secs(8),
                 deadline: Duration::from_secs(300),
                 long: false,
+                replicas,
             },
         }
     }
@@ -179,7 +209,8 @@ const OPENING: [Action; 5] = [
 ];
 
 struct Chaos {
-    worker: Proc,
+    /// One, or the replicas.
+    workers: Vec<Proc>,
     receiver: Proc,
     proxy: Proxy,
     broker: Broker,
@@ -214,9 +245,24 @@ impl Chaos {
         }
     }
 
+    /// A worker picked at random (the only one, without replicas).
+    fn victim(&mut self, rng: &mut StdRng) -> usize {
+        let n = self.workers.len();
+        let i = if n == 1 { 0 } else { rng.random_range(0..n) };
+        self.counts.worker_kills += 1;
+        self.counts.replica_kills[i] += 1;
+        i
+    }
+
     async fn restart(&mut self, role: Role, rng: &mut StdRng) {
         let proc = match role {
-            Role::Worker => &mut self.worker,
+            Role::Worker => {
+                let i = self.victim(rng);
+                if self.workers.len() > 1 {
+                    eprintln!("soak: killing {}", self.workers[i].name);
+                }
+                &mut self.workers[i]
+            }
             Role::Receiver => &mut self.receiver,
         };
         proc.kill();
@@ -226,12 +272,13 @@ impl Chaos {
     }
 
     async fn act(&mut self, action: Action, rng: &mut StdRng) {
-        self.worker.assert_running();
+        for worker in &mut self.workers {
+            worker.assert_running();
+        }
         self.receiver.assert_running();
         eprintln!("soak: {action:?}");
         match action {
             Action::KillWorker => {
-                self.counts.worker_kills += 1;
                 self.restart(Role::Worker, rng).await;
             }
             Action::KillReceiver => {
@@ -239,15 +286,19 @@ impl Chaos {
                 self.restart(Role::Receiver, rng).await;
             }
             Action::KillBoth => {
-                self.counts.worker_kills += 1;
+                let i = self.victim(rng);
+                if self.workers.len() > 1 {
+                    eprintln!("soak: killing {} and the receiver", self.workers[i].name);
+                }
                 self.counts.receiver_kills += 1;
-                self.worker.kill();
+                let worker = &mut self.workers[i];
+                worker.kill();
                 self.receiver.kill();
                 tokio::time::sleep(Duration::from_millis(rng.random_range(0..1_500))).await;
                 self.receiver.start();
-                self.worker.start();
+                worker.start();
                 self.receiver.ready(&self.http, READY_WITHIN).await;
-                self.worker.ready(&self.http, READY_WITHIN).await;
+                worker.ready(&self.http, READY_WITHIN).await;
             }
             Action::CutBroker => {
                 self.counts.proxy_cuts += 1;
@@ -345,8 +396,23 @@ async fn ledger_settled(ledger: &Ledger, truth: &[PaymentView], within: Duration
     }
 }
 
-async fn read_ledger(path: &std::path::Path) -> (Vec<LedgerPayment>, Vec<String>) {
-    let ledger = Ledger::open(path, LedgerOptions::default()).unwrap();
+/// The run's ledger, as the harness reads it: the SQLite file, or the
+/// replicas' PostgreSQL database.
+async fn open_ledger(spec: &LedgerSpec) -> Ledger {
+    let target = match spec {
+        LedgerSpec::Sqlite(path) => LedgerTarget::Sqlite(path.clone()),
+        LedgerSpec::Postgres { url } => LedgerTarget::Postgres(PgOptions {
+            url: url.clone(),
+            ..PgOptions::default()
+        }),
+    };
+    Ledger::connect(&target, LedgerOptions::default())
+        .await
+        .unwrap()
+}
+
+async fn read_ledger(spec: &LedgerSpec) -> (Vec<LedgerPayment>, Vec<String>) {
+    let ledger = open_ledger(spec).await;
     let mut payments = Vec::new();
     for record in all_payments(&ledger).await {
         let history = ledger.history(record.id).await.unwrap();
@@ -361,9 +427,16 @@ async fn read_ledger(path: &std::path::Path) -> (Vec<LedgerPayment>, Vec<String>
     (payments, integrity)
 }
 
+/// What a run leaves for a post-mortem: its directory and, with replicas,
+/// its PostgreSQL database (both removed on a clean run).
+struct RunFiles {
+    dir: tempfile::TempDir,
+    database: Option<TestDatabase>,
+}
+
 /// Runs the whole soak and returns the snapshot the checker judges, with the
-/// run's directory.
-async fn soak(settings: &Settings) -> (Snapshot, tempfile::TempDir) {
+/// run's files.
+async fn soak(settings: &Settings) -> (Snapshot, RunFiles) {
     eprintln!("soak: {settings:?}");
     let mut rng = StdRng::seed_from_u64(settings.seed);
     let dir = tempfile::tempdir().unwrap();
@@ -372,7 +445,26 @@ async fn soak(settings: &Settings) -> (Snapshot, tempfile::TempDir) {
         .await
         .unwrap();
     let receiver_port = procs::free_port(&mut rng);
-    let shop_port = procs::free_port(&mut rng);
+    let mut shop_ports: Vec<u16> = Vec::new();
+    while shop_ports.len() < settings.replicas {
+        let port = procs::free_port(&mut rng);
+        if port != receiver_port && !shop_ports.contains(&port) {
+            shop_ports.push(port);
+        }
+    }
+    let database = (settings.replicas > 1).then(|| TestDatabase::create().unwrap());
+    let ledger_spec = match &database {
+        None => LedgerSpec::Sqlite(dir.path().join("ledger.sqlite")),
+        Some(database) => {
+            eprintln!(
+                "soak: {} workers on PostgreSQL ({})",
+                settings.replicas, database.name
+            );
+            LedgerSpec::Postgres {
+                url: database.url.clone(),
+            }
+        }
+    };
     let receiver_addr = format!("127.0.0.1:{receiver_port}");
     let sim = Arc::new(
         Sim::start(sim_config(settings, &receiver_addr))
@@ -393,21 +485,37 @@ async fn soak(settings: &Settings) -> (Snapshot, tempfile::TempDir) {
         prefix: &test_queue.prefix,
         sim_base: sim.base_url(),
         receiver_port,
-        shop_port,
+        ledger: ledger_spec.clone(),
+        check_rate: if settings.replicas > 1 {
+            REPLICA_CHECK_RATE
+        } else {
+            200.0
+        },
+        claim_lease_ms: (settings.replicas > 1).then_some(REPLICA_CLAIM_LEASE_MS),
         plutu_deadline: settings.plutu_deadline,
         deadline: settings.deadline,
     };
     let http = reqwest::Client::new();
+    let workers = shop_ports
+        .iter()
+        .enumerate()
+        .map(|(i, &port)| {
+            let name = if settings.replicas == 1 {
+                Role::Worker.name().to_owned()
+            } else {
+                format!("{}-{}", Role::Worker.name(), i + 1)
+            };
+            let config = procs::write_config(&setup, &name, port);
+            Proc::new(Role::Worker, &name, config, dir.path(), port)
+        })
+        .collect();
+    let receiver_name = Role::Receiver.name();
     let mut chaos = Chaos {
-        worker: Proc::new(
-            Role::Worker,
-            procs::write_config(&setup, Role::Worker),
-            dir.path(),
-            shop_port,
-        ),
+        workers,
         receiver: Proc::new(
             Role::Receiver,
-            procs::write_config(&setup, Role::Receiver),
+            receiver_name,
+            procs::write_config(&setup, receiver_name, shop_ports[0]),
             dir.path(),
             receiver_port,
         ),
@@ -424,9 +532,13 @@ async fn soak(settings: &Settings) -> (Snapshot, tempfile::TempDir) {
         );
     }
     chaos.receiver.start();
-    chaos.worker.start();
+    for worker in &mut chaos.workers {
+        worker.start();
+    }
     chaos.receiver.ready(&http, READY_WITHIN).await;
-    chaos.worker.ready(&http, READY_WITHIN).await;
+    for worker in &mut chaos.workers {
+        worker.ready(&http, READY_WITHIN).await;
+    }
 
     // Traffic in its own task, so payments keep coming while the chaos loop
     // waits for a process to come back.
@@ -439,10 +551,11 @@ async fn soak(settings: &Settings) -> (Snapshot, tempfile::TempDir) {
             settings.seed,
         );
         let run = format!("S{}", seed % 100_000);
-        let shop = chaos.worker.addr();
+        // The shop's replicas: each registers through any of them.
+        let shops: Vec<_> = chaos.workers.iter().map(Proc::addr).collect();
         tokio::spawn(async move {
             let mut rng = StdRng::seed_from_u64(seed.wrapping_add(1));
-            let mut traffic = Traffic::new(sim, shop, &run);
+            let mut traffic = Traffic::new(sim, shops, &run);
             let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -482,7 +595,9 @@ async fn soak(settings: &Settings) -> (Snapshot, tempfile::TempDir) {
 
     // Everything healthy again, then let it all settle.
     chaos.proxy.heal();
-    chaos.worker.assert_running();
+    for worker in &mut chaos.workers {
+        worker.assert_running();
+    }
     chaos.receiver.assert_running();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -494,9 +609,8 @@ async fn soak(settings: &Settings) -> (Snapshot, tempfile::TempDir) {
             Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
         }
     }
-    let ledger_path = dir.path().join("ledger.sqlite");
     {
-        let ledger = Ledger::open(&ledger_path, LedgerOptions::default()).unwrap();
+        let ledger = open_ledger(&ledger_spec).await;
         let open = ledger_settled(&ledger, &sim.payments(), Duration::from_secs(120)).await;
         if open > 0 {
             eprintln!("soak: {open} payments never settled; the checker will name them");
@@ -513,17 +627,23 @@ async fn soak(settings: &Settings) -> (Snapshot, tempfile::TempDir) {
         // Room for a redelivery still on its way, to be counted.
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
-    for proc in [&mut chaos.worker, &mut chaos.receiver] {
+    for proc in chaos.workers.iter_mut().chain([&mut chaos.receiver]) {
         harness.extend(proc.panics());
         if let Some(problem) = proc.stop(Duration::from_secs(20)).await {
             harness.push(problem);
         }
     }
 
-    let (ledger, integrity) = read_ledger(&ledger_path).await;
+    let (ledger, integrity) = read_ledger(&ledger_spec).await;
     let (finance, dead_letters) = finance.finish().await;
     let truth = sim.payments();
     let sim_stats = sim.stats();
+    let checks = check::Checks {
+        replicas: settings.replicas,
+        rate_per_sec: setup.check_rate,
+        portmanat: sim.check_starts(Provider::Portmanat),
+        paysys: sim.check_starts(Provider::Paysys),
+    };
     let sim: SimHandle =
         Arc::try_unwrap(sim).unwrap_or_else(|_| panic!("the simulator is still shared"));
     sim.shutdown().await;
@@ -534,6 +654,7 @@ async fn soak(settings: &Settings) -> (Snapshot, tempfile::TempDir) {
         Snapshot {
             truth,
             sim_stats,
+            checks,
             ledger,
             integrity,
             finance,
@@ -541,7 +662,7 @@ async fn soak(settings: &Settings) -> (Snapshot, tempfile::TempDir) {
             chaos: counts,
             harness,
         },
-        dir,
+        RunFiles { dir, database },
     )
 }
 
@@ -560,16 +681,24 @@ async fn chaos_soak_loses_duplicates_and_misreports_nothing() {
     // with a message instead of holding CI. Dropping the run kills the
     // children and starts the broker again if it was stopped.
     let limit = settings.traffic + Duration::from_secs(900);
-    let (snapshot, dir) = tokio::time::timeout(limit, soak(&settings))
+    let (snapshot, files) = tokio::time::timeout(limit, soak(&settings))
         .await
         .unwrap_or_else(|_| panic!("the soak did not finish within {limit:?}"));
     let report = check::check(&snapshot);
     let text = format!("seed {}\n{report}", settings.seed);
     eprintln!("{text}");
-    save(&text, dir.path());
+    save(&text, files.dir.path());
     if !report.is_clean() || std::env::var_os("PAYSETTLE_SOAK_KEEP").is_some() {
-        let kept = dir.keep();
+        let kept = files.dir.keep();
         eprintln!("soak: configs, logs and ledger kept in {}", kept.display());
+        if let Some(database) = files.database {
+            eprintln!(
+                "soak: the PostgreSQL ledger kept: {} (drop it with DROP DATABASE {} WITH (FORCE))",
+                database.name, database.name
+            );
+            // Not dropped: the post-mortem reads it.
+            std::mem::forget(database);
+        }
         assert!(
             report.is_clean(),
             "the soak found violations (seed {}); its files are in {}",
@@ -697,5 +826,16 @@ fn checker_notices_every_kind_of_violation(clean: &Snapshot) {
     );
     expect("a payment missing from the ledger", Kind::Lost, &|s| {
         s.ledger.remove(0);
+    });
+    // The replicas' limits, judged as in a run of three workers.
+    expect("two checks of one payment at once", Kind::Limit, &|s| {
+        s.checks.replicas = 3;
+        s.sim_stats.paysys.overlapping_checks += 1;
+    });
+    expect("checks faster than the rate", Kind::Limit, &|s| {
+        s.checks.replicas = 3;
+        let at = s.checks.portmanat.last().copied().unwrap_or_default();
+        let burst = s.checks.allowed() + 1;
+        s.checks.portmanat.extend(std::iter::repeat_n(at, burst));
     });
 }

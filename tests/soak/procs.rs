@@ -19,7 +19,7 @@ pub enum Role {
 }
 
 impl Role {
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Role::Receiver => "receiver",
             Role::Worker => "worker",
@@ -40,6 +40,15 @@ pub fn free_port(rng: &mut impl Rng) -> u16 {
     panic!("no free port between 20000 and 32000");
 }
 
+/// Where the run's ledger is.
+#[derive(Debug, Clone)]
+pub enum LedgerSpec {
+    /// One SQLite file, one worker: the soak as it always ran.
+    Sqlite(PathBuf),
+    /// One PostgreSQL database every worker shares (the run's own).
+    Postgres { url: String },
+}
+
 /// What the configuration needs to know.
 pub struct Setup<'a> {
     pub dir: &'a Path,
@@ -47,7 +56,13 @@ pub struct Setup<'a> {
     pub prefix: &'a str,
     pub sim_base: &'a str,
     pub receiver_port: u16,
-    pub shop_port: u16,
+    pub ledger: LedgerSpec,
+    /// `polling.*.rate_per_sec` of Portmanat and PaySys: for the whole
+    /// deployment when the workers share a PostgreSQL ledger.
+    pub check_rate: f64,
+    /// `worker.claim_lease_ms`, when set (replicas: short, so a killed
+    /// worker's claims come back soon).
+    pub claim_lease_ms: Option<u64>,
     /// Plutu has no status API, so its deadline decides how soon a payment
     /// whose callback never came is stale: short, so the run sees it happen.
     pub plutu_deadline: Duration,
@@ -56,21 +71,33 @@ pub struct Setup<'a> {
     pub deadline: Duration,
 }
 
-/// Writes `<role>.toml`: one configuration per process, differing only in the
-/// spool file (each process's queue keeps its own).
-pub fn write_config(setup: &Setup<'_>, role: Role) -> PathBuf {
-    let polling = |name: &str, deadline: Duration| {
+/// Writes `<name>.toml`: one configuration per process, differing only in the
+/// spool file (each process's queue keeps its own), the shop API's port and,
+/// on PostgreSQL, the file beside the ledger (each worker's card feed).
+pub fn write_config(setup: &Setup<'_>, name: &str, shop_port: u16) -> PathBuf {
+    let polling = |provider: &str, rate: f64, deadline: Duration| {
         format!(
-            "[polling.{name}]\nconcurrency = 8\nrate_per_sec = 200.0\ntimeout_ms = 2000\nfirst_ms = 200\n\
+            "[polling.{provider}]\nconcurrency = 8\nrate_per_sec = {rate:?}\ntimeout_ms = 2000\nfirst_ms = 200\n\
              multiplier = 2.0\nmax_interval_ms = 2000\njitter = 0.2\ndeadline_ms = {}\n\n",
             deadline.as_millis()
         )
     };
     let dir = setup.dir;
+    let ledger = match &setup.ledger {
+        LedgerSpec::Sqlite(path) => format!("path = \"{}\"\n", path.display()),
+        LedgerSpec::Postgres { url } => format!(
+            "backend = \"postgres\"\nurl = \"{url}\"\npath = \"{}\"\n",
+            dir.join(format!("{name}-ledger.sqlite")).display()
+        ),
+    };
+    let lease = setup
+        .claim_lease_ms
+        .map(|ms| format!("claim_lease_ms = {ms}\n"))
+        .unwrap_or_default();
     let text = format!(
         r#"
 [ledger]
-path = "{ledger}"
+{ledger}
 
 [queue]
 backend = "rabbitmq"
@@ -104,7 +131,7 @@ relay_batch = 64
 relay_interval_ms = 100
 poll_idle_ms = 50
 shutdown_grace_ms = 5000
-
+{lease}
 [log]
 format = "text"
 level = "info"
@@ -112,17 +139,16 @@ level = "info"
 {portmanat}{paysys}{plutu}
 {accounts}"#,
         accounts = paysettle_testkit::config::sim_accounts(setup.sim_base),
-        ledger = dir.join("ledger.sqlite").display(),
         url = setup.amqp_url,
         prefix = setup.prefix,
-        spool = dir.join(format!("{}-spool.sqlite", role.name())).display(),
+        spool = dir.join(format!("{name}-spool.sqlite")).display(),
         receiver_port = setup.receiver_port,
-        shop_port = setup.shop_port,
-        portmanat = polling("portmanat", setup.deadline),
-        paysys = polling("paysys", setup.deadline),
-        plutu = polling("plutu", setup.plutu_deadline),
+        portmanat = polling("portmanat", setup.check_rate, setup.deadline),
+        paysys = polling("paysys", setup.check_rate, setup.deadline),
+        // Plutu is never asked: its rate does not matter.
+        plutu = polling("plutu", 200.0, setup.plutu_deadline),
     );
-    let path = dir.join(format!("{}.toml", role.name()));
+    let path = dir.join(format!("{name}.toml"));
     std::fs::write(&path, text).unwrap();
     path
 }
@@ -130,6 +156,8 @@ level = "info"
 /// One child process, started again after every kill.
 pub struct Proc {
     pub role: Role,
+    /// `receiver`, `worker`, or `worker-N` among replicas.
+    pub name: String,
     config: PathBuf,
     pub log: PathBuf,
     port: u16,
@@ -138,11 +166,12 @@ pub struct Proc {
 }
 
 impl Proc {
-    pub fn new(role: Role, config: PathBuf, dir: &Path, port: u16) -> Proc {
+    pub fn new(role: Role, name: &str, config: PathBuf, dir: &Path, port: u16) -> Proc {
         Proc {
             role,
+            name: name.to_owned(),
             config,
-            log: dir.join(format!("{}.log", role.name())),
+            log: dir.join(format!("{name}.log")),
             port,
             child: None,
             kills: 0,
@@ -151,7 +180,7 @@ impl Proc {
 
     /// Starts it; its output is appended to its log file across restarts.
     pub fn start(&mut self) {
-        assert!(self.child.is_none(), "{} already running", self.role.name());
+        assert!(self.child.is_none(), "{} already running", self.name);
         let log = OpenOptions::new()
             .create(true)
             .append(true)
@@ -189,7 +218,7 @@ impl Proc {
             assert!(
                 tokio::time::Instant::now() < deadline,
                 "the {} did not answer {url} within {within:?}; its log ends:\n{}",
-                self.role.name(),
+                self.name,
                 self.log_tail(4000)
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -202,7 +231,7 @@ impl Proc {
         if let Some(status) = child.try_wait().unwrap() {
             panic!(
                 "the {} exited on its own ({status}); its log ends:\n{}",
-                self.role.name(),
+                self.name,
                 self.log_tail(4000)
             );
         }
@@ -230,7 +259,7 @@ impl Proc {
                 return (!status.success()).then(|| {
                     format!(
                         "the {} stopped with {status} on SIGTERM; its log ends:\n{}",
-                        self.role.name(),
+                        self.name,
                         self.log_tail(2000)
                     )
                 });
@@ -240,7 +269,7 @@ impl Proc {
                 let _ = child.wait();
                 return Some(format!(
                     "the {} did not stop within {grace:?} of SIGTERM",
-                    self.role.name()
+                    self.name
                 ));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -265,7 +294,7 @@ impl Proc {
             .unwrap_or_default()
             .lines()
             .filter(|line| line.contains("panicked at"))
-            .map(|line| format!("{}: {line}", self.role.name()))
+            .map(|line| format!("{}: {line}", self.name))
             .collect()
     }
 

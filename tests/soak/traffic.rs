@@ -19,7 +19,8 @@ const REGISTER_WITHIN: Duration = Duration::from_secs(120);
 pub struct Traffic {
     sim: Arc<SimHandle>,
     http: reqwest::Client,
-    shop: SocketAddr,
+    /// The shop API of each replica (one without replicas).
+    shops: Vec<SocketAddr>,
     run: String,
     retries: Arc<AtomicU64>,
     problems: Arc<Mutex<Vec<String>>>,
@@ -28,14 +29,15 @@ pub struct Traffic {
 }
 
 impl Traffic {
-    pub fn new(sim: Arc<SimHandle>, shop: SocketAddr, run: &str) -> Traffic {
+    pub fn new(sim: Arc<SimHandle>, shops: Vec<SocketAddr>, run: &str) -> Traffic {
+        assert!(!shops.is_empty(), "no shop API to register through");
         Traffic {
             sim,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(5))
                 .build()
                 .unwrap(),
-            shop,
+            shops,
             run: run.to_owned(),
             retries: Arc::default(),
             problems: Arc::default(),
@@ -82,15 +84,20 @@ impl Traffic {
         if view.provider == Provider::Portmanat {
             body["provider_transaction_id"] = json!(view.provider_txn_id);
         }
-        let (http, url) = (
-            self.http.clone(),
-            format!("http://{}/v1/payments", self.shop),
-        );
+        // Behind the shop's Service a request lands on any replica: each
+        // payment starts at the next one, and a retry goes to the one after.
+        let urls: Vec<String> = self
+            .shops
+            .iter()
+            .map(|shop| format!("http://{shop}/v1/payments"))
+            .collect();
+        let http = self.http.clone();
         let (retries, problems) = (Arc::clone(&self.retries), Arc::clone(&self.problems));
         self.registrations.spawn(async move {
             let deadline = tokio::time::Instant::now() + REGISTER_WITHIN;
-            loop {
-                match http.post(&url).json(&body).send().await {
+            for attempt in n.. {
+                let url = &urls[attempt % urls.len()];
+                match http.post(url).json(&body).send().await {
                     Ok(answer) if answer.status().is_success() => return,
                     Ok(answer) if answer.status().is_client_error() => {
                         let status = answer.status();
