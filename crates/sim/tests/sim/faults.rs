@@ -259,3 +259,55 @@ async fn shutdown_ends_a_held_request() {
     let result = tokio::time::timeout(DEADLINE, held).await.unwrap().unwrap();
     assert!(result.is_err(), "the held request got no answer");
 }
+
+/// Two status checks of one payment answered at the same time are counted
+/// as overlapping: what the replicas' claims must never let happen.
+#[tokio::test]
+async fn checks_of_one_payment_at_once_are_counted_as_overlapping() {
+    let receiver = Receiver::start().await;
+    let sim = start(config_for(&receiver)).await;
+    sim.set_scenario(
+        Some(Provider::Portmanat),
+        ScenarioPatch {
+            latency: Some(Latency::Fixed { ms: 300 }),
+            ..ScenarioPatch::default()
+        },
+    )
+    .unwrap();
+    let (a, b) = tokio::join!(check_unknown(&sim), check_unknown(&sim));
+    assert_eq!(a.unwrap().status, StatusCode::OK);
+    assert_eq!(b.unwrap().status, StatusCode::OK);
+    assert_eq!(sim.stats().portmanat.overlapping_checks, 1);
+    // One after the other is not an overlap.
+    check_unknown(&sim).await.unwrap();
+    assert_eq!(sim.stats().portmanat.overlapping_checks, 1);
+    sim.shutdown().await;
+}
+
+/// An injected timeout is a request lost before the provider sees it: a
+/// client that gives up on it and asks again is not asking twice at once,
+/// however long the simulator holds the dead connection.
+#[tokio::test]
+async fn a_check_lost_to_an_injected_timeout_is_not_in_flight() {
+    let receiver = Receiver::start().await;
+    let sim = start(config_for(&receiver)).await;
+    sim.set_scenario(
+        Some(Provider::Portmanat),
+        faults(Faults {
+            timeout: 1.0,
+            timeout_hold_ms: 60_000,
+            ..Faults::default()
+        }),
+    )
+    .unwrap();
+    // The client's own timeout, far shorter than the hold.
+    let lost = tokio::time::timeout(Duration::from_millis(200), check_unknown(&sim)).await;
+    assert!(lost.is_err(), "the injected timeout answered");
+    assert_eq!(sim.stats().portmanat.timeouts, 1);
+    sim.set_scenario(Some(Provider::Portmanat), faults(Faults::default()))
+        .unwrap();
+    // The retry, while the lost one's connection is still held.
+    assert_eq!(check_unknown(&sim).await.unwrap().status, StatusCode::OK);
+    assert_eq!(sim.stats().portmanat.overlapping_checks, 0);
+    sim.shutdown().await;
+}
