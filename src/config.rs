@@ -766,6 +766,21 @@ impl Config {
                     "must be more than 0".into(),
                 );
             }
+            // A check is sent only while its claim has the request's
+            // timeout and a tenth of the claim left: a shorter claim would
+            // defer every check. (Plutu has no status API to ask.)
+            if provider != Provider::Plutu
+                && section.timeout_ms.saturating_mul(2) > self.worker.claim_lease_ms
+            {
+                push(
+                    p,
+                    &format!("{key}.timeout_ms"),
+                    format!(
+                        "must be at most half of worker.claim_lease_ms ({} ms): a check must fit in the claim that keeps other workers off its payment",
+                        self.worker.claim_lease_ms
+                    ),
+                );
+            }
             worker.limits.insert(
                 provider,
                 paysettle_worker::ProviderLimits {
@@ -1118,6 +1133,30 @@ mod tests {
         assert_eq!(loaded.queue.prefetch, 7);
         assert!(loaded.worker.paysys_confirm);
         assert!((loaded.polling["paysys"].rate_per_sec - 1000.0).abs() < f64::EPSILON);
+    }
+
+    #[test]
+    fn a_check_timeout_longer_than_half_a_claim_is_refused_by_key() {
+        let loaded = load_with_env(
+            None,
+            env(&[
+                ("PAYSETTLE__WORKER__CLAIM_LEASE_MS", "4000"),
+                ("PAYSETTLE__POLLING__PAYSYS__TIMEOUT_MS", "2001"),
+                ("PAYSETTLE__POLLING__PORTMANAT__TIMEOUT_MS", "2000"),
+            ]),
+        )
+        .unwrap();
+        let Err(problems) = loaded.resolve() else {
+            panic!("a check longer than half its claim must be refused");
+        };
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].key, "polling.paysys.timeout_ms");
+        assert!(
+            problems[0]
+                .message
+                .contains("half of worker.claim_lease_ms (4000 ms)"),
+            "{problems:?}"
+        );
     }
 
     #[test]

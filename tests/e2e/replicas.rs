@@ -123,8 +123,9 @@ async fn three_workers_on_one_postgres_ledger_settle_everything_once_through_kil
                     dir.path().join("ledger.sqlite").display()
                 ),
                 CHECK_RATE,
-                // A killed worker's claims come back soon.
-                "claim_lease_ms = 3000",
+                // A killed worker's claims come back soon (the shortest
+                // lease a 2 s check timeout allows).
+                "claim_lease_ms = 4000",
             )
         })
         .collect();

@@ -392,6 +392,34 @@ impl Ledger {
         }
     }
 
+    /// Takes the deployment-wide lease on asking a provider about `key` for
+    /// `owner` until `now + lease`: for a question no check claim covers (a
+    /// return hint's `/check` of a payment the ledger cannot check itself),
+    /// so two workers handed copies of one hint ask once. `false` when
+    /// another owner holds it. An SQLite ledger has one worker, whose own
+    /// record of what it is asking is enough: always `true` there.
+    pub async fn lease_asking(
+        &self,
+        key: &str,
+        owner: &str,
+        now: Timestamp,
+        lease: Duration,
+    ) -> Result<bool, StoreError> {
+        match self {
+            Ledger::Sqlite(_) => Ok(true),
+            Ledger::Postgres(l) => l.lease_asking(key, owner, now, lease).await,
+        }
+    }
+
+    /// Ends `owner`'s lease on asking about `key` (one another owner took
+    /// since is left alone).
+    pub async fn end_asking(&self, key: &str, owner: &str) -> Result<(), StoreError> {
+        match self {
+            Ledger::Sqlite(_) => Ok(()),
+            Ledger::Postgres(l) => l.end_asking(key, owner).await,
+        }
+    }
+
     /// Takes one request from the provider account's deployment-wide bucket,
     /// or says when to ask again.
     pub async fn take_rate(

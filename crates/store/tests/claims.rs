@@ -314,7 +314,50 @@ async fn a_rate_limit_that_allows_nothing_is_refused(kind: Kind) {
     assert_eq!(place.count("SELECT count(*) FROM rate_buckets").await, 0);
 }
 
+/// A lease on asking about one thing (a hint's `/check`): one owner at a
+/// time on a shared ledger, renewable by its owner, free again when ended
+/// by its owner or when it runs out. An SQLite ledger has one worker and
+/// always grants it.
+async fn one_owner_at_a_time_asks_about_one_thing(kind: Kind) {
+    let place = Place::new(kind).await;
+    let (a, b) = (place.open().await, place.open().await);
+    let now = Timestamp::from_millisecond(Timestamp::now().as_millisecond()).unwrap();
+    let key = "portmanat/default/psp_rrn:P-1";
+    let shared = a.is_shared();
+    assert!(a.lease_asking(key, "a", now, LEASE).await.unwrap());
+    assert_eq!(b.lease_asking(key, "b", now, LEASE).await.unwrap(), !shared);
+    // Another question is free; the owner may renew its own.
+    assert!(
+        b.lease_asking("portmanat/default/psp_rrn:P-2", "b", now, LEASE)
+            .await
+            .unwrap()
+    );
+    assert!(a.lease_asking(key, "a", at(now, 1), LEASE).await.unwrap());
+    // Only the owner ends it.
+    b.end_asking(key, "b").await.unwrap();
+    assert_eq!(
+        b.lease_asking(key, "b", at(now, 2), LEASE).await.unwrap(),
+        !shared
+    );
+    a.end_asking(key, "a").await.unwrap();
+    assert!(b.lease_asking(key, "b", at(now, 3), LEASE).await.unwrap());
+    // An owner that died: its lease runs out and another takes the question.
+    let lease = i64::try_from(LEASE.as_secs()).unwrap();
+    assert_eq!(
+        a.lease_asking(key, "a", at(now, 3 + lease - 1), LEASE)
+            .await
+            .unwrap(),
+        !shared
+    );
+    assert!(
+        a.lease_asking(key, "a", at(now, 3 + lease), LEASE)
+            .await
+            .unwrap()
+    );
+}
+
 on_both_backends!(
+    one_owner_at_a_time_asks_about_one_thing,
     two_claimers_never_hold_the_same_check,
     a_lease_that_ends_gives_the_checks_back,
     outbox_claims_keep_each_payments_events_in_order,

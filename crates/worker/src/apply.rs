@@ -39,11 +39,11 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use paysettle_core::Provider;
 use paysettle_core::handoff::{self, HandoffError};
 use paysettle_core::inbound::{FORMAT_VERSION, InboundCallback, Payload};
 use paysettle_core::portmanat::ReturnHint;
 use paysettle_core::redact;
+use paysettle_core::{Account, Provider, ProviderTxnId, Reference};
 use paysettle_queue::{Consumer, Delivery, Message, Queue, QueueKind};
 use paysettle_store::{ApplyRequest, CheckNow, Ledger, PaymentKey};
 use tokio::sync::Notify;
@@ -110,6 +110,7 @@ pub(crate) struct HintContext {
     ledger: Ledger,
     client: StatusClient,
     relay_wake: Arc<Notify>,
+    settings: Arc<WorkerSettings>,
 }
 
 /// Metric: hints acknowledged without a check, by `reason`.
@@ -146,6 +147,7 @@ impl Applier {
             ledger: ledger.clone(),
             client,
             relay_wake: relay_wake.clone(),
+            settings: Arc::clone(&settings),
         };
         let hint_bound = hint_bound(&settings, queue.delivery_deadline());
         Ok(Applier {
@@ -574,9 +576,48 @@ impl HintContext {
             tracing::warn!(message.id = %message.id, "return hint without psp_rrn for a payment the ledger cannot check");
             return Ok(());
         };
+        // No check claim covers this question: on a shared ledger a lease on
+        // it does, so copies of one hint handed to two workers are asked
+        // once (a single worker's record of the hints in hand does that
+        // alone). The request must be over before the lease is.
+        let asking = format!("{provider}/{account}/psp_rrn:{}", psp_rrn.as_str());
+        let owner = &self.settings.owner;
+        let until = tokio::time::Instant::now() + self.settings.claim_lease;
+        if !self
+            .ledger
+            .lease_asking(
+                &asking,
+                owner,
+                self.settings.clock.now(),
+                self.settings.claim_lease,
+            )
+            .await?
+        {
+            metrics::counter!(HINTS_DROPPED, "reason" => "duplicate").increment(1);
+            tracing::info!(message.id = %message.id, reason = "duplicate", "return hint dropped; another worker is asking /check about it");
+            return Ok(());
+        }
+        let asked = self
+            .ask_by_ids(message, account, reference, psp_rrn, until)
+            .await;
+        if let Err(err) = self.ledger.end_asking(&asking, owner).await {
+            tracing::warn!(error = %err, "the lease on a hint's /check was not ended; it ends by itself");
+        }
+        asked
+    }
+
+    /// Asks `/check` about a hint's ids and applies a confirmed answer.
+    async fn ask_by_ids(
+        &self,
+        message: &InboundCallback,
+        account: &Account,
+        reference: &Reference,
+        psp_rrn: &ProviderTxnId,
+        until: tokio::time::Instant,
+    ) -> Result<(), WorkerError> {
         match self
             .client
-            .portmanat_by_ids(account, reference, psp_rrn)
+            .portmanat_by_ids(account, reference, psp_rrn, until)
             .await
         {
             CheckResult::Answer { observation, raw } => {

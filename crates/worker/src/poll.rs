@@ -103,6 +103,9 @@ impl Poller {
         // one schedule query per batch of checks.
         if room > 0 && self.in_flight.len() <= self.capacity() / 2 {
             let now = self.settings.clock.now();
+            // The claims taken now end one lease from here: each check must
+            // be over by then (a single worker's checks are unclaimed).
+            let until = tokio::time::Instant::now() + self.settings.claim_lease;
             let want = room + self.in_flight.len();
             // On a shared ledger each due check is claimed, with a lease, so
             // two workers never ask a provider about one payment at once.
@@ -126,7 +129,7 @@ impl Poller {
                 self.tasks.spawn(async move {
                     (
                         id,
-                        check_one(&ledger, &client, &settings, check, sample).await,
+                        check_one(&ledger, &client, &settings, check, sample, until).await,
                     )
                 });
                 started += 1;
@@ -218,6 +221,7 @@ async fn check_one(
     settings: &WorkerSettings,
     check: DueCheck,
     sample: f64,
+    until: tokio::time::Instant,
 ) -> Result<(), WorkerError> {
     let policy = settings.limits(check.payment.provider).policy;
     let now = settings.clock.now();
@@ -226,7 +230,7 @@ async fn check_one(
         crate::outcome::log(&outcome, "deadline passed: payment marked stale");
         return Ok(());
     }
-    let result = client.check(&check.payment).await;
+    let result = client.check_by(&check.payment, until).await;
     let result_kind = result.kind();
     let now = settings.clock.now();
     let next = |attempts: u32| policy.next_check(check.payment.created_at, attempts, now, sample);

@@ -19,6 +19,10 @@ use tokio::time::Instant;
 
 use crate::settings::WorkerSettings;
 
+/// When to look again at a check deferred because its claim had too little
+/// time left to ask within it.
+const RETRY_AFTER_LATE_TURN: Duration = Duration::from_millis(500);
+
 /// The most of a status answer that is read.
 const MAX_ANSWER: usize = 256 * 1024;
 
@@ -217,15 +221,43 @@ impl StatusClient {
         }
     }
 
-    /// How long a check may wait for the deployment's rate: half its claim,
-    /// so it never outlives the claim that keeps other workers off it.
-    fn rate_wait(&self) -> Duration {
-        self.settings.claim_lease / 2
+    /// How long a check that must be over by `until` may still wait for
+    /// the deployment's rate: at most half a claim, and never so long that
+    /// the request (up to `timeout`) and its record (a tenth of a claim)
+    /// would end after `until`, when the claim or lease that keeps other
+    /// workers off the payment may have passed to another. `Err` is the
+    /// deferral to record when no time is left: the slot and the pacer
+    /// (a 429's pause) are waited for first, and may have taken it.
+    fn rate_wait(&self, until: Instant, timeout: Duration) -> Result<Duration, CheckResult> {
+        let lease = self.settings.claim_lease;
+        until
+            .checked_duration_since(Instant::now())
+            .and_then(|left| left.checked_sub(timeout + lease / 10))
+            .map(|left| left.min(lease / 2))
+            .ok_or(CheckResult::Deferred {
+                retry_after: RETRY_AFTER_LATE_TURN,
+            })
     }
 
-    /// Asks the provider about `payment`, within the provider's limits.
-    #[tracing::instrument(skip_all, fields(payment.provider = %payment.provider, payment.reference = %payment.reference))]
+    /// When a check that begins now must be over, at the latest, when the
+    /// caller holds no claim of its own (reconcile, a single worker): one
+    /// claim's length from now.
+    pub fn until_for_unclaimed(&self) -> Instant {
+        Instant::now() + self.settings.claim_lease
+    }
+
+    /// Asks the provider about `payment`, within the provider's limits, in
+    /// one claim's time (see [`StatusClient::check_by`]).
     pub async fn check(&self, payment: &PaymentRecord) -> CheckResult {
+        self.check_by(payment, self.until_for_unclaimed()).await
+    }
+
+    /// Asks the provider about `payment`, within the provider's limits, and
+    /// over by `until` (when the caller's claim on the payment ends): a
+    /// request that could still be running then is not sent but deferred,
+    /// so no other worker, claiming the payment after, asks while it runs.
+    #[tracing::instrument(skip_all, fields(payment.provider = %payment.provider, payment.reference = %payment.reference))]
+    pub async fn check_by(&self, payment: &PaymentRecord, until: Instant) -> CheckResult {
         let Some(gate) = self.gates.get(&payment.provider) else {
             return CheckResult::Unsupported("no limits for this provider".into());
         };
@@ -233,9 +265,13 @@ impl StatusClient {
             return CheckResult::Failed("the status client is closed".into());
         };
         gate.pacer.wait().await;
+        let wait = match self.rate_wait(until, gate.timeout) {
+            Ok(wait) => wait,
+            Err(deferred) => return deferred,
+        };
         if payment.provider != Provider::Plutu
             && let Err(deferred) = self
-                .shared_turn(payment.provider, &payment.account, self.rate_wait())
+                .shared_turn(payment.provider, &payment.account, wait)
                 .await
         {
             return deferred;
@@ -253,11 +289,13 @@ impl StatusClient {
 
     /// Asks Portmanat's `/check` directly about a payment the ledger does not
     /// hold yet (a return hint for an unregistered payment).
+    /// Like [`StatusClient::check_by`], over by `until`.
     pub async fn portmanat_by_ids(
         &self,
         account: &Account,
         reference: &Reference,
         psp_rrn: &ProviderTxnId,
+        until: Instant,
     ) -> CheckResult {
         let Some(gate) = self.gates.get(&Provider::Portmanat) else {
             return CheckResult::Unsupported("no limits for Portmanat".into());
@@ -266,10 +304,11 @@ impl StatusClient {
             return CheckResult::Failed("the status client is closed".into());
         };
         gate.pacer.wait().await;
-        if let Err(deferred) = self
-            .shared_turn(Provider::Portmanat, account, self.rate_wait())
-            .await
-        {
+        let wait = match self.rate_wait(until, gate.timeout) {
+            Ok(wait) => wait,
+            Err(deferred) => return deferred,
+        };
+        if let Err(deferred) = self.shared_turn(Provider::Portmanat, account, wait).await {
             return deferred;
         }
         // The psp_rrn comes from an unsigned return: the answer need not
@@ -546,6 +585,65 @@ mod tests {
         let (body, observed_at) = send(client.post(&url), &clock).await.unwrap();
         assert_eq!((body.as_slice(), observed_at), (&b"{}"[..], clock.0));
         server.await.unwrap();
+    }
+
+    /// A 429's pause (or a queue for the slot) can eat a claim: a check
+    /// that would still be running when the claim ends, when another worker
+    /// may claim the payment and ask too, is deferred instead of sent.
+    #[tokio::test(start_paused = true)]
+    async fn a_check_that_cannot_end_within_its_claim_is_deferred_not_sent() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut settings = WorkerSettings {
+            claim_lease: Duration::from_secs(10),
+            ..WorkerSettings::default()
+        };
+        settings.portmanat.insert(
+            Account::default(),
+            crate::settings::PortmanatAccess {
+                base_url: format!("http://{addr}"),
+                accept_test_payments: false,
+            },
+        );
+        let timeout = Duration::from_secs(2);
+        settings.limits.insert(
+            Provider::Portmanat,
+            crate::settings::ProviderLimits {
+                timeout,
+                ..Default::default()
+            },
+        );
+        let client = StatusClient::new(Arc::new(settings)).unwrap();
+        let (reference, psp_rrn) = (
+            Reference::parse("PM-1").unwrap(),
+            ProviderTxnId::parse("psp-1").unwrap(),
+        );
+        // The provider asked to wait until only the timeout is left.
+        client.gates[&Provider::Portmanat]
+            .pacer
+            .pause(Duration::from_secs(10) - timeout);
+        let until = Instant::now() + Duration::from_secs(10);
+        let result = client
+            .portmanat_by_ids(&Account::default(), &reference, &psp_rrn, until)
+            .await;
+        assert!(
+            matches!(result, CheckResult::Deferred { .. }),
+            "{}",
+            result.kind()
+        );
+        // Nobody was asked.
+        let asked = tokio::time::timeout(Duration::from_millis(10), listener.accept()).await;
+        assert!(asked.is_err(), "the request was sent");
+        // With the claim's time ahead of it, the same check is sent.
+        let until = Instant::now() + Duration::from_secs(10);
+        let sent = tokio::spawn(async move {
+            client
+                .portmanat_by_ids(&Account::default(), &reference, &psp_rrn, until)
+                .await
+                .kind()
+        });
+        assert!(listener.accept().await.is_ok(), "the request is sent");
+        sent.abort();
     }
 
     #[tokio::test(start_paused = true)]

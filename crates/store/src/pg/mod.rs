@@ -776,6 +776,44 @@ impl PgLedger {
     }
 }
 
+impl PgLedger {
+    /// See [`crate::Ledger::lease_asking`]. Expired leases (of owners that
+    /// died asking) are cleared on the way.
+    pub async fn lease_asking(
+        &self,
+        key: &str,
+        owner: &str,
+        now: Timestamp,
+        lease: Duration,
+    ) -> Result<bool, StoreError> {
+        let (now, until) = (ms(now), until_ms(now, lease));
+        in_transaction!(self, |tx, _now| {
+            tx.execute("DELETE FROM asking WHERE until_ms <= $1", &[&now])
+                .await?;
+            let taken = tx
+                .execute(
+                    "INSERT INTO asking (key, owner, until_ms) VALUES ($1, $2, $3) \
+                     ON CONFLICT (key) DO UPDATE SET until_ms = EXCLUDED.until_ms \
+                     WHERE asking.owner = EXCLUDED.owner",
+                    &[&key, &owner, &until],
+                )
+                .await?;
+            taken == 1
+        })
+    }
+
+    /// See [`crate::Ledger::end_asking`].
+    pub async fn end_asking(&self, key: &str, owner: &str) -> Result<(), StoreError> {
+        in_transaction!(self, |tx, _now| {
+            tx.execute(
+                "DELETE FROM asking WHERE key = $1 AND owner = $2",
+                &[&key, &owner],
+            )
+            .await?;
+        })
+    }
+}
+
 /// Keeps a connection of its own listening on [`write::NOTIFY_CHANNEL`]
 /// and bumps the ledger's commit counter at each notification, for as long
 /// as the ledger is open; a lost connection is made again.

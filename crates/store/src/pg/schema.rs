@@ -113,6 +113,15 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (provider, account)
     );
     ",
+    // 2: leases on asking a provider about something no check claim covers
+    // (a return hint's /check of a payment the ledger cannot check itself).
+    "
+    CREATE TABLE asking (
+        key      TEXT PRIMARY KEY,
+        owner    TEXT NOT NULL,
+        until_ms BIGINT NOT NULL
+    );
+    ",
 ];
 
 /// The PostgreSQL schema version this build writes.

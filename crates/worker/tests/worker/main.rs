@@ -105,6 +105,37 @@ async fn world_at(
 ) -> World {
     let dir = tempfile::tempdir().unwrap();
     let sim = Sim::start(sim_config).await.unwrap();
+    let settings = test_settings(&sim, deadline, &clock, tune);
+    let ledger = Ledger::open(dir.path().join("ledger.db"), ledger_options(&settings)).unwrap();
+    let queue = Queue::start(QueueConfig {
+        backend: BackendKind::Embedded,
+        embedded_path: dir.path().join("queue.db"),
+        spool_path: None,
+        lease_duration: lease,
+        ..QueueConfig::default()
+    })
+    .await
+    .unwrap();
+    let client = StatusClient::new(Arc::clone(&settings)).unwrap();
+    World {
+        _dir: dir,
+        ledger,
+        queue,
+        sim,
+        settings,
+        client,
+        clock,
+    }
+}
+
+/// The worker's settings against `sim`, each provider at 1000 checks a
+/// second, then `tune`d.
+fn test_settings(
+    sim: &SimHandle,
+    deadline: Duration,
+    clock: &Arc<TestClock>,
+    tune: impl FnOnce(&mut WorkerSettings),
+) -> Arc<WorkerSettings> {
     let base = sim.base_url().trim_end_matches('/').to_owned();
     let mut settings = WorkerSettings {
         batch_wait: Duration::from_millis(5),
@@ -141,36 +172,16 @@ async fn world_at(
         );
     }
     tune(&mut settings);
-    let settings = Arc::new(settings);
-    let ledger = Ledger::open(
-        dir.path().join("ledger.db"),
-        LedgerOptions {
-            synchronous: Synchronous::Normal,
-            policies: settings.policies(),
-            rules: settings.ledger_rules(),
-            clock: settings.clock.clone(),
-            ..LedgerOptions::default()
-        },
-    )
-    .unwrap();
-    let queue = Queue::start(QueueConfig {
-        backend: BackendKind::Embedded,
-        embedded_path: dir.path().join("queue.db"),
-        spool_path: None,
-        lease_duration: lease,
-        ..QueueConfig::default()
-    })
-    .await
-    .unwrap();
-    let client = StatusClient::new(Arc::clone(&settings)).unwrap();
-    World {
-        _dir: dir,
-        ledger,
-        queue,
-        sim,
-        settings,
-        client,
-        clock,
+    Arc::new(settings)
+}
+
+fn ledger_options(settings: &WorkerSettings) -> LedgerOptions {
+    LedgerOptions {
+        synchronous: Synchronous::Normal,
+        policies: settings.policies(),
+        rules: settings.ledger_rules(),
+        clock: settings.clock.clone(),
+        ..LedgerOptions::default()
     }
 }
 
@@ -390,3 +401,4 @@ async fn publish(queue: &Queue, message: &InboundCallback) {
 
 mod apply;
 mod poll;
+mod shared;
