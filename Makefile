@@ -44,6 +44,10 @@ bench-quick: ## A short run of every benchmark (under two minutes)
 bench-attack: ## Only the "under attack" section of docs/benchmarks.md (needs RabbitMQ)
 	bash scripts/bench.sh attack
 
+.PHONY: bench-ledger-workers
+bench-ledger-workers: ## Only the "shared ledger: 1, 2, 3 workers" section of docs/benchmarks.md (needs PostgreSQL)
+	bash scripts/bench.sh ledger-workers
+
 .PHONY: soak
 soak: ## Ten-minute chaos soak with the invariant checker (PAYSETTLE_SOAK_BROKER_RESTART=1 also restarts RabbitMQ)
 	bash scripts/soak.sh
