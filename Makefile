@@ -44,6 +44,10 @@ bench-quick: ## A short run of every benchmark (under two minutes)
 bench-attack: ## Only the "under attack" section of docs/benchmarks.md (needs RabbitMQ)
 	bash scripts/bench.sh attack
 
+.PHONY: bench-ledger-workers
+bench-ledger-workers: ## Only the "shared ledger: 1, 2, 3 workers" section of docs/benchmarks.md (needs PostgreSQL)
+	bash scripts/bench.sh ledger-workers
+
 # `make soak REPLICAS=3`: three workers on one PostgreSQL ledger.
 REPLICAS ?= $(or $(PAYSETTLE_SOAK_REPLICAS),1)
 

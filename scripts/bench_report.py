@@ -220,14 +220,111 @@ def attack_section(attack):
     return out
 
 
-def replace_section(path, section):
-    """Replaces the attack section of an existing report (a run of that section alone)."""
+LEDGER_WORKERS = "## Shared ledger: 1, 2, 3 workers (issue 20)"
+CPU_ROLES = ["bench (ledger and client)", "postgres backends (this database)",
+             "postgres server (wal writer, checkpointer, ...)", "rest of the machine"]
+
+
+def ledger_workers_section(lw):
+    """The shared ledger with 1, 2 and 3 workers on PostgreSQL beside raw inserts, and SQLite beside it."""
+    out = []
+    say = out.append
+    say(LEDGER_WORKERS)
+    say("")
+    if not lw or "error" in lw:
+        say("Not measured (`bench_ledger_workers` did not run).")
+        return out
+    pg, lite = lw.get("postgres", {}), lw.get("sqlite", {})
+    n, checks_n = lw.get("observations"), lw.get("check_payments")
+    say(f"`bench_ledger_workers` (release build). **Applies**: each worker is a ledger handle of its own (its own "
+        f"pool on PostgreSQL, its own writer thread on SQLite), as separate processes would have; together they "
+        f"apply {fmt(n)} observations, each a new payment that succeeds, in batches of {lw.get('batch', '?')} "
+        f"(`apply_batch`), all at once, into a fresh database. **Checks**: a fresh ledger pre-filled with "
+        f"{fmt(checks_n)} due payments; each worker loops `claim_due_checks` (owner of its own, claims of "
+        f"{lw.get('claim_limit', '?')}, a {lw.get('lease_s', '?')} s lease) and records each claimed check in turn, "
+        "alternately `record_check` with a next time and `apply_check` with a final answer, until nothing is due; "
+        "a check is one claim and its record. **Raw**: the rows one applied observation writes (payment, history "
+        "with its raw payload, outbox event) inserted in the same batches into the ledger's own schema, no reads, "
+        "no locks, no dedupe, no decision: the storage's limit for the same data, on the same server (PostgreSQL, "
+        "planned as the ledger plans) or in a file opened with the ledger's own pragmas (SQLite: WAL, "
+        "synchronous=FULL, foreign keys).")
+    say("")
+    raw = pg.get("raw_batched_inserts", {}).get("per_s")
+    t = Table()
+    applies = pg.get("applies", [])
+    for row in applies:
+        w = row.get("workers")
+        t.ratio(f"PostgreSQL: applies/s with {w} worker{'s' if w != 1 else ''}", row.get("per_s"),
+                "raw batched inserts/s of the same rows into the same PostgreSQL", raw, 0.5 if w == 3 else None)
+    for row in pg.get("checks", []):
+        w = row.get("workers")
+        doubled = (row.get("held_by_two_workers_at_once") or 0) + (row.get("claimed_more_than_once") or 0)
+        t.absolute(f"PostgreSQL: checks/s with {w} worker{'s' if w != 1 else ''} ({fmt(row.get('checked'))} checked, "
+                   f"{row.get('still_due_after')} left due; payments held by two workers at once: "
+                   f"{row.get('held_by_two_workers_at_once')}, claimed twice: {row.get('claimed_more_than_once')})",
+                   fmt(row.get("checks_per_s")), "no payment held by two workers: 0", doubled == 0)
+    lraw = lite.get("raw_batched_inserts", {}).get("per_s")
+    la = lite.get("applies", {})
+    t.ratio("SQLite: applies/s with 1 worker", la.get("per_s"),
+            "raw batched inserts/s of the same rows into an SQLite file, the ledger's pragmas", lraw, None)
+    lc = lite.get("checks", {})
+    if lc:
+        doubled = (lc.get("held_by_two_workers_at_once") or 0) + (lc.get("claimed_more_than_once") or 0)
+        t.absolute(f"SQLite: checks/s with 1 worker ({fmt(lc.get('checked'))} checked, {lc.get('still_due_after')} "
+                   f"left due; claimed twice: {lc.get('claimed_more_than_once')})", fmt(lc.get("checks_per_s")),
+                   "no payment held by two workers: 0", doubled == 0)
+    t.absolute("SQLite: applies/s and checks/s with 2 and 3 workers", "not applicable", "–", None)
+    say(t.render())
+    say("")
+    say("SQLite with 2 and 3 workers is " + lite.get("workers_2_and_3", "not applicable") + ".")
+    # CPU per unit of work, against the raw inserts' cost.
+    phases = [("PostgreSQL raw batched inserts", pg.get("raw_batched_inserts", {}), "cpu_us_per_unit")]
+    phases += [(f"PostgreSQL applies, {r.get('workers')} worker{'s' if r.get('workers') != 1 else ''}", r,
+                "cpu_us_per_unit") for r in applies]
+    phases += [(f"PostgreSQL checks, {r.get('workers')} worker{'s' if r.get('workers') != 1 else ''}", r,
+                "cpu_us_per_check") for r in pg.get("checks", [])]
+    phases += [("SQLite raw batched inserts", lite.get("raw_batched_inserts", {}), "cpu_us_per_unit"),
+               ("SQLite applies, 1 worker", la, "cpu_us_per_unit"), ("SQLite checks, 1 worker", lc, "cpu_us_per_check")]
+    raw_cost = {"PostgreSQL": pg.get("raw_batched_inserts", {}).get("cpu_us_per_unit", {}).get("total_measured"),
+                "SQLite": lite.get("raw_batched_inserts", {}).get("cpu_us_per_unit", {}).get("total_measured")}
+    say("")
+    say("CPU time per observation (applies, raw) or per check, by process (µs; `/proc/<pid>/stat` over each "
+        "measured window; the backends are those serving the round's own database; \"rest of the machine\" is "
+        "the machine's other busy time, work that is not this benchmark's). \"Raw ÷ this\" is what the raw "
+        "inserts' CPU per row is of this phase's CPU per observation: on saturated cores, the share of the raw "
+        "rate this phase's CPU allows.")
+    say("")
+    names = ["bench process", "postgres backends", "postgres server", "rest of the machine"]
+    say("| phase | per s | " + " | ".join(names) + " | measured total | raw ÷ this | machine busy |")
+    say("|---|---:|" + "---:|" * (len(names) + 3))
+    for label, row, key in phases:
+        cpu = row.get(key, {})
+        total = cpu.get("total_measured")
+        backend = label.split()[0]
+        base = raw_cost.get(backend)
+        share = f"{base / total:.0%}" if base and total and "checks" not in label else "–"
+        rate = row.get("per_s", row.get("checks_per_s"))
+        busy = cpu.get("machine_busy_percent")
+        cells = [fmt(cpu.get(n)) for n in CPU_ROLES]
+        say(f"| {label} | {fmt(rate)} | " + " | ".join(cells) + f" | {fmt(total)} | {share} | "
+            + ("–" if busy is None else f"{busy} %") + " |")
+    ratio3 = pg.get("ratio_3_workers_to_raw")
+    if ratio3 is not None:
+        say("")
+        say(f"3 workers reach {ratio3:.0%} of the raw inserts on the same PostgreSQL (target ≥ 50%). Load average "
+            f"before / after the run: {lw.get('load_before', '?')} / {lw.get('load_after', '?')} (the machine is "
+            "shared; the \"rest of the machine\" column says how much other work ran in each window).")
+    return out
+
+
+def replace_section(path, section, heading="## Under attack (issue 17)", before="## Raw results"):
+    """Replaces one section of an existing report (a run of that section alone)."""
     with open(path) as f:
         text = f.read()
-    start = text.find("## Under attack (issue 17)")
+    start = text.find(heading)
     body = "\n".join(section) + "\n\n"
     if start < 0:
-        anchor = text.find("## Raw results")
+        anchor = text.find(before)
         anchor = len(text) if anchor < 0 else anchor
         text = text[:anchor] + body + text[anchor:]
     else:
@@ -255,6 +352,22 @@ def main():
                     f"the rest of this file is from the run named at its top. Raw result:", "",
                     "```json", json.dumps({"attack": attack}), "```"]
         replace_section(sys.argv[3], section)
+        return
+    if mode == "ledger-workers-section":
+        # scripts/bench.sh ledger-workers: the section alone, into the report named third.
+        with open(path) as f:
+            line = f.readline()
+        name, _, payload = line.rstrip("\n").partition("\t")
+        try:
+            lw = json.loads(payload)
+        except json.JSONDecodeError:
+            lw = {"error": payload}
+        section = ledger_workers_section(lw)
+        section += ["", f"Measured alone (`bash scripts/bench.sh ledger-workers`) on "
+                    f"{datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}, machine: {machine()}; "
+                    f"the rest of this file is from the run named at its top. Raw result:", "",
+                    "```json", json.dumps({"ledger_workers": lw}), "```"]
+        replace_section(sys.argv[3], section, LEDGER_WORKERS, "## Apply")
         return
     results = {}
     with open(path) as f:
@@ -363,6 +476,11 @@ def main():
             ledger.get("ledger_single_applies_per_s"), "raw single-row inserts/s, one commit each",
             ledger.get("raw_single_inserts_per_s"), None)
     say(t.render())
+
+    # --- shared ledger -----------------------------------------------------------
+    say("")
+    for line in ledger_workers_section(results.get("ledger_workers")):
+        say(line)
 
     # --- apply ------------------------------------------------------------------
     say("")
