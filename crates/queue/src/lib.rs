@@ -35,6 +35,7 @@ mod embedded;
 pub mod error;
 pub mod fifo;
 mod fifo_writer;
+mod full_gate;
 mod message;
 mod rabbit;
 mod spool;
@@ -47,6 +48,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 pub use config::{BackendKind, QueueConfig};
@@ -90,6 +92,8 @@ enum Backend {
 struct RabbitBackend {
     broker: Arc<Broker>,
     spool: Option<Spool>,
+    /// Whether the broker said the hints queue was full a moment ago.
+    hints_full: full_gate::FullGate,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Stops the supervisor and forwarder when the last `Queue` is dropped
     /// without `shutdown`.
@@ -333,6 +337,7 @@ async fn start_rabbit(
     Ok(RabbitBackend {
         broker,
         spool,
+        hints_full: full_gate::FullGate::default(),
         tasks: Mutex::new(tasks),
         _stop_on_drop: stop_on_drop,
     })
@@ -347,17 +352,28 @@ impl RabbitBackend {
             QueueKind::Hints => &self.broker.topology.hints,
             _ => &self.broker.topology.callbacks,
         };
+        if kind == QueueKind::Hints && self.hints_full.refuses(Instant::now()) {
+            bump(&stats.hints_refused, 1);
+            bump(&stats.hints_refused_unasked, 1);
+            return Err(QueueError::Full(queue.clone()));
+        }
         let broker_error = if self.spool.is_some() && self.broker.is_degraded() {
             QueueError::BrokerUnavailable("broker degraded; spooling".to_owned())
         } else {
             match self.broker.publish_confirmed("", queue, message).await {
                 Ok(()) => {
+                    if kind == QueueKind::Hints {
+                        self.hints_full.room();
+                    }
                     bump(&stats.published_broker, 1);
                     return Ok(Durable::Broker);
                 }
                 // The hints queue is full (`x-overflow = reject-publish`
-                // nacks): spooling would only bring it back to a full queue.
+                // nacks): spooling would only bring it back to a full queue,
+                // and asking again for the next hints would only cost the
+                // broker (see `full_gate`).
                 Err(QueueError::Nacked) if kind == QueueKind::Hints => {
+                    self.hints_full.full(Instant::now());
                     bump(&stats.hints_refused, 1);
                     return Err(QueueError::Full(queue.clone()));
                 }

@@ -16,6 +16,9 @@ pub struct QueueStats {
     pub publish_failed: u64,
     /// Hints refused because the hints queue was full.
     pub hints_refused: u64,
+    /// Of those, refused without asking RabbitMQ again: it had said full a
+    /// moment before.
+    pub hints_refused_unasked: u64,
     /// Events confirmed on the events exchange (or embedded finance queue).
     pub events_published: u64,
     /// Event publishes that failed (the outbox relay retries them).
@@ -39,6 +42,7 @@ pub(crate) struct Counters {
     pub(crate) published_embedded: AtomicU64,
     pub(crate) publish_failed: AtomicU64,
     pub(crate) hints_refused: AtomicU64,
+    pub(crate) hints_refused_unasked: AtomicU64,
     pub(crate) events_published: AtomicU64,
     pub(crate) events_failed: AtomicU64,
     pub(crate) forwarded: AtomicU64,
@@ -61,6 +65,7 @@ impl Counters {
             published_embedded: r(&self.published_embedded),
             publish_failed: r(&self.publish_failed),
             hints_refused: r(&self.hints_refused),
+            hints_refused_unasked: r(&self.hints_refused_unasked),
             events_published: r(&self.events_published),
             events_failed: r(&self.events_failed),
             forwarded: r(&self.forwarded),

@@ -189,6 +189,7 @@ pub(crate) async fn render(handle: &PrometheusHandle, queue: &Queue) -> String {
         ("published_embedded", stats.published_embedded),
         ("publish_failed", stats.publish_failed),
         ("hints_refused", stats.hints_refused),
+        ("hints_refused_unasked", stats.hints_refused_unasked),
         ("forwarded", stats.forwarded),
         ("reconnects", stats.reconnects),
         ("events_published", stats.events_published),
