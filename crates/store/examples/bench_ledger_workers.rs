@@ -150,7 +150,11 @@ fn read_cpu(database: Option<&str>) -> CpuReading {
     if let Some(database) = database {
         let mut server = 0.0;
         for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|p| p.parse::<u32>().ok())
+            else {
                 continue;
             };
             let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
@@ -331,7 +335,10 @@ async fn prefill_due(setup: &Ledger, payments: usize) -> Timestamp {
         .checked_add(SignedDuration::from_hours(1))
         .unwrap();
     let due = setup.due_checks(horizon, payments + 1).await.unwrap().len();
-    assert_eq!(due, payments, "every pre-filled payment is due at the horizon");
+    assert_eq!(
+        due, payments,
+        "every pre-filled payment is due at the horizon"
+    );
     horizon
 }
 
@@ -383,13 +390,8 @@ async fn checks(
                             .await
                             .unwrap();
                     } else {
-                        let mut answer = observation(
-                            "C",
-                            0,
-                            0,
-                            ObservedStatus::Succeeded,
-                            Source::Check,
-                        );
+                        let mut answer =
+                            observation("C", 0, 0, ObservedStatus::Succeeded, Source::Check);
                         answer.observation.reference = payment.reference.clone();
                         answer.observation.provider_txn_id = payment.provider_txn_id.clone();
                         answer.observation.money = payment.expected.or(payment.paid);
