@@ -83,10 +83,20 @@ pub(crate) enum LogTo {
     Stderr,
 }
 
+/// The operator's filter with [`paysettle_core::redact::LOG_CAPS`] after it: a library that
+/// would log the data it carries stays quiet at any level.
+fn with_log_caps(filter: tracing_subscriber::EnvFilter) -> tracing_subscriber::EnvFilter {
+    paysettle_core::redact::LOG_CAPS
+        .iter()
+        .filter_map(|cap| cap.parse().ok())
+        .fold(filter, tracing_subscriber::EnvFilter::add_directive)
+}
+
 pub(crate) fn init_logging(json: bool, level: &str, to: LogTo) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PAYSETTLE_LOG")
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = with_log_caps(filter);
     // Colour only for a person at a terminal, never into a file or a pipe.
     let ansi = match to {
         LogTo::Stdout => std::io::IsTerminal::is_terminal(&std::io::stdout()),

@@ -12,11 +12,13 @@ use paysettle_store::{EventFilter, LedgerTarget, PgOptions, Registration};
 
 use super::*;
 
+/// Runs the migration at the debug level: whatever that logs is checked.
 fn migrate(config: &std::path::Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_paysettle"))
         .args(["ledger", "migrate", "--to", "postgres", "--config"])
         .arg(config)
         .env_remove("PAYSETTLE_CONFIG")
+        .env("PAYSETTLE_LOG", "debug")
         .output()
         .unwrap()
 }
@@ -94,6 +96,14 @@ async fn a_settled_sqlite_ledger_moves_to_an_empty_postgres_ledger_whole_and_onl
     assert!(
         !said.contains("postgres@") || !said.contains("password"),
         "{said}"
+    );
+    // Even at debug, no statement with its parameters (every history row's
+    // raw callback went through them) reaches the log.
+    let logged = text(&out.stderr);
+    assert!(logged.contains("DEBUG"), "the debug level is on: {logged}");
+    assert!(
+        !logged.contains("executing statement") && !logged.contains("tokio_postgres"),
+        "{logged}"
     );
 
     let pg = Ledger::connect(

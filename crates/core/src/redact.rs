@@ -13,6 +13,13 @@ use serde_json::Value;
 /// What replaces a removed secret.
 pub const REDACTED: &str = "[redacted]";
 
+/// Log directives every subscriber of paysettle's adds after the operator's
+/// own (`PAYSETTLE_LOG`, `log.level`), so they hold at any level: libraries
+/// that write the data they carry into their debug lines. The PostgreSQL
+/// client logs each statement with its parameters (raw callbacks, amounts,
+/// references) at debug.
+pub const LOG_CAPS: &[&str] = &["tokio_postgres=info"];
+
 /// Headers that are dropped from anything kept.
 const SENSITIVE_HEADERS: &[&str] = &[
     "authorization",

@@ -38,7 +38,13 @@ pub fn capture_logs(filter: &str) -> Result<&'static LogCapture, String> {
                 .json()
                 .with_current_span(true)
                 .with_span_list(true)
-                .with_env_filter(EnvFilter::new(filter))
+                .with_env_filter(
+                    // As the product's subscriber: the caps after the level.
+                    paysettle_core::redact::LOG_CAPS
+                        .iter()
+                        .filter_map(|cap| cap.parse().ok())
+                        .fold(EnvFilter::new(filter), EnvFilter::add_directive),
+                )
                 .with_writer(capture.clone())
                 .try_init()
                 .map_err(|e| format!("cannot install the log capture: {e}"))?;
