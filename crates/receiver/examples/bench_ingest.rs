@@ -48,6 +48,7 @@ use paysettle_core::{
     Account, Currency, Money, Observation, ObservedStatus, Provider, ProviderTxnId, Reference,
     Source,
 };
+use paysettle_testkit::procfs::{broker_pid, load_average, machine_busy, memory_mib, process_cpu};
 use serde_json::{Value, json};
 
 struct Args {
@@ -120,67 +121,6 @@ fn command(program: &Path, pin: Option<Cpu>) -> Command {
             c
         }
     }
-}
-
-// --- /proc -----------------------------------------------------------------
-
-/// utime + stime of a process, in seconds.
-fn process_cpu(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    Some(ticks as f64 / 100.0)
-}
-
-/// CPU seconds the whole machine spent busy (all but idle and iowait).
-fn machine_busy() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let fields: Vec<u64> = stat
-        .lines()
-        .next()?
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|f| f.parse().ok())
-        .collect();
-    let total: u64 = fields.iter().take(8).sum();
-    let idle = fields.get(3)? + fields.get(4)?;
-    Some((total - idle) as f64 / 100.0)
-}
-
-/// The RabbitMQ broker's process, when it runs on this machine (the
-/// `beam.smp` that boots `rabbit`, not a `rabbitmqctl` passing by).
-fn broker_pid() -> Option<u32> {
-    std::fs::read_dir("/proc")
-        .ok()?
-        .flatten()
-        .find_map(|entry| {
-            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
-            let comm = std::fs::read_to_string(entry.path().join("comm")).ok()?;
-            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
-            let needle = b"-s\0rabbit\0boot";
-            let boots_rabbit = cmdline.windows(needle.len()).any(|w| w == needle);
-            (comm.trim() == "beam.smp" && boots_rabbit).then_some(pid)
-        })
-}
-
-/// A `VmRSS:`/`VmHWM:` line of `/proc/<pid>/status`, in MiB.
-fn memory_mb(pid: u32, field: &str) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some((kib / 1024.0 * 10.0).round() / 10.0)
-}
-
-fn load_average() -> Option<String> {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
 }
 
 /// CPU readings of the processes that matter, taken together.
@@ -630,7 +570,7 @@ fn main() {
     let ready_rabbit = wait_ready(&mut receiver, addr, spawned);
     wait_broker(metrics_addr);
     std::thread::sleep(Duration::from_secs(5));
-    let idle_rss = memory_mb(receiver.id(), "VmRSS:");
+    let idle_rss = memory_mib(receiver.id(), "VmRSS:");
 
     let broker: Vec<(&'static str, u32)> =
         broker_pid().map(|p| ("broker", p)).into_iter().collect();
@@ -713,7 +653,7 @@ fn main() {
         (Some(before), Some(after)) => Some(after - before),
         _ => None,
     };
-    let peak_rss = memory_mb(receiver.id(), "VmHWM:");
+    let peak_rss = memory_mib(receiver.id(), "VmHWM:");
     let load_after = load_average();
     terminate(receiver);
     let _ = publish_tool(&args)

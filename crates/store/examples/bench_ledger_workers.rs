@@ -41,6 +41,7 @@ use paysettle_core::{
     Source,
 };
 use paysettle_store::{ApplyRequest, Ledger, LedgerOptions, PaymentId, PgOptions};
+use paysettle_testkit::procfs::{load_average, machine_busy, process_cpu};
 use serde_json::{Value, json};
 
 const BATCH: usize = 500;
@@ -98,35 +99,6 @@ async fn open_pg(url: &str) -> Ledger {
 }
 
 // --- CPU from /proc -------------------------------------------------------------
-
-/// utime + stime of a process, in seconds.
-fn process_cpu(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    Some(ticks as f64 / 100.0)
-}
-
-/// CPU seconds the whole machine spent busy (all but idle and iowait).
-fn machine_busy() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let fields: Vec<u64> = stat
-        .lines()
-        .next()?
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|f| f.parse().ok())
-        .collect();
-    let total: u64 = fields.iter().take(8).sum();
-    let idle = fields.get(3)? + fields.get(4)?;
-    Some((total - idle) as f64 / 100.0)
-}
-
-fn load_average() -> Option<String> {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-}
 
 const BENCH: &str = "bench (ledger and client)";
 const BACKENDS: &str = "postgres backends (this database)";
