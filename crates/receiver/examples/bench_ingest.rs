@@ -36,9 +36,12 @@
 // A benchmark program: failing loudly on a broken setup is what it should do.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "support/process.rs"]
+mod support_process;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -50,6 +53,7 @@ use paysettle_core::{
 };
 use paysettle_testkit::procfs::{broker_pid, load_average, machine_busy, memory_mib, process_cpu};
 use serde_json::{Value, json};
+use support_process::{free_port, readyz, terminate};
 
 struct Args {
     paysettle: PathBuf,
@@ -211,26 +215,6 @@ fn run_measured(
     (report, window.expect("the window_start line"), after)
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// The status of `GET /readyz`, if the server answers at all.
-fn readyz(addr: SocketAddr) -> Option<u16> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    stream
-        .write_all(b"GET /readyz HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
-        .ok()?;
-    let mut head = [0u8; 12];
-    stream.read_exact(&mut head).ok()?;
-    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
-}
-
 /// A figure from the receiver's `/metrics` page (on its own listener) (the first sample of a
 /// metric whose line starts with `metric`).
 fn metric(addr: SocketAddr, metric: &str) -> Option<f64> {
@@ -278,23 +262,6 @@ fn wait_ready(child: &mut Child, addr: SocketAddr, spawned: Instant) -> Duration
         );
         std::thread::sleep(Duration::from_millis(1));
     }
-}
-
-/// Stops a process with SIGTERM (a graceful stop) and waits for it.
-fn terminate(mut child: Child) {
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.wait();
 }
 
 /// The receiver's configuration: the demo credentials, the RabbitMQ
