@@ -36,9 +36,12 @@
 // A benchmark program: failing loudly on a broken setup is what it should do.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "support/process.rs"]
+mod support_process;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -48,7 +51,9 @@ use paysettle_core::{
     Account, Currency, Money, Observation, ObservedStatus, Provider, ProviderTxnId, Reference,
     Source,
 };
+use paysettle_testkit::procfs::{broker_pid, load_average, machine_busy, memory_mib, process_cpu};
 use serde_json::{Value, json};
+use support_process::{free_port, readyz, terminate};
 
 struct Args {
     paysettle: PathBuf,
@@ -120,67 +125,6 @@ fn command(program: &Path, pin: Option<Cpu>) -> Command {
             c
         }
     }
-}
-
-// --- /proc -----------------------------------------------------------------
-
-/// utime + stime of a process, in seconds.
-fn process_cpu(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    Some(ticks as f64 / 100.0)
-}
-
-/// CPU seconds the whole machine spent busy (all but idle and iowait).
-fn machine_busy() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let fields: Vec<u64> = stat
-        .lines()
-        .next()?
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|f| f.parse().ok())
-        .collect();
-    let total: u64 = fields.iter().take(8).sum();
-    let idle = fields.get(3)? + fields.get(4)?;
-    Some((total - idle) as f64 / 100.0)
-}
-
-/// The RabbitMQ broker's process, when it runs on this machine (the
-/// `beam.smp` that boots `rabbit`, not a `rabbitmqctl` passing by).
-fn broker_pid() -> Option<u32> {
-    std::fs::read_dir("/proc")
-        .ok()?
-        .flatten()
-        .find_map(|entry| {
-            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
-            let comm = std::fs::read_to_string(entry.path().join("comm")).ok()?;
-            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
-            let needle = b"-s\0rabbit\0boot";
-            let boots_rabbit = cmdline.windows(needle.len()).any(|w| w == needle);
-            (comm.trim() == "beam.smp" && boots_rabbit).then_some(pid)
-        })
-}
-
-/// A `VmRSS:`/`VmHWM:` line of `/proc/<pid>/status`, in MiB.
-fn memory_mb(pid: u32, field: &str) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some((kib / 1024.0 * 10.0).round() / 10.0)
-}
-
-fn load_average() -> Option<String> {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
 }
 
 /// CPU readings of the processes that matter, taken together.
@@ -271,26 +215,6 @@ fn run_measured(
     (report, window.expect("the window_start line"), after)
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// The status of `GET /readyz`, if the server answers at all.
-fn readyz(addr: SocketAddr) -> Option<u16> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    stream
-        .write_all(b"GET /readyz HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
-        .ok()?;
-    let mut head = [0u8; 12];
-    stream.read_exact(&mut head).ok()?;
-    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
-}
-
 /// A figure from the receiver's `/metrics` page (on its own listener) (the first sample of a
 /// metric whose line starts with `metric`).
 fn metric(addr: SocketAddr, metric: &str) -> Option<f64> {
@@ -338,23 +262,6 @@ fn wait_ready(child: &mut Child, addr: SocketAddr, spawned: Instant) -> Duration
         );
         std::thread::sleep(Duration::from_millis(1));
     }
-}
-
-/// Stops a process with SIGTERM (a graceful stop) and waits for it.
-fn terminate(mut child: Child) {
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.wait();
 }
 
 /// The receiver's configuration: the demo credentials, the RabbitMQ
@@ -630,7 +537,7 @@ fn main() {
     let ready_rabbit = wait_ready(&mut receiver, addr, spawned);
     wait_broker(metrics_addr);
     std::thread::sleep(Duration::from_secs(5));
-    let idle_rss = memory_mb(receiver.id(), "VmRSS:");
+    let idle_rss = memory_mib(receiver.id(), "VmRSS:");
 
     let broker: Vec<(&'static str, u32)> =
         broker_pid().map(|p| ("broker", p)).into_iter().collect();
@@ -713,7 +620,7 @@ fn main() {
         (Some(before), Some(after)) => Some(after - before),
         _ => None,
     };
-    let peak_rss = memory_mb(receiver.id(), "VmHWM:");
+    let peak_rss = memory_mib(receiver.id(), "VmHWM:");
     let load_after = load_average();
     terminate(receiver);
     let _ = publish_tool(&args)

@@ -41,6 +41,10 @@ use paysettle_core::{
     Source,
 };
 use paysettle_store::{ApplyRequest, Ledger, LedgerOptions, PaymentId, PgOptions};
+#[path = "support/raw_rows.rs"]
+mod raw_rows;
+
+use paysettle_testkit::procfs::{load_average, machine_busy, process_cpu};
 use serde_json::{Value, json};
 
 const BATCH: usize = 500;
@@ -98,35 +102,6 @@ async fn open_pg(url: &str) -> Ledger {
 }
 
 // --- CPU from /proc -------------------------------------------------------------
-
-/// utime + stime of a process, in seconds.
-fn process_cpu(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    Some(ticks as f64 / 100.0)
-}
-
-/// CPU seconds the whole machine spent busy (all but idle and iowait).
-fn machine_busy() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let fields: Vec<u64> = stat
-        .lines()
-        .next()?
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|f| f.parse().ok())
-        .collect();
-    let total: u64 = fields.iter().take(8).sum();
-    let idle = fields.get(3)? + fields.get(4)?;
-    Some((total - idle) as f64 / 100.0)
-}
-
-fn load_average() -> Option<String> {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-}
 
 const BENCH: &str = "bench (ledger and client)";
 const BACKENDS: &str = "postgres backends (this database)";
@@ -529,44 +504,7 @@ fn raw_sqlite(path: &Path, observations: usize) -> Measured {
     let (body, raw) = (event_body(), raw_payload());
     let before = read_cpu(None);
     let started = Instant::now();
-    let mut done = 0;
-    while done < observations {
-        let tx = conn.unchecked_transaction().unwrap();
-        {
-            let mut payment = tx.prepare_cached("INSERT INTO payments (provider, account, reference, provider_txn_id, status, currency, \
-                expected_minor, paid_minor, registered, version, created_at_ms, updated_at_ms) \
-                VALUES ('paysys', 'default', ?1, ?2, 'succeeded', 'USD', 1000, 1000, 0, 1, 0, 0)").unwrap();
-            let mut history = tx.prepare_cached("INSERT INTO history (payment_id, provider, dedupe_key, source, observed_status, \
-                provider_status, currency, minor, observed_at_ms, recorded_at_ms, outcome, from_status, to_status, version, raw) \
-                VALUES (?1, 'paysys', ?2, 'callback', 'succeeded', '2', 'USD', 1000, 0, 0, 'applied', 'created', 'succeeded', 1, ?3)").unwrap();
-            let mut outbox = tx.prepare_cached("INSERT INTO outbox (event_id, payment_id, history_id, event_type, routing_key, body, created_at_ms) \
-                VALUES (?1, ?2, ?3, 'payment.succeeded', 'payment.succeeded.paysys', ?4, 0)").unwrap();
-            for i in done..(done + BATCH).min(observations) {
-                payment
-                    .execute((format!("B-{i}"), format!("T-{i}")))
-                    .unwrap();
-                let payment_id = tx.last_insert_rowid();
-                history
-                    .execute((
-                        payment_id,
-                        format!("callback|default|B-{i}|T-{i}|2|succeeded|1000USD|-"),
-                        &raw,
-                    ))
-                    .unwrap();
-                let history_id = tx.last_insert_rowid();
-                outbox
-                    .execute((
-                        uuid::Uuid::now_v7().to_string(),
-                        payment_id,
-                        history_id,
-                        &body,
-                    ))
-                    .unwrap();
-            }
-        }
-        tx.commit().unwrap();
-        done += BATCH;
-    }
+    raw_rows::insert_same_rows(&conn, observations, BATCH, &raw, &body);
     let seconds = started.elapsed().as_secs_f64();
     let after = read_cpu(None);
     Measured {

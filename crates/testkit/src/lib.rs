@@ -30,6 +30,7 @@ pub mod config;
 pub mod handoff;
 pub mod logs;
 pub mod pg;
+pub mod procfs;
 pub mod proxy;
 pub mod queue;
 pub mod scan;
