@@ -170,6 +170,13 @@ def attack_section(attack):
         f"Portmanat hints from 200 addresses at {fmt(rates.get('hints'))}/s. Phases of {secs} s, calm first, then "
         f"under attack, in the same run; the p99 at half the calm rate, open loop. The attacker runs on the same "
         f"two cores as everything else, so its own CPU is part of what the genuine callbacks compete with.")
+    quiet = attack.get("broker_before_start") or {}
+    if quiet.get("measured", True) and "waited_s" in quiet:
+        say("")
+        say(f"Before the first phase the bench waited {quiet['waited_s']} s for the broker to be quiet (under a "
+            f"tenth of a core; it was at {quiet.get('busy_percent')} % of one"
+            + ("" if quiet.get("quiet") else ", so it was **not** quiet: the figures carry what it was still doing")
+            + "): a broker still digesting what ran before would be counted against one phase and not the other.")
     say("")
     calm, under = attack.get("calm", {}), attack.get("attack", {})
     t = Table()

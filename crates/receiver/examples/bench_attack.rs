@@ -151,6 +151,22 @@ struct Window {
 
 /// Runs the load generator (genuine PaySys and Plutu callbacks) to its end
 /// and reads CPU over its measured window.
+/// Empties the callbacks queue before a phase: nobody consumes it here, and
+/// a queue grown by the phases before (a hundred thousand messages and
+/// more) costs the broker differently from one phase to the next, whatever
+/// the attack does.
+fn empty_callbacks(args: &Args, prefix: &str) {
+    let queue = paysettle_queue::Topology::new(prefix, true).callbacks;
+    let purged = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(paysettle_testkit::amqp::purge_queue(&args.amqp_url, &queue));
+    if let Err(e) = purged {
+        eprintln!("bench_attack: emptying {queue}: {e}");
+    }
+}
+
 fn genuine(args: &Args, target: SocketAddr, rate: Option<f64>, watched: &[(&str, u32)]) -> Window {
     let mut cmd = Command::new(&args.loadgen);
     cmd.arg("callbacks")
@@ -384,6 +400,31 @@ fn attack(
     counted
 }
 
+/// Waits until the broker uses under a tenth of a core over a second, or
+/// `limit` has passed; says how long it waited and how busy it was last.
+fn wait_for_quiet_broker(limit: Duration) -> Value {
+    let Some(pid) = broker_pid() else {
+        return json!({"measured": false});
+    };
+    let started = Instant::now();
+    loop {
+        let (before, at) = (process_cpu(pid), Instant::now());
+        std::thread::sleep(Duration::from_secs(1));
+        let busy = match (before, process_cpu(pid)) {
+            (Some(a), Some(b)) => (b - a) / at.elapsed().as_secs_f64(),
+            _ => return json!({"measured": false}),
+        };
+        let waited = started.elapsed();
+        if busy < 0.1 || waited >= limit {
+            return json!({
+                "waited_s": waited.as_secs(),
+                "busy_percent": (busy * 1000.0).round() / 10.0,
+                "quiet": busy < 0.1,
+            });
+        }
+    }
+}
+
 fn main() {
     let args = args();
     let dir = tempfile::tempdir().unwrap();
@@ -415,11 +456,19 @@ fn main() {
     watched.push(("receiver", pid));
     watched.push(("attacker", std::process::id()));
 
+    // A broker still digesting what ran before (a deleted queue of a
+    // hundred thousand messages, say) would be counted against one phase
+    // and not the other: wait, a minute at most, until it is quiet.
+    let quiet = wait_for_quiet_broker(Duration::from_secs(60));
+
     // Warm-up, then the calm figures.
+    empty_callbacks(&args, &prefix);
     let _ = genuine(&args, addr, None, &watched);
+    empty_callbacks(&args, &prefix);
     let calm_max = genuine(&args, addr, None, &watched);
     let calm_rate = calm_max.report["ok_per_sec"].as_f64().unwrap_or(0.0);
     let half = (calm_rate / 2.0).max(1.0);
+    empty_callbacks(&args, &prefix);
     let calm_half = genuine(&args, addr, Some(half), &watched);
     let calm_rss = memory_mib(pid, "VmHWM:");
 
@@ -448,7 +497,9 @@ fn main() {
             (up, down)
         })
     };
+    empty_callbacks(&args, &prefix);
     let attack_max = genuine(&args, addr, None, &watched);
+    empty_callbacks(&args, &prefix);
     let attack_half = genuine(&args, addr, Some(half), &watched);
     stop.store(true, Ordering::Relaxed);
     let (ready_up, ready_down) = ready_probe.join().unwrap();
@@ -471,6 +522,7 @@ fn main() {
     let p99 = |w: &Window| w.report["latency_ms"]["p99"].as_f64();
     let report = json!({
         "seconds_per_phase": args.seconds,
+        "broker_before_start": quiet,
         "connections": args.connections,
         "attack_rates_per_sec": {"hints": args.hint_rate, "wrong_credentials": args.refused_rate, "reopened_per_holding_attack": args.reopen_rate},
         "calm": {

@@ -78,6 +78,19 @@ pub async fn delete_topology(url: &str, prefix: &str) -> Result<(), AmqpError> {
         .map_err(|_| AmqpError("the broker did not answer within 10 s".to_owned()))?
 }
 
+/// Empties the queue `queue` (its messages gone, the queue kept): between a
+/// benchmark's phases, so each starts from the same empty queue.
+pub async fn purge_queue(url: &str, queue: &str) -> Result<(), AmqpError> {
+    let work = async {
+        let mut conn = Connection::open(&Parsed::from_url(url)).await?;
+        conn.delete(Kind::Messages, queue).await?;
+        conn.close().await
+    };
+    tokio::time::timeout(Duration::from_secs(30), work)
+        .await
+        .map_err(|_| AmqpError("the broker did not answer within 30 s".to_owned()))?
+}
+
 struct Parsed {
     address: String,
     user: String,
@@ -138,6 +151,8 @@ fn percent_decode(text: &str) -> String {
 enum Kind {
     Queue,
     Exchange,
+    /// A queue's messages, the queue kept.
+    Messages,
 }
 
 const FRAME_METHOD: u8 = 1;
@@ -223,6 +238,8 @@ impl Connection {
         let (method, ok) = match kind {
             Kind::Queue => ((50, 40), (50, 41)),
             Kind::Exchange => ((40, 20), (40, 21)),
+            // queue.purge: the same arguments as queue.delete's.
+            Kind::Messages => ((50, 30), (50, 31)),
         };
         let args = Args::default().u16(0).short(name).u8(0);
         self.send(channel, method, args).await?;
