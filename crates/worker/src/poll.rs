@@ -102,10 +102,12 @@ impl Poller {
         // Refill when half the room is free, not after every finished check:
         // one schedule query per batch of checks.
         if room > 0 && self.in_flight.len() <= self.capacity() / 2 {
-            let now = self.settings.clock.now();
-            // The claims taken now end one lease from here: each check must
-            // be over by then (a single worker's checks are unclaimed).
+            // The claims taken now end one lease from here (read before the
+            // ledger's `now`, so never later): each check must be over by
+            // then. A single worker's checks are unclaimed; the bound holds
+            // all the same.
             let until = tokio::time::Instant::now() + self.settings.claim_lease;
+            let now = self.settings.clock.now();
             let want = room + self.in_flight.len();
             // On a shared ledger each due check is claimed, with a lease, so
             // two workers never ask a provider about one payment at once.

@@ -239,17 +239,12 @@ impl StatusClient {
             })
     }
 
-    /// When a check that begins now must be over, at the latest, when the
-    /// caller holds no claim of its own (reconcile, a single worker): one
-    /// claim's length from now.
-    pub fn until_for_unclaimed(&self) -> Instant {
-        Instant::now() + self.settings.claim_lease
-    }
-
-    /// Asks the provider about `payment`, within the provider's limits, in
-    /// one claim's time (see [`StatusClient::check_by`]).
+    /// Asks the provider about `payment`, within the provider's limits, for
+    /// a caller that holds no claim of its own (reconcile): over within one
+    /// claim's length from now (see [`StatusClient::check_by`]).
     pub async fn check(&self, payment: &PaymentRecord) -> CheckResult {
-        self.check_by(payment, self.until_for_unclaimed()).await
+        self.check_by(payment, Instant::now() + self.settings.claim_lease)
+            .await
     }
 
     /// Asks the provider about `payment`, within the provider's limits, and

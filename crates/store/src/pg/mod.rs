@@ -456,7 +456,7 @@ impl PgLedger {
         reference: Reference,
     ) -> Result<Option<PaymentRecord>, StoreError> {
         let client = self.client().await?;
-        rows::payment_by_reference(&client, provider, &account, &reference).await
+        rows::payment_by_reference(&client, provider, &account, &reference, false).await
     }
 
     /// One payment by the ledger's id.
@@ -475,7 +475,7 @@ impl PgLedger {
         let client = self.client().await?;
         match &key {
             PaymentKey::Reference(reference) => {
-                rows::payment_by_reference(&client, provider, &account, reference).await
+                rows::payment_by_reference(&client, provider, &account, reference, false).await
             }
             PaymentKey::ProviderTxnId(txn) => {
                 rows::payment_by_txn(&client, provider, &account, txn, false).await

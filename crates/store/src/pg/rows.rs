@@ -48,34 +48,18 @@ async fn one_payment<C: GenericClient>(
         .transpose()
 }
 
-/// One payment by its natural key, locked for the rest of the transaction:
-/// the decision about it is taken under this lock.
-pub(crate) async fn payment_for_update<C: GenericClient>(
-    client: &C,
-    provider: Provider,
-    account: &Account,
-    reference: &Reference,
-) -> Result<Option<PaymentRecord>, StoreError> {
-    let sql = format!(
-        "SELECT {PAYMENT_COLUMNS} FROM payments WHERE provider = $1 AND account = $2 AND reference = $3 FOR UPDATE"
-    );
-    one_payment(
-        client,
-        &sql,
-        &[&provider.as_str(), &account.as_str(), &reference.as_str()],
-    )
-    .await
-}
-
-/// One payment by its natural key.
+/// One payment by its natural key, locked for the rest of the transaction
+/// when `lock` (the decision about it is taken under this lock).
 pub(crate) async fn payment_by_reference<C: GenericClient>(
     client: &C,
     provider: Provider,
     account: &Account,
     reference: &Reference,
+    lock: bool,
 ) -> Result<Option<PaymentRecord>, StoreError> {
     let sql = format!(
-        "SELECT {PAYMENT_COLUMNS} FROM payments WHERE provider = $1 AND account = $2 AND reference = $3"
+        "SELECT {PAYMENT_COLUMNS} FROM payments WHERE provider = $1 AND account = $2 AND reference = $3{}",
+        if lock { " FOR UPDATE" } else { "" }
     );
     one_payment(
         client,

@@ -446,7 +446,8 @@ pub(crate) async fn register(
     rules: &Rules,
 ) -> Result<RegisterOutcome, StoreError> {
     let now = r.registered_at;
-    let existing = rows::payment_for_update(tx, r.provider, &r.account, &r.reference).await?;
+    let existing =
+        rows::payment_by_reference(tx, r.provider, &r.account, &r.reference, true).await?;
     let before = match &existing {
         Some(p) if p.registered => registered_money(tx, r).await?,
         _ => None,
@@ -551,7 +552,8 @@ pub(crate) async fn apply(
     let o = &prepared.request.observation;
     // The payment's lock first: the dedupe check below then sees whatever
     // another worker committed about this payment before us.
-    let existing = rows::payment_for_update(tx, o.provider, &o.account, &o.reference).await?;
+    let existing =
+        rows::payment_by_reference(tx, o.provider, &o.account, &o.reference, true).await?;
     let statement = tx
         .prepare_cached("SELECT payment_id FROM history WHERE provider = $1 AND dedupe_key = $2")
         .await?;
@@ -613,7 +615,7 @@ pub(crate) async fn resolve(
     now: Timestamp,
 ) -> Result<Resolved, StoreError> {
     let (provider, account, reference) = key;
-    let payment = rows::payment_for_update(tx, *provider, account, reference)
+    let payment = rows::payment_by_reference(tx, *provider, account, reference, true)
         .await?
         .ok_or_else(|| StoreError::NotFound {
             what: format!("{provider} payment {reference} (account {account})"),
@@ -685,7 +687,7 @@ pub(crate) async fn check_now(
 ) -> Result<CheckNow, StoreError> {
     let payment = match key {
         PaymentKey::Reference(reference) => {
-            rows::payment_for_update(tx, provider, account, reference).await?
+            rows::payment_by_reference(tx, provider, account, reference, true).await?
         }
         PaymentKey::ProviderTxnId(txn) => {
             rows::payment_by_txn(tx, provider, account, txn, true).await?

@@ -13,8 +13,8 @@ struct Replica {
     applier: Applier,
 }
 
-/// Two replicas on a database of the test's own; the simulator answers
-/// Portmanat in 300 ms, so two checks of one payment would overlap.
+/// Two replicas on a database of the test's own, sharing `queue` and
+/// `sim`, each taking one message a batch.
 async fn two_replicas(
     sim: &SimHandle,
     queue: &Queue,
